@@ -1,0 +1,44 @@
+# make test   build everything a fresh machine lacks, then run the tests
+# make demo   run the main job
+# make bench  run the benchmarks
+# Re-running is quick: each step is redone only when its inputs changed.
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+RHAI_SOURCES := $(shell find rhai-py/src rhai-py/python -name '*.rs' -o -name '*.py' -o -name '*.pyi') \
+                rhai-py/Cargo.toml rhai-py/Cargo.lock rhai-py/pyproject.toml
+
+.PHONY: install test demo bench clean
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/zeronode run scripts/examples/hello.rhai
+
+bench: install
+	$(PY) bench/rhai_eval.py
+
+install: $(VENV)/.installed
+
+$(VENV)/.system-packages: scripts/install-system-packages
+	@mkdir -p $(VENV)
+	scripts/install-system-packages
+	@touch $@
+
+$(PY):
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'maturin>=1.9,<2'
+
+# rhai-py: the Rust build, in release mode, installed editable into the venv.
+$(VENV)/.rhai-py: $(RHAI_SOURCES) | $(PY)
+	cd rhai-py && VIRTUAL_ENV=$(abspath $(VENV)) $(abspath $(VENV))/bin/maturin develop --release --quiet
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.rhai-py $(VENV)/.system-packages
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) rhai-py/target rhai-py/python/rhai/*.so

@@ -1,0 +1,3 @@
+"""The coordinator: forwards signed scripts to the target nodes and tracks them.
+
+Arrives with issue #7 (coordinator and deploy flow)."""

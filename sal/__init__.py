@@ -1,0 +1,3 @@
+"""System abstraction layers (hypervisor, storage, network), exposed to Rhai.
+
+Arrives with issue #5 (SALs)."""
