@@ -18,6 +18,7 @@ demo: install
 
 bench: install
 	$(PY) bench/rhai_eval.py
+	$(PY) bench/verify.py
 
 install: $(VENV)/.installed
 

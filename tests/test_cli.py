@@ -2,9 +2,6 @@
 
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,27 +10,22 @@ import rhai
 import zeronode
 
 ROOT = Path(__file__).resolve().parent.parent
-ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
 
 
-def zn(*args, **kwargs):
-    assert ZERONODE, "the zeronode console script is not installed in this environment"
-    return subprocess.run([ZERONODE, *args], capture_output=True, text=True, timeout=60, **kwargs)
-
-
-def test_help_lists_the_commands():
+def test_help_lists_the_commands(zn):
     result = zn("--help")
     assert result.returncode == 0
-    assert "version" in result.stdout and "run" in result.stdout
+    for command in ("version", "run", "keygen", "sign", "cosign", "verify"):
+        assert command in result.stdout
 
 
-def test_version():
+def test_version(zn):
     result = zn("version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"zeronode {zeronode.__version__} (rhai-py {rhai.__version__})"
 
 
-def test_run_hello_example_prints_output_and_result():
+def test_run_hello_example_prints_output_and_result(zn):
     result = zn("run", str(ROOT / "scripts/examples/hello.rhai"))
     assert result.returncode == 0, result.stderr
     assert "prepared 3 greetings" in result.stdout
@@ -42,7 +34,7 @@ def test_run_hello_example_prints_output_and_result():
     assert payload["greetings"] == ["hello from edge-1", "hello from edge-2", "hello from edge-3"]
 
 
-def test_run_passes_env(tmp_path):
+def test_run_passes_env(zn, tmp_path):
     script = tmp_path / "env.rhai"
     script.write_text("env.REGION + '-' + env.SIZE")
     result = zn("run", str(script), "--env", "REGION=eu", "--env", "SIZE=2")
@@ -60,7 +52,7 @@ def test_run_passes_env(tmp_path):
         ("let t = timestamp();\nwhile t.elapsed < 60 { }", r"error: bad\.rhai:2:\d+: script timed out"),
     ],
 )
-def test_script_errors_are_one_line(tmp_path, source, expected):
+def test_script_errors_are_one_line(zn, tmp_path, source, expected):
     script = tmp_path / "bad.rhai"
     script.write_text(source)
     result = zn("run", str(script), "--timeout", "0.3")
@@ -69,7 +61,7 @@ def test_script_errors_are_one_line(tmp_path, source, expected):
     assert "Traceback" not in result.stderr
 
 
-def test_missing_file_and_bad_env_are_one_line(tmp_path):
+def test_missing_file_and_bad_env_are_one_line(zn, tmp_path):
     missing = zn("run", str(tmp_path / "absent.rhai"))
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: cannot read")

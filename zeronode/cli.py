@@ -15,6 +15,9 @@ from rich.console import Console
 
 import rhai
 import zeronode
+from zeronode import keys
+from zeronode.envelope import Envelope, new_envelope, verify as verify_envelope
+from zeronode.errors import KeyFileError, VerificationError
 
 app = typer.Typer(
     name="zeronode",
@@ -23,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -70,6 +73,98 @@ def run(
     except rhai.RhaiError as exc:
         fail(str(exc))
     out.print_json(json.dumps(result, default=lambda b: b.hex() if isinstance(b, bytes) else repr(b)))
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {what} {path}: {exc}")
+
+
+def load_key(path: Path):
+    try:
+        return keys.load_private_key(path)
+    except KeyFileError as exc:
+        fail(str(exc))
+
+
+def emit(text: str, out_path: Path | None) -> None:
+    """Print `text`, or write it to `out_path`."""
+    if out_path is None:
+        print(text)
+        return
+    try:
+        out_path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out_path}: {exc.strerror}")
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the private key (mode 0600)")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing key file")] = False,
+) -> None:
+    """Create an Ed25519 key; print its public key."""
+    key = keys.generate()
+    try:
+        keys.save_private_key(key, out, force=force)
+    except (KeyFileError, OSError) as exc:
+        fail(str(exc))
+    print(keys.public_key_text(key))
+
+
+@app.command()
+def sign(
+    script: Annotated[Path, typer.Argument(help="Rhai script to sign")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file of the signer")],
+    target: Annotated[list[str], typer.Option("--target", help="Node id to run on (repeatable)")],
+    timeout: Annotated[int, typer.Option(help="Seconds the script may run")] = 60,
+    ttl: Annotated[int, typer.Option(help="Seconds the envelope stays valid")] = 3600,
+    retries: Annotated[int, typer.Option(help="Times a node may retry a failed run")] = 0,
+    env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE made visible to the script as env.KEY")] = [],  # noqa: B006
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the envelope here instead of stdout")] = None,
+) -> None:
+    """Sign a script for the target nodes; print the envelope as JSON."""
+    source = read_text(script, "script")
+    signing_key = load_key(key)
+    try:
+        envelope = new_envelope(
+            source, target, signing_key, timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env)
+        )
+    except VerificationError as exc:
+        fail(str(exc))
+    emit(envelope.to_json(indent=2), out_path)
+
+
+@app.command()
+def cosign(
+    envelope_path: Annotated[Path, typer.Argument(metavar="ENVELOPE", help="Signed envelope (JSON)")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file of the co-signer")],
+    out_path: Annotated[Path | None, typer.Option("--out", help="Write the envelope here instead of stdout")] = None,
+) -> None:
+    """Add a signature to an envelope (for multi-signature policies)."""
+    try:
+        envelope = Envelope.from_json(read_text(envelope_path, "envelope"))
+        cosigned = envelope.signed_by(load_key(key))
+    except (VerificationError, ValueError) as exc:
+        fail(str(exc))
+    emit(cosigned.to_json(indent=2), out_path)
+
+
+@app.command()
+def verify(
+    envelope_path: Annotated[Path, typer.Argument(metavar="ENVELOPE", help="Signed envelope (JSON)")],
+) -> None:
+    """Check an envelope's signatures and validity; exit 0 if valid, 1 if not."""
+    try:
+        verified = verify_envelope(read_text(envelope_path, "envelope"))
+    except VerificationError as exc:
+        fail(f"invalid ({exc.reason}): {exc}")
+    envelope = verified.envelope
+    print(f"valid: envelope {envelope.id} for {', '.join(envelope.targets)}")
+    for signer in sorted(verified.signers):
+        print(f"signed by {signer}{' (signer)' if signer == envelope.signer else ''}")
 
 
 if __name__ == "__main__":
