@@ -7,6 +7,7 @@ never as a traceback.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -165,6 +166,67 @@ def verify(
     print(f"valid: envelope {envelope.id} for {', '.join(envelope.targets)}")
     for signer in sorted(verified.signers):
         print(f"signed by {signer}{' (signer)' if signer == envelope.signer else ''}")
+
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Node settings file (TOML)")]
+
+
+def node_settings(config: Path | None, **overrides):
+    from zeronode.settings import NodeSettings, SettingsError
+
+    try:
+        return NodeSettings.load(config, **{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def supervisor(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run this node's supervisor: accepts signed jobs and queues them."""
+    import redis
+    import uvicorn
+
+    from supervisor.allowlist import Allowlist
+    from supervisor.app import create_app
+    from supervisor.service import Supervisor
+    from zeronode import logs
+    from zeronode.node import node_identity
+
+    settings = node_settings(config, host=host, port=port)
+    logs.setup()
+    try:
+        identity = node_identity(settings)
+    except (KeyFileError, OSError) as exc:
+        fail(f"cannot load the node key: {exc}")
+    connection = redis.Redis.from_url(settings.redis_url)
+    service = Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
+    logging.getLogger("zeronode.supervisor").info(
+        "supervisor starting", extra={"node": identity.node_id, "host": settings.host, "port": settings.port}
+    )
+    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def runner(
+    config: ConfigOption = None,
+    pool: Annotated[int, typer.Option(help="Number of runner processes", min=1)] = 1,
+    burst: Annotated[bool, typer.Option(help="Run one runner in this process until the queue is empty")] = False,
+) -> None:
+    """Run this node's runners: they execute queued jobs."""
+    from runner.pool import Pool, run_runner
+    from zeronode import logs
+
+    settings = node_settings(config)
+    logs.setup()
+    if burst:
+        count = run_runner(settings, burst=True)
+        out.print(f"ran {count} jobs", highlight=False)
+        return
+    Pool(settings, pool).run()
 
 
 if __name__ == "__main__":

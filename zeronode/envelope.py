@@ -28,6 +28,7 @@ from zeronode import keys
 from zeronode.errors import (
     BadSignature,
     Expired,
+    InvalidJSON,
     MalformedEnvelope,
     MalformedKey,
     NotYetValid,
@@ -153,7 +154,7 @@ def _refusal(error: ValidationError) -> VerificationError:
             return MalformedKey(f"{_path(loc)}: not an ed25519 public key in base64url: {problem['input']!r}")
     first = problems[0]
     if first["type"] == "json_invalid":
-        return MalformedEnvelope(f"not JSON: {first['msg']}")
+        return InvalidJSON(f"not JSON: {first['msg']}")
     where = _path(first["loc"])
     return MalformedEnvelope(f"{where}: {first['msg']}" if where else first["msg"])
 

@@ -25,6 +25,10 @@ class MalformedEnvelope(VerificationError):
     reason = "malformed"
 
 
+class InvalidJSON(MalformedEnvelope):
+    reason = "invalid_json"
+
+
 class UnsupportedVersion(VerificationError):
     reason = "unsupported_version"
 

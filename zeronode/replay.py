@@ -26,13 +26,19 @@ class ReplayGuard:
         # Key and nonce are base64url: no separator can be forged into them.
         return f"{self.prefix}:{envelope.signer}:{envelope.nonce}"
 
+    def ttl(self, envelope: Envelope, now: float | None = None) -> int:
+        """How long to remember an envelope: as long as a verifier could still accept it."""
+        now = time.time() if now is None else now
+        return max(1, math.ceil(envelope.expires_at + self.options.skew - now))
+
     def claim(self, envelope: Envelope, *, now: float | None = None) -> None:
         """Accept `envelope` once; raise Replayed if its (signer, nonce) was seen before.
 
         Call it after verification: an unverified envelope must not use up a nonce.
         """
-        now = time.time() if now is None else now
-        # Remember it as long as a verifier could still accept it (expiry plus skew).
-        ttl = max(1, math.ceil(envelope.expires_at + self.options.skew - now))
-        if not self.client.set(self.key(envelope), envelope.id, nx=True, ex=ttl):
+        if not self.client.set(self.key(envelope), envelope.id, nx=True, ex=self.ttl(envelope, now)):
             raise Replayed(f"nonce {envelope.nonce} of signer {envelope.signer} was already used")
+
+    def claim_in(self, pipeline: redis.client.Pipeline, envelope: Envelope, *, now: float | None = None) -> None:
+        """Queue a claim in `pipeline`; its reply is None when claimed now, else the id that claimed it first."""
+        pipeline.set(self.key(envelope), envelope.id, nx=True, ex=self.ttl(envelope, now), get=True)

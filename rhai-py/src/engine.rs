@@ -128,6 +128,7 @@ impl Engine {
         engine.on_progress(run_context::on_progress);
         engine.on_print(run_context::on_print);
         engine.on_debug(run_context::on_debug);
+        run_context::register_sleep(&mut engine);
         callback::register_exception_type(&mut engine);
 
         Ok(Engine { engine: RwLock::new(engine), limits, timeout: timeout_from_seconds(timeout)?, on_print, on_debug })

@@ -11,11 +11,11 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use rhai::{Dynamic, Position};
+use rhai::{Dynamic, EvalAltResult, Position, FLOAT, INT};
 
 /// Why the progress hook stopped a script; carried by `ErrorTerminated`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,12 +108,9 @@ impl Drop for Entered {
 const CHECK_EVERY: u64 = 256;
 const SIGNAL_CHECK_EVERY: u64 = 1 << 16;
 
-/// Rhai's progress hook: returning `Some` terminates the script.
-pub fn on_progress(operations: u64) -> Option<Dynamic> {
-    if operations % CHECK_EVERY != 1 {
-        return None;
-    }
-    let stop = STACK.with(|stack| {
+/// Whether the running script must stop now, and why.
+fn should_stop() -> Option<Stop> {
+    STACK.with(|stack| {
         let stack = stack.borrow();
         let context = stack.last()?;
         if context.pending.is_some() {
@@ -126,14 +123,58 @@ pub fn on_progress(operations: u64) -> Option<Dynamic> {
             return Some(Stop::Timeout);
         }
         None
-    });
-    if stop.is_none() && operations % SIGNAL_CHECK_EVERY == 1 && on_main_thread() {
-        if let Err(err) = Python::attach(|py| py.check_signals()) {
+    })
+}
+
+/// Ctrl-C on the main thread: the KeyboardInterrupt waits as the pending error.
+fn interrupted() -> bool {
+    if !on_main_thread() {
+        return false;
+    }
+    match Python::attach(|py| py.check_signals()) {
+        Ok(()) => false,
+        Err(err) => {
             set_pending(err);
-            return Some(Dynamic::from(Stop::PythonError));
+            true
         }
     }
+}
+
+/// Rhai's progress hook: returning `Some` terminates the script.
+pub fn on_progress(operations: u64) -> Option<Dynamic> {
+    if operations % CHECK_EVERY != 1 {
+        return None;
+    }
+    let stop = should_stop();
+    if stop.is_none() && operations % SIGNAL_CHECK_EVERY == 1 && interrupted() {
+        return Some(Dynamic::from(Stop::PythonError));
+    }
     stop.map(Dynamic::from)
+}
+
+const SLEEP_SLICE: Duration = Duration::from_millis(10);
+// A century: long enough to mean "forever", short enough not to overflow an Instant.
+const LONGEST_SLEEP: f64 = 100.0 * 365.0 * 86400.0;
+
+/// Rhai's built-in `sleep(seconds)` blocks its thread with no checks, so a
+/// script could outlive its timeout or ignore a cancel. This one sleeps in
+/// slices and stops the script when its deadline passes or it is cancelled.
+pub fn sleep(seconds: f64) -> Result<(), Box<EvalAltResult>> {
+    let seconds = if seconds.is_nan() { 0.0 } else { seconds.clamp(0.0, LONGEST_SLEEP) };
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut slices: u32 = 0;
+    loop {
+        let stop = should_stop().or_else(|| (slices % 10 == 9 && interrupted()).then_some(Stop::PythonError));
+        if let Some(stop) = stop {
+            return Err(EvalAltResult::ErrorTerminated(Dynamic::from(stop), Position::NONE).into());
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(SLEEP_SLICE));
+        slices = slices.wrapping_add(1);
+    }
 }
 
 fn on_main_thread() -> bool {
@@ -198,4 +239,11 @@ fn log_output(py: Python<'_>, text: &str, stream: Stream) -> PyResult<()> {
         Stream::Debug => "debug",
     };
     logger.bind(py).call_method1(method, (text,)).map(drop)
+}
+
+/// Put the interruptible `sleep` in place of Rhai's own (same name, same meaning: seconds).
+pub fn register_sleep(engine: &mut rhai::Engine) {
+    engine
+        .register_fn("sleep", |seconds: INT| sleep(seconds as f64))
+        .register_fn("sleep", |seconds: FLOAT| sleep(seconds));
 }

@@ -111,6 +111,6 @@ def test_verify_of_garbage_is_one_line(zn, tmp_path):
     junk.write_text("not json at all")
     result = zn("verify", junk)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: invalid (malformed): not JSON")
+    assert result.stderr.startswith("error: invalid (invalid_json): not JSON")
     missing = zn("verify", tmp_path / "absent.json")
     assert missing.returncode == 1 and missing.stderr.startswith("error: cannot read envelope")

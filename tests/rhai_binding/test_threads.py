@@ -106,3 +106,26 @@ def test_ctrl_c_interrupts_a_long_script_on_the_main_thread():
     with pytest.raises(KeyboardInterrupt):
         engine.eval("loop { }", timeout=20)
     assert time.monotonic() - started < 10
+
+
+def test_sleep_honours_the_timeout():
+    # Rhai's own sleep() would block for the full 30 s regardless of the timeout.
+    started = time.monotonic()
+    with pytest.raises(rhai.Timeout):
+        rhai.Engine().eval("sleep(30)", timeout=0.2)
+    assert time.monotonic() - started < 5
+
+
+def test_sleep_honours_a_cancel():
+    token = rhai.CancelToken()
+    threading.Timer(0.1, token.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(rhai.Cancelled):
+        rhai.Engine().eval("sleep(1e300)", cancel=token)
+    assert time.monotonic() - started < 5
+
+
+def test_sleep_still_sleeps():
+    started = time.monotonic()
+    assert rhai.Engine().eval("sleep(0.05); sleep(0); sleep(-1); 7") == 7
+    assert time.monotonic() - started >= 0.05

@@ -1,0 +1,220 @@
+"""From signed script to executed job, against raw rq, in one run on one machine.
+
+    .venv/bin/python bench/pipeline.py [--jobs 2000]
+
+Baseline (a): raw rq. N no-op Python jobs carrying the same payload size,
+enqueued one at a time with `Queue.enqueue`, then drained by rq's SimpleWorker.
+zeronode (b): N signed trivial scripts (`40 + 2`) accepted by the supervisor's
+enqueue path (in this process: one at a time and in batches of 100; and over
+HTTP to a uvicorn server), then drained by one runner, which verifies each
+envelope again and evaluates it in Rhai. Latency from submit to start (p50/p99)
+is measured with the worker running while jobs arrive. Aims: runner ≥ 4× the
+SimpleWorker's throughput, supervisor ≥ 3× rq's one-at-a-time enqueue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import nacl.signing
+import redis
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from rq import SimpleWorker
+from rq.job import Job
+
+sys.path.insert(0, str(Path(__file__).parent))  # rq_noop, the baseline's job function
+
+from runner.executor import Executor  # noqa: E402
+from runner.worker import Runner  # noqa: E402
+from supervisor.allowlist import Allowlist  # noqa: E402
+from supervisor.app import create_app  # noqa: E402
+from supervisor.service import Supervisor  # noqa: E402
+from zeronode import keys  # noqa: E402
+from zeronode.envelope import new_envelope  # noqa: E402
+from zeronode.jobs import open_queue  # noqa: E402
+from zeronode.node import node_identity  # noqa: E402
+from zeronode.settings import NodeSettings  # noqa: E402
+
+console = Console()
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen, Path]:
+    sock = directory / "redis.sock"
+    process = subprocess.Popen(
+        [shutil.which("redis-server"), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            redis.Redis(unix_socket_path=str(sock)).ping()
+            return process, sock
+        except (redis.ConnectionError, FileNotFoundError):
+            time.sleep(0.02)
+    raise RuntimeError("redis-server did not start")
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def latencies(connection: redis.Redis, ids: list[str], serializer) -> tuple[float, float]:
+    jobs = [job for job in Job.fetch_many(ids, connection, serializer=serializer) if job and job.started_at]
+    waits = sorted((job.started_at - job.enqueued_at).total_seconds() * 1000 for job in jobs)
+    return statistics.median(waits), waits[int(len(waits) * 0.99) - 1]
+
+
+def rq_worker_process(sock: str, jobs: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    connection = redis.Redis(unix_socket_path=sock)
+    queue = open_queue(connection, "baseline")
+    SimpleWorker([queue], connection=connection, serializer=queue.serializer).work(max_jobs=jobs, logging_level="ERROR")
+
+
+def runner_process(settings_data: dict) -> None:
+    from runner.pool import run_runner
+
+    run_runner(NodeSettings.model_validate(settings_data))
+
+
+def in_process(target, *args) -> multiprocessing.process.BaseProcess:
+    """The worker in a process of its own, as in production (and for its signal handlers)."""
+    process = multiprocessing.get_context("spawn").Process(target=target, args=args, daemon=True)
+    process.start()
+    time.sleep(1.5)  # let it import and start listening before jobs arrive
+    return process
+
+
+def serve(app) -> tuple[uvicorn.Server, str]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, "http://%s:%d" % listener.getsockname()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    n = parser.parse_args().jobs
+    workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-"))
+    redis_process, sock = start_redis(workdir)
+    connection = redis.Redis(unix_socket_path=str(sock))
+    results: dict[str, float] = {}
+    try:
+        settings = NodeSettings(state_dir=workdir / "state", redis_url=f"unix://{sock}", queue="bench")
+        identity = node_identity(settings)
+        client = nacl.signing.SigningKey.generate()
+        settings.authorized_keys_path.write_text(keys.public_key_text(client) + "\n")
+        envelopes = lambda count: [new_envelope("40 + 2", [identity.node_id], client) for _ in range(count)]  # noqa: E731
+        payload = envelopes(1)[0].to_json()
+
+        def new_runner():
+            queue = open_queue(connection, settings.queue)
+            return Runner(settings, Executor(identity.node_id, settings.limits, settings.verify), queue)
+
+        def new_supervisor():
+            return Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
+
+        with console.status("raw rq: enqueue one at a time, drain with SimpleWorker…"):
+            connection.flushall()
+            queue = open_queue(connection, "baseline")
+            started = time.perf_counter()
+            for _ in range(n):
+                queue.enqueue("rq_noop.noop", payload)
+            results["rq enqueue, one at a time"] = rate(n, time.perf_counter() - started)
+            started = time.perf_counter()
+            SimpleWorker([queue], connection=connection, serializer=queue.serializer).work(burst=True, logging_level="ERROR")
+            results["rq SimpleWorker drain"] = rate(n, time.perf_counter() - started)
+            connection.flushall()
+            ids = []
+            worker = in_process(rq_worker_process, str(sock), n // 4)
+            for _ in range(n // 4):
+                ids.append(queue.enqueue("rq_noop.noop", payload).id)
+                time.sleep(0.002)
+            worker.join(120)
+            rq_latency = latencies(connection, ids, queue.serializer)
+
+        with console.status("zeronode: supervisor accept, runner drain…"):
+            connection.flushall()
+            supervisor = new_supervisor()
+            batch = [e.to_json() for e in envelopes(n)]
+            started = time.perf_counter()
+            for raw in batch:
+                supervisor.submit(raw)
+            results["supervisor accept, one at a time"] = rate(n, time.perf_counter() - started)
+            started = time.perf_counter()
+            results["runner drain (verify + Rhai)"] = rate(new_runner().work(burst=True), time.perf_counter() - started)
+
+            connection.flushall()
+            batch = [e.to_json() for e in envelopes(n)]
+            started = time.perf_counter()
+            for i in range(0, n, 100):
+                supervisor.submit_many(batch[i : i + 100])
+            results["supervisor accept, batches of 100"] = rate(n, time.perf_counter() - started)
+
+            connection.flushall()
+            server, url = serve(create_app(new_supervisor()))
+            http_count = max(200, n // 4)
+            batch = [e.to_json() for e in envelopes(http_count)]
+            with httpx.Client(base_url=url) as http:
+                started = time.perf_counter()
+                for raw in batch:
+                    assert http.post("/v1/jobs", content=raw).status_code == 202
+                results["supervisor over HTTP, one request each"] = rate(http_count, time.perf_counter() - started)
+            server.should_exit = True
+
+            connection.flushall()
+            worker = in_process(runner_process, settings.model_dump(mode="json"))
+            ids = []
+            for raw in [e.to_json() for e in envelopes(n // 4)]:
+                ids.append(supervisor.submit(raw).job_id)
+                time.sleep(0.002)
+            deadline = time.monotonic() + 120
+            while supervisor.queue.finished_job_registry.get_job_count() < len(ids) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            worker.terminate()
+            worker.join(10)
+            zn_latency = latencies(connection, ids, supervisor.queue.serializer)
+    finally:
+        redis_process.terminate()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    table = Table(title=f"{n} jobs, one process each side, {os.cpu_count()} cores")
+    table.add_column("path")
+    table.add_column("jobs/s", justify="right")
+    for name, per_second in results.items():
+        table.add_row(name, f"{per_second:,.0f}")
+    console.print(table)
+    drain = results["runner drain (verify + Rhai)"] / results["rq SimpleWorker drain"]
+    accept = results["supervisor accept, one at a time"] / results["rq enqueue, one at a time"]
+    accept_batched = results["supervisor accept, batches of 100"] / results["rq enqueue, one at a time"]
+    http = results["supervisor over HTTP, one request each"] / results["rq enqueue, one at a time"]
+    console.print(f"runner vs rq SimpleWorker: {drain:.2f}× (aim ≥ 4×)")
+    console.print(
+        f"supervisor vs rq enqueue: {accept:.2f}× one at a time, {accept_batched:.2f}× in batches of 100 (aim ≥ 3×), "
+        f"{http:.2f}× over HTTP"
+    )
+    console.print(
+        f"submit → start latency: rq p50 {rq_latency[0]:.1f} ms p99 {rq_latency[1]:.1f} ms; "
+        f"zeronode p50 {zn_latency[0]:.1f} ms p99 {zn_latency[1]:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Runs one job's script: verify the envelope again, then evaluate it in Rhai with the SALs.
+
+A runner never trusts the queue. The payload is the signed envelope, and it is
+verified here (signature, expiry, target) before the script is even compiled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import rhai
+
+from sal import registry as sal
+from zeronode.envelope import Envelope, VerifyOptions, verify
+from zeronode.errors import VerificationError
+from zeronode.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, ScriptError, Status, json_value
+from zeronode.settings import ScriptLimits
+
+AST_CACHE_SIZE = 256
+
+
+class OutputCapture:
+    """A script's print/debug lines, bounded so a chatty script cannot fill Redis."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, line: str) -> None:
+        if len(self.lines) >= OUTPUT_MAX_LINES or self.size + len(line) > OUTPUT_MAX_BYTES:
+            self.truncated = True
+            return
+        self.lines.append(line)
+        self.size += len(line)
+
+    def debug(self, line: str, position: int | None) -> None:
+        self.add(f"[debug line {position}] {line}" if position else f"[debug] {line}")
+
+
+class Executor:
+    """One per worker: one Rhai engine with every SAL registered, and a cache of compiled scripts."""
+
+    def __init__(self, node_id: str, limits: ScriptLimits, verify_options: VerifyOptions):
+        self.node_id = node_id
+        self.verify_options = verify_options
+        self.engine = rhai.Engine(**limits.engine_kwargs())
+        sal.register_all(self.engine)
+        self._asts: OrderedDict[str, rhai.AST] = OrderedDict()
+
+    def compile(self, script: str) -> rhai.AST:
+        ast = self._asts.get(script)
+        if ast is None:
+            ast = self._asts[script] = self.engine.compile(script, name="script")
+            if len(self._asts) > AST_CACHE_SIZE:
+                self._asts.popitem(last=False)
+        else:
+            self._asts.move_to_end(script)
+        return ast
+
+    def run(
+        self,
+        payload: str | bytes,
+        *,
+        cancelled: threading.Event | None = None,
+        cancel_token: rhai.CancelToken | None = None,
+        attempt: int = 1,
+    ) -> Outcome:
+        started = time.monotonic()
+        output = OutputCapture()
+
+        def finish(status: Status, value: Any = None, error: ScriptError | None = None) -> Outcome:
+            return Outcome(
+                status=status,
+                value=json_value(value),
+                output=output.lines,
+                output_truncated=output.truncated,
+                error=error,
+                duration=round(time.monotonic() - started, 6),
+                attempt=attempt,
+            )
+
+        try:
+            envelope = verify(payload, options=self.verify_options).envelope
+        except VerificationError as exc:
+            # The queue is not trusted: a payload altered in Redis never runs.
+            return finish(Status.FAILED, error=ScriptError(type="SignatureInvalid", message=f"signature invalid: {exc}"))
+        if self.node_id not in envelope.targets:
+            return finish(Status.FAILED, error=ScriptError(type="WrongNode", message=f"job is not for node {self.node_id}"))
+
+        context = sal.JobContext(
+            job_id=envelope.id,
+            signer=envelope.signer,
+            node_id=self.node_id,
+            deadline=started + envelope.timeout,
+            cancelled=cancelled or threading.Event(),
+        )
+        try:
+            ast = self.compile(envelope.script)
+            with sal.running(context):
+                value = self.engine.eval(
+                    ast,
+                    self.scope(envelope),
+                    timeout=envelope.timeout,
+                    cancel=cancel_token,
+                    on_print=output.add,
+                    on_debug=output.debug,
+                )
+        except rhai.Timeout as exc:
+            return finish(Status.TIMED_OUT, error=script_error(exc, "Timeout"))
+        except rhai.Cancelled as exc:
+            return finish(Status.CANCELED, error=script_error(exc, "Cancelled"))
+        except rhai.RhaiError as exc:
+            return finish(Status.FAILED, error=script_error(exc))
+        return finish(Status.FINISHED, value)
+
+    def scope(self, envelope: Envelope) -> dict[str, Any]:
+        return {
+            "env": dict(envelope.env),
+            "job": {"id": envelope.id, "signer": envelope.signer, "node": self.node_id},
+        }
+
+
+def script_error(exc: rhai.RhaiError, kind: str | None = None) -> ScriptError:
+    cause = exc.__cause__
+    error_type = kind or (type(cause).__name__ if cause is not None else type(exc).__name__)
+    return ScriptError(type=error_type, message=str(exc), line=exc.line, column=exc.column)
+
+
+def run_envelope(payload: str) -> Any:
+    """What rq records as the job's function, so a plain `rq worker` could run a job too.
+
+    zeronode's runners do not call it: they run the same Executor with cancellation
+    and bounded output. It takes the node's settings from the environment.
+    """
+    from zeronode.node import node_identity
+    from zeronode.settings import NodeSettings
+
+    settings = NodeSettings.load()
+    outcome = Executor(node_identity(settings).node_id, settings.limits, settings.verify).run(payload)
+    if outcome.status != Status.FINISHED:
+        raise RuntimeError(outcome.error.message if outcome.error else outcome.status)
+    return outcome.value

@@ -1,0 +1,82 @@
+"""Who may submit jobs to this node: the authorized_keys file.
+
+One signer a line, with optional roles; `#` starts a comment:
+
+    # zeronode authorized keys
+    A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg              # alice: deployer (the default role)
+    Kay64UG8yvCyLhqU000LxzYeUm0L_hLIl5S8kyKWbdc admin        # bob may also cancel others' jobs
+
+The file is read again whenever it changes, so keys can be added without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from zeronode import keys
+from zeronode.errors import MalformedKey, ZeronodeError
+
+log = logging.getLogger("zeronode.supervisor")
+
+ROLES = frozenset({"deployer", "admin"})
+
+
+class AllowlistError(ZeronodeError):
+    """The authorized_keys file cannot be read or has a bad line."""
+
+
+def parse(text: str, source: str = "authorized_keys") -> dict[str, frozenset[str]]:
+    entries: dict[str, frozenset[str]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        key, roles = words[0], frozenset(words[1:]) or frozenset({"deployer"})
+        try:
+            keys.parse_public_key(key)
+        except MalformedKey as exc:
+            raise AllowlistError(f"{source}:{number}: {exc}") from None
+        if unknown := roles - ROLES:
+            raise AllowlistError(f"{source}:{number}: unknown role {sorted(unknown)[0]!r} (roles: {', '.join(sorted(ROLES))})")
+        entries[key] = roles
+    return entries
+
+
+class Allowlist:
+    """The roles of each authorised signer, from a file that may change while we run."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._entries: dict[str, frozenset[str]] = {}
+
+    def roles(self, signer: str) -> frozenset[str]:
+        """The signer's roles; empty when it is not authorised here."""
+        self._refresh()
+        return self._entries.get(signer, frozenset())
+
+    def _refresh(self) -> None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stamp = None
+        else:
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return
+        with self._lock:
+            if stamp is None:
+                entries: dict[str, frozenset[str]] = {}
+            else:
+                try:
+                    entries = parse(self.path.read_text(encoding="utf-8"), str(self.path))
+                except (OSError, UnicodeDecodeError, AllowlistError) as exc:
+                    # Keep the last good list rather than locking everyone out (or in).
+                    log.error("authorized keys not reloaded", extra={"error": str(exc)})
+                    return
+            self._entries, self._stamp = entries, stamp
+            log.info("authorized keys loaded", extra={"path": str(self.path), "signers": len(entries)})

@@ -1,0 +1,283 @@
+"""The supervisor's decisions, apart from HTTP: from signed envelopes to queued jobs.
+
+For each envelope, in this order: verify it (signature, window, size), check
+that it targets this node and that its signer may deploy here, compile the
+script, then claim its nonce and its id and enqueue it. A batch of envelopes
+shares its Redis round trips: all claims in one pipeline, all jobs in another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import rhai
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from rq import Retry
+from rq.job import Job, JobStatus
+
+from supervisor.allowlist import Allowlist
+from zeronode.envelope import Envelope, verify
+from zeronode.errors import VerificationError, ZeronodeError
+from zeronode.jobs import RUN_FUNCTION, JobView, Status, cancel_key, open_queue, view
+from zeronode.node import NodeIdentity
+from zeronode.replay import ReplayGuard
+from zeronode.settings import NodeSettings
+
+log = logging.getLogger("zeronode.supervisor")
+
+# HTTP status for each verification failure.
+REFUSAL_STATUS = {
+    "invalid_json": 400,
+    "malformed": 422,
+    "unsupported_version": 422,
+    "unknown_algorithm": 422,
+    "malformed_key": 422,
+    "too_large": 413,
+    "bad_signature": 401,
+    "expired": 401,
+    "not_yet_valid": 401,
+}
+COMPILED_CACHE_SIZE = 1024
+MAX_BACKOFF = 60
+
+
+class Rejected(ZeronodeError):
+    """An envelope or request the supervisor refuses: an HTTP status, a reason code, a message."""
+
+    def __init__(self, status: int, reason: str, message: str, **detail: Any):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        return {"reason": self.reason, "message": str(self), **self.detail}
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job_id: str
+    status: Status
+    duplicate: bool = False
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.accepted = Counter("zeronode_jobs_accepted", "Jobs accepted", registry=self.registry)
+        self.rejected = Counter("zeronode_jobs_rejected", "Envelopes refused", ["reason"], registry=self.registry)
+        self.verify_seconds = Histogram(
+            "zeronode_verify_seconds",
+            "Time to verify, authorise and compile one envelope",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+            registry=self.registry,
+        )
+
+
+def backoff(retries: int) -> list[int]:
+    """Seconds to wait before each retry: 1, 2, 4, ... capped at a minute."""
+    return [min(MAX_BACKOFF, 2**attempt) for attempt in range(retries)]
+
+
+class Supervisor:
+    def __init__(self, settings: NodeSettings, connection: redis.Redis, identity: NodeIdentity, allowlist: Allowlist):
+        self.settings = settings
+        self.connection = connection
+        self.node_id = identity.node_id
+        self.allowlist = allowlist
+        self.queue = open_queue(connection, settings.queue)
+        self.guard = ReplayGuard(connection, prefix=f"zeronode:{settings.queue}:replay", options=settings.verify)
+        self.engine = rhai.Engine(**settings.limits.engine_kwargs())  # to compile, never to run
+        self._compiled: OrderedDict[str, None] = OrderedDict()
+        self.metrics = Metrics()
+
+    # -- accepting -------------------------------------------------------
+
+    def submit(self, raw: bytes | str) -> Accepted:
+        """Accept one envelope, or raise Rejected."""
+        outcome = self.submit_many([raw])[0]
+        if isinstance(outcome, Rejected):
+            raise outcome
+        return outcome
+
+    def submit_many(self, raws: list[bytes | str]) -> list[Accepted | Rejected]:
+        """Accept several envelopes with shared Redis round trips; one answer each, in order."""
+        answers: list[Accepted | Rejected | None] = [None] * len(raws)
+        checked: list[tuple[int, Envelope]] = []
+        for index, raw in enumerate(raws):
+            try:
+                checked.append((index, self.check(raw)))
+            except Rejected as rejection:
+                answers[index] = rejection
+        if checked:
+            try:
+                self._claim_and_enqueue(checked, answers)
+            except redis.RedisError as exc:
+                log.error("redis unavailable", extra={"error": str(exc)})
+                for index, _ in checked:
+                    answers[index] = Rejected(503, "unavailable", "the node's queue is unavailable; try again")
+        for answer in answers:
+            if isinstance(answer, Rejected):
+                self.metrics.rejected.labels(answer.reason).inc()
+            elif answer is not None and not answer.duplicate:
+                self.metrics.accepted.inc()
+        return answers  # type: ignore[return-value]
+
+    def check(self, raw: bytes | str) -> Envelope:
+        """Everything that needs no Redis: verify, target, authorise, compile."""
+        started = time.perf_counter()
+        try:
+            envelope = verify(raw, options=self.settings.verify).envelope
+        except VerificationError as exc:
+            raise Rejected(REFUSAL_STATUS.get(exc.reason, 400), exc.reason, str(exc)) from None
+        if self.node_id not in envelope.targets:
+            raise Rejected(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
+        if not self.allowlist.roles(envelope.signer) & {"deployer", "admin"}:
+            raise Rejected(403, "not_authorized", f"signer {envelope.signer} may not deploy on this node")
+        self.compile(envelope.script)
+        self.metrics.verify_seconds.observe(time.perf_counter() - started)
+        return envelope
+
+    def compile(self, script: str) -> None:
+        if script in self._compiled:
+            self._compiled.move_to_end(script)
+            return
+        try:
+            self.engine.compile(script, name="script")
+        except rhai.RhaiError as exc:
+            raise Rejected(
+                422, "compile_error", str(exc), line=exc.line, column=exc.column, error=exc.message
+            ) from None
+        self._compiled[script] = None
+        if len(self._compiled) > COMPILED_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+
+    def _id_key(self, job_id: str) -> str:
+        return f"zeronode:{self.queue.name}:owner:{job_id}"
+
+    def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list) -> None:
+        now = time.time()
+        # Round trip 1: claim each envelope's id (who owns this job id?) and nonce (seen before?).
+        with self.connection.pipeline(transaction=False) as pipe:
+            for _, envelope in checked:
+                owner = f"{envelope.signer}:{envelope.nonce}"
+                # The id stays claimed as long as its job's record may exist.
+                pipe.set(self._id_key(envelope.id), owner, nx=True, ex=self.guard.ttl(envelope, now) + self.settings.result_ttl, get=True)
+                self.guard.claim_in(pipe, envelope, now=now)
+            replies = pipe.execute()
+
+        new: list[tuple[int, Envelope]] = []
+        release: list[str] = []
+        for position, (index, envelope) in enumerate(checked):
+            id_owner, nonce_owner = replies[2 * position], replies[2 * position + 1]
+            mine = f"{envelope.signer}:{envelope.nonce}".encode()
+            if id_owner == mine:
+                answers[index] = Accepted(envelope.id, Status.QUEUED, duplicate=True)  # the same envelope again
+            elif id_owner is not None:
+                answers[index] = Rejected(409, "id_in_use", f"job id {envelope.id} belongs to another envelope")
+            elif nonce_owner is not None:
+                release.append(self._id_key(envelope.id))  # keep the id free for its rightful envelope
+                answers[index] = Rejected(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
+            else:
+                new.append((index, envelope))
+
+        # Round trip 2: enqueue the new jobs (and free ids claimed by replays).
+        with self.connection.pipeline() as pipe:
+            if release:
+                pipe.delete(*release)
+            self.queue.enqueue_many([self._job_data(envelope) for _, envelope in new], pipeline=pipe)
+            pipe.execute()
+        for index, envelope in new:
+            answers[index] = Accepted(envelope.id, Status.QUEUED)
+            log.info("job accepted", extra={"job": envelope.id, "signer": envelope.signer})
+
+        duplicates = [(index, answer.job_id) for index, answer in enumerate(answers) if isinstance(answer, Accepted) and answer.duplicate]
+        if duplicates:
+            jobs = Job.fetch_many([job_id for _, job_id in duplicates], self.connection, serializer=self.queue.serializer)
+            for (index, job_id), job in zip(duplicates, jobs):
+                status = view(job).status if job is not None else Status.QUEUED
+                answers[index] = Accepted(job_id, status, duplicate=True)
+
+    def _job_data(self, envelope: Envelope):
+        return self.queue.prepare_data(
+            RUN_FUNCTION,
+            args=[envelope.model_dump_json()],
+            job_id=envelope.id,
+            # rq's own time limit is a backstop; the runner enforces the script's timeout in Rhai.
+            timeout=envelope.timeout + 60,
+            result_ttl=self.settings.result_ttl,
+            failure_ttl=self.settings.result_ttl,
+            retry=Retry(max=envelope.retries, interval=backoff(envelope.retries)) if envelope.retries else None,
+            meta={"node": self.node_id, "signer": envelope.signer, "retries": envelope.retries, "attempts": 0},
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    def job(self, job_id: str) -> JobView:
+        job = self._fetch(job_id)
+        return view(job)
+
+    def jobs(self, status: Status | None = None, limit: int = 100) -> list[JobView]:
+        ids = self._job_ids(status, limit)
+        jobs = Job.fetch_many(ids, self.connection, serializer=self.queue.serializer)
+        views = [view(job) for job in jobs if job is not None]
+        if status is not None:
+            views = [v for v in views if v.status == status]  # failed and timed_out share a registry
+        return views
+
+    def _job_ids(self, status: Status | None, limit: int) -> list[str]:
+        registries = {
+            Status.QUEUED: lambda: self.queue.get_job_ids(0, limit - 1) + self.queue.scheduled_job_registry.get_job_ids(0, limit - 1),
+            Status.STARTED: lambda: self.queue.started_job_registry.get_job_ids(0, limit - 1, cleanup=False),
+            Status.FINISHED: lambda: self.queue.finished_job_registry.get_job_ids(0, limit - 1, desc=True),
+            Status.FAILED: lambda: self.queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True),
+            Status.TIMED_OUT: lambda: self.queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True),
+            Status.CANCELED: lambda: self.queue.canceled_job_registry.get_job_ids(0, limit - 1, desc=True),
+        }
+        if status is not None:
+            return list(dict.fromkeys(registries[status]()))[:limit]
+        ids: list[str] = []
+        for source in (Status.STARTED, Status.QUEUED, Status.FINISHED, Status.FAILED, Status.CANCELED):
+            ids.extend(registries[source]())
+        return list(dict.fromkeys(ids))[:limit]
+
+    def _fetch(self, job_id: str) -> Job:
+        job = Job.fetch_many([job_id], self.connection, serializer=self.queue.serializer)[0]
+        if job is None:
+            raise Rejected(404, "not_found", f"no job {job_id} on this node")
+        return job
+
+    # -- cancelling ------------------------------------------------------
+
+    def cancel(self, job_id: str, requester: str) -> JobView:
+        """Stop a queued or running job, at the request of its signer or an admin."""
+        job = self._fetch(job_id)
+        if requester != job.meta.get("signer") and "admin" not in self.allowlist.roles(requester):
+            raise Rejected(403, "not_authorized", "only the job's signer or an admin may cancel it")
+        status = view(job).status
+        if status in (Status.FINISHED, Status.FAILED, Status.TIMED_OUT, Status.CANCELED):
+            raise Rejected(409, "already_ended", f"job {job_id} has already ended ({status})")
+        # The flag reaches a running script through its runner; rq's cancel takes it off the queue.
+        self.connection.set(cancel_key(self.queue, job_id), requester, ex=self.settings.result_ttl)
+        if job.get_status(refresh=True) != JobStatus.STARTED:
+            job.cancel()
+        log.info("job cancel requested", extra={"job": job_id, "by": requester})
+        return view(Job.fetch(job_id, self.connection, serializer=self.queue.serializer))
+
+    # -- health ----------------------------------------------------------
+
+    def queue_depth(self) -> int:
+        return self.queue.count
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self.connection.ping())
+        except redis.RedisError:
+            return False

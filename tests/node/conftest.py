@@ -1,0 +1,145 @@
+"""A node for the tests: settings on a private Redis, keys, the supervisor over HTTP, runner pools as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nacl.signing
+import pytest
+import redis
+
+from supervisor.allowlist import Allowlist
+from supervisor.app import create_app
+from supervisor.service import Supervisor
+from zeronode import keys
+from zeronode.envelope import Envelope, new_envelope
+from zeronode.http_auth import SignedRequestAuth
+from zeronode.jobs import JobView
+from zeronode.node import NodeIdentity, node_identity
+from zeronode.settings import NodeSettings
+
+
+class RunnerPool:
+    """`zeronode runner --pool N` as a real process; its JSON log lines are collected."""
+
+    def __init__(self, config: Path, size: int):
+        binary = shutil.which("zeronode", path=str(Path(sys.executable).parent))
+        self.process = subprocess.Popen(
+            [binary, "runner", "--pool", str(size), "--config", str(config)],
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        self.logs: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda entries: sum(e["msg"] == "runner started" for e in entries) >= size, 60, "runners to start")
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            try:
+                self.logs.append(json.loads(line))
+            except ValueError:
+                self.logs.append({"msg": line.rstrip()})
+
+    def wait_for(self, condition, timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition(list(self.logs)):
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"runner pool exited ({self.process.returncode}) waiting for {what}: {self.logs[-5:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}: {self.logs[-5:]}")
+
+    def runner_pids(self) -> list[int]:
+        return [e["pid"] for e in self.logs if e.get("msg") == "runner process started"]
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@dataclass
+class Node:
+    settings: NodeSettings
+    config: Path
+    identity: NodeIdentity
+    client: nacl.signing.SigningKey
+    admin: nacl.signing.SigningKey
+    stranger: nacl.signing.SigningKey
+    connection: redis.Redis
+    supervisor: Supervisor
+    http: httpx.Client
+    pools: list[RunnerPool] = field(default_factory=list)
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    def sign(self, script: str, key: nacl.signing.SigningKey | None = None, **kwargs) -> Envelope:
+        return new_envelope(script, [self.node_id], key or self.client, **kwargs)
+
+    def post(self, envelope: Envelope | str | bytes) -> httpx.Response:
+        body = envelope.to_json() if isinstance(envelope, Envelope) else envelope
+        return self.http.post("/v1/jobs", content=body)
+
+    def job(self, job_id: str) -> JobView:
+        response = self.http.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return JobView.model_validate(response.json())
+
+    def wait(self, job_id: str, until=lambda v: v.status not in ("queued", "started"), timeout: float = 30) -> JobView:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if until(job):
+                return job
+            assert time.monotonic() < deadline, f"job {job_id} still {job.status} after {timeout} s"
+            time.sleep(0.05)
+
+    def cancel(self, job_id: str, key: nacl.signing.SigningKey) -> httpx.Response:
+        return self.http.post(f"/v1/jobs/{job_id}/cancel", auth=SignedRequestAuth(key))
+
+    def pool(self, size: int) -> RunnerPool:
+        pool = RunnerPool(self.config, size)
+        self.pools.append(pool)
+        return pool
+
+
+@pytest.fixture
+def node(tmp_path, redis_server, serve_app):
+    queue = f"q{uuid.uuid4().hex[:8]}"
+    state = tmp_path / "state"
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'state_dir = "{state}"\nredis_url = "unix://{redis_server}"\nqueue = "{queue}"\n'
+        "heartbeat_interval = 0.5\ndead_after = 3.0\nstop_grace = 5.0\n"
+    )
+    settings = NodeSettings.load(config)
+    identity = node_identity(settings)
+    client, admin, stranger = (nacl.signing.SigningKey.generate() for _ in range(3))
+    settings.authorized_keys_path.write_text(
+        f"{keys.public_key_text(client)}  # the client\n{keys.public_key_text(admin)} deployer admin\n"
+    )
+    connection = redis.Redis(unix_socket_path=str(redis_server))
+    service = Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
+    with httpx.Client(base_url=serve_app(create_app(service)), timeout=30) as http:
+        node = Node(settings, config, identity, client, admin, stranger, connection, service, http)
+        yield node
+        for pool in node.pools:
+            pool.stop()
+    connection.close()

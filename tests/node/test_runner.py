@@ -1,0 +1,119 @@
+"""What a runner does with a job, run in this process until the queue is empty."""
+
+import json
+import zlib
+
+from rq.job import Job
+
+from runner.pool import run_runner
+
+
+def run(node):
+    return run_runner(node.settings, burst=True)
+
+
+def test_end_to_end_result_and_output(node):
+    envelope = node.sign(
+        'print("deploying");\ndebug("detail");\nlet info = node_info();\n#{ node: info.id, zone: env.ZONE, job: job.id, answer: 40 + 2 }',
+        env={"ZONE": "eu"},
+    )
+    assert node.post(envelope).status_code == 202
+    assert run(node) == 1
+    job = node.wait(envelope.id)
+    assert job.status == "finished"
+    assert job.result == {"node": node.node_id, "zone": "eu", "job": envelope.id, "answer": 42}
+    assert job.output == ["deploying", '[debug line 2] "detail"']
+    assert job.error is None and job.attempts == 1
+    assert job.started_at <= job.ended_at and job.duration >= 0
+    # rq's own view agrees.
+    rq_job = Job.fetch(envelope.id, node.connection, serializer=node.supervisor.queue.serializer)
+    assert rq_job.get_status() == "finished"
+    assert rq_job.return_value() == job.result
+    assert envelope.id in node.supervisor.queue.finished_job_registry.get_job_ids()
+
+
+def test_script_error_reaches_the_job_with_its_line(node):
+    envelope = node.sign('print("before");\nlet x = 1;\nx + missing')
+    node.post(envelope)
+    run(node)
+    job = node.wait(envelope.id)
+    assert job.status == "failed"
+    assert (job.error.type, job.error.line, job.error.column) == ("EvalError", 3, 5)
+    assert "missing" in job.error.message
+    assert job.output == ["before"]
+    assert envelope.id in node.supervisor.queue.failed_job_registry.get_job_ids()
+
+
+def test_tampered_payload_in_redis_never_runs(node):
+    envelope = node.sign('print("original"); 1')
+    node.post(envelope)
+    # Someone with access to Redis rewrites the script inside the stored envelope.
+    key = Job.key_for(envelope.id)
+    function, instance, args, kwargs = json.loads(zlib.decompress(node.connection.hget(key, "data")))
+    payload = json.loads(args[0])
+    payload["script"] = 'print("tampered"); 2'
+    data = json.dumps([function, instance, [json.dumps(payload)], kwargs]).encode()
+    node.connection.hset(key, "data", zlib.compress(data))
+    stored = Job.fetch(envelope.id, node.connection, serializer=node.supervisor.queue.serializer)
+    assert "tampered" in stored.args[0]
+    run(node)
+    job = node.wait(envelope.id)
+    assert job.status == "failed"
+    assert job.error.type == "SignatureInvalid"
+    assert job.error.message.startswith("signature invalid")
+    assert job.output == []  # not a line of it ran
+
+
+def test_infinite_loop_times_out(node):
+    envelope = node.sign("let n = 0;\nloop { n += 1; }", timeout=1)
+    node.post(envelope)
+    run(node)
+    job = node.wait(envelope.id)
+    assert job.status == "timed_out"
+    assert job.error.type in {"Timeout", "LimitError"} and job.error.line == 2
+    if job.error.type == "Timeout":
+        assert 1 <= job.duration < 5
+
+
+def test_sleep_past_the_timeout_times_out(node):
+    envelope = node.sign("sleep(60);", timeout=1)
+    node.post(envelope)
+    run(node)
+    job = node.wait(envelope.id)
+    assert job.status == "timed_out"
+    assert job.duration < 5
+
+
+def test_chatty_output_is_bounded(node):
+    envelope = node.sign('for i in 0..5000 { print(`line ${i}`); } "done"')
+    node.post(envelope)
+    run(node)
+    job = node.wait(envelope.id)
+    assert job.status == "finished" and job.result == "done"
+    assert len(job.output) == 1000 and job.output_truncated
+
+
+def test_failed_job_is_retried_then_fails(node):
+    envelope = node.sign("throw `attempt failed`;", retries=1)
+    node.post(envelope)
+    run(node)
+    # The retry waits out its backoff in the scheduled registry; release it as the monitor does.
+    from runner.monitor import Monitor
+    import time
+
+    job = node.job(envelope.id)
+    assert (job.status, job.attempts) == ("queued", 1)
+    time.sleep(1.2)
+    Monitor(node.supervisor.queue, node.settings.dead_after).tick()
+    run(node)
+    job = node.wait(envelope.id)
+    assert (job.status, job.attempts) == ("failed", 2)
+
+
+def test_job_canceled_while_queued_is_not_run(node):
+    envelope = node.sign('print("ran"); 1')
+    node.post(envelope)
+    node.cancel(envelope.id, node.client)
+    assert run(node) == 0
+    job = node.job(envelope.id)
+    assert job.status == "canceled" and job.output == []

@@ -1,0 +1,178 @@
+"""POST /v1/jobs: every way an envelope is refused, with its status code; idempotency; reads."""
+
+import json
+import time
+
+import pytest
+
+from zeronode import keys
+
+
+def reason(response):
+    return response.json()["detail"]["reason"]
+
+
+def test_accepted_envelope_is_queued(node):
+    envelope = node.sign("40 + 2")
+    response = node.post(envelope)
+    assert response.status_code == 202
+    assert response.json() == {"job_id": envelope.id, "status": "queued", "duplicate": False}
+    job = node.job(envelope.id)
+    assert (job.status, job.node, job.signer, job.attempts) == ("queued", node.node_id, envelope.signer, 0)
+    assert node.supervisor.queue.count == 1
+
+
+def test_same_envelope_twice_is_one_job(node):
+    envelope = node.sign("1")
+    assert node.post(envelope).status_code == 202
+    again = node.post(envelope)
+    assert again.status_code == 200
+    assert again.json() == {"job_id": envelope.id, "status": "queued", "duplicate": True}
+    assert node.supervisor.queue.count == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected_reason"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 422, "malformed"),
+        (json.dumps({"version": 2}).encode(), 422, "unsupported_version"),
+    ],
+)
+def test_unparseable_envelopes(node, body, status, expected_reason):
+    response = node.post(body)
+    assert response.status_code == status
+    assert reason(response) == expected_reason
+    assert "message" in response.json()["detail"]
+
+
+def test_bad_signature_is_401(node):
+    data = json.loads(node.sign("1").to_json())
+    data["script"] = "2"
+    response = node.post(json.dumps(data))
+    assert (response.status_code, reason(response)) == (401, "bad_signature")
+
+
+def test_expired_is_401(node):
+    response = node.post(node.sign("1", ttl=60, now=time.time() - 3600))
+    assert (response.status_code, reason(response)) == (401, "expired")
+
+
+def test_oversize_script_is_413(node):
+    response = node.post(node.sign("1;" * (150 * 1024)))
+    assert (response.status_code, reason(response)) == (413, "too_large")
+
+
+def test_other_node_is_403(node):
+    envelope = node.sign("1").model_copy(update={"targets": ["some-other-node"], "signatures": []}).signed_by(node.client)
+    response = node.post(envelope)
+    assert (response.status_code, reason(response)) == (403, "wrong_node")
+
+
+def test_unauthorised_signer_is_403(node):
+    response = node.post(node.sign("1", key=node.stranger))
+    assert (response.status_code, reason(response)) == (403, "not_authorized")
+
+
+def test_allowlist_changes_apply_without_restart(node):
+    assert node.post(node.sign("1", key=node.stranger)).status_code == 403
+    with node.settings.authorized_keys_path.open("a") as file:
+        file.write(f"{keys.public_key_text(node.stranger)}\n")
+    assert node.post(node.sign("1", key=node.stranger)).status_code == 202
+
+
+def test_reused_nonce_is_409(node):
+    first = node.sign("1")
+    assert node.post(first).status_code == 202
+    # Same signer and nonce, another envelope (new id): a replay of the nonce.
+    second = first.model_copy(update={"id": "00000000-0000-4000-8000-0000000000ab", "signatures": []}).signed_by(node.client)
+    response = node.post(second)
+    assert (response.status_code, reason(response)) == (409, "replayed")
+
+
+def test_id_of_another_envelope_is_409(node):
+    first = node.sign("1")
+    assert node.post(first).status_code == 202
+    thief = node.sign("2", key=node.admin).model_copy(update={"id": first.id, "signatures": []}).signed_by(node.admin)
+    response = node.post(thief)
+    assert (response.status_code, reason(response)) == (409, "id_in_use")
+    assert node.job(first.id).signer == first.signer  # the first job is untouched
+
+
+def test_compile_error_is_422_with_position(node):
+    response = node.post(node.sign("let a = 1;\nlet b = a +;"))
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert (detail["reason"], detail["line"], detail["column"]) == ("compile_error", 2, 12)
+
+
+def test_batch_submission_answers_each_envelope(node):
+    good, bad = node.sign("1"), node.sign("1", key=node.stranger)
+    response = node.http.post("/v1/jobs/batch", json=[json.loads(good.to_json()), json.loads(bad.to_json()), {"x": 1}])
+    assert response.status_code == 200
+    answers = response.json()
+    assert answers[0] == {"status_code": 202, "job_id": good.id, "status": "queued", "duplicate": False}
+    assert (answers[1]["status_code"], answers[1]["error"]["reason"]) == (403, "not_authorized")
+    assert answers[2]["status_code"] == 422
+    assert node.http.post("/v1/jobs/batch", content=b"nope").status_code == 400
+
+
+def test_unknown_job_is_404(node):
+    response = node.http.get("/v1/jobs/00000000-0000-4000-8000-000000000000")
+    assert (response.status_code, reason(response)) == (404, "not_found")
+
+
+def test_list_jobs_by_status(node):
+    envelopes = [node.sign(str(i)) for i in range(3)]
+    for envelope in envelopes:
+        node.post(envelope)
+    listed = node.http.get("/v1/jobs", params={"status": "queued"}).json()
+    assert {job["id"] for job in listed} == {e.id for e in envelopes}
+    assert node.http.get("/v1/jobs", params={"status": "finished"}).json() == []
+    assert node.http.get("/v1/jobs", params={"status": "bogus"}).status_code == 422
+
+
+def test_cancel_a_queued_job(node):
+    envelope = node.sign("1")
+    node.post(envelope)
+    assert node.cancel(envelope.id, node.stranger).status_code == 403
+    response = node.cancel(envelope.id, node.client)
+    assert response.status_code == 200
+    assert response.json()["status"] == "canceled"
+    assert node.supervisor.queue.count == 0
+    again = node.cancel(envelope.id, node.client)
+    assert (again.status_code, reason(again)) == (409, "already_ended")
+
+
+def test_admin_may_cancel_others_jobs(node):
+    envelope = node.sign("1")
+    node.post(envelope)
+    assert node.cancel(envelope.id, node.admin).json()["status"] == "canceled"
+
+
+def test_cancel_must_be_signed(node):
+    envelope = node.sign("1")
+    node.post(envelope)
+    response = node.http.post(f"/v1/jobs/{envelope.id}/cancel")
+    assert (response.status_code, reason(response)) == (401, "bad_signature")
+
+
+def test_health_and_metrics(node):
+    health = node.http.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "node": node.node_id}
+    node.post(node.sign("1"))
+    node.post(node.sign("1", key=node.stranger))
+    node.post(b"{")
+    metrics = node.http.get("/metrics").text
+    assert "zeronode_jobs_accepted_total 1.0" in metrics
+    assert 'zeronode_jobs_rejected_total{reason="not_authorized"} 1.0' in metrics
+    assert 'zeronode_jobs_rejected_total{reason="invalid_json"} 1.0' in metrics
+    assert "zeronode_queue_depth 1.0" in metrics
+    assert "zeronode_verify_seconds_count 1.0" in metrics
+
+
+def test_health_is_503_without_redis(node):
+    node.supervisor.connection = type(node.connection)(unix_socket_path="/nonexistent/redis.sock")
+    response = node.http.get("/health")
+    assert response.status_code == 503

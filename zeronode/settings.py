@@ -1,0 +1,106 @@
+"""A node's settings: one TOML file, overridden by ZERONODE_* environment variables.
+
+Every field has a default that works on a developer's machine, so
+`zeronode supervisor` and `zeronode runner` start with no file at all.
+
+    state_dir = "/var/lib/zeronode"
+    redis_url = "unix:///run/zeronode/redis.sock"
+
+    [limits]
+    max_operations = 100000000
+
+Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERATIONS=...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from zeronode.envelope import VerifyOptions
+from zeronode.errors import ZeronodeError
+
+
+class SettingsError(ZeronodeError):
+    """The settings file or environment holds something invalid."""
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/zeronode")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "zeronode"
+
+
+class ScriptLimits(BaseModel):
+    """The Rhai limits every job's script runs under (see docs/rhai-py.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_operations: int = Field(100_000_000, gt=0)
+    max_call_levels: int = Field(64, gt=0)
+    max_string_size: int = Field(4 * 1024 * 1024, gt=0)
+    max_array_size: int = Field(100_000, gt=0)
+    max_map_size: int = Field(10_000, gt=0)
+
+    def engine_kwargs(self) -> dict[str, int]:
+        return self.model_dump()
+
+
+class NodeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZERONODE_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    node_key: Path | None = Field(None, description="the node's private key; default: STATE_DIR/node.key")
+    node_id: str | None = Field(None, description="override the id derived from the node key (local clusters)")
+    authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    host: str = "127.0.0.1"
+    port: int = Field(8300, ge=0, le=65535)
+    verify: VerifyOptions = VerifyOptions()
+    limits: ScriptLimits = ScriptLimits()
+    result_ttl: int = Field(7 * 86400, gt=0, description="seconds a finished job's record is kept")
+    heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
+    dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
+    stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments, then the environment, then the file.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @classmethod
+    def load(cls, config: Path | None = None, **overrides: Any) -> NodeSettings:
+        """Settings from `config` (TOML) and the environment; a SettingsError says what is wrong."""
+        if config is not None and not Path(config).is_file():
+            raise SettingsError(f"settings file {config} does not exist")
+
+        class FromFile(cls):  # type: ignore[valid-type,misc]
+            model_config = SettingsConfigDict(toml_file=config)
+
+        try:
+            return FromFile(**overrides)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False))
+            raise SettingsError(f"invalid settings{f' in {config}' if config else ''}: {problems}") from None
+        except (OSError, ValueError) as exc:  # unreadable file, TOML syntax
+            raise SettingsError(f"cannot read settings file {config}: {exc}") from None
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.node_key or self.state_dir / "node.key"
+
+    @property
+    def authorized_keys_path(self) -> Path:
+        return self.authorized_keys or self.state_dir / "authorized_keys"
