@@ -1,14 +1,16 @@
 """A runner: an rq worker that runs signed scripts, one at a time, with few Redis round trips.
 
-rq's SimpleWorker spends about 20 Redis round trips on each job. This one
-spends four, using rq's own job, execution and registry objects so that rq's
-tools still see correct statuses:
+rq's SimpleWorker spends about 20 Redis round trips on each job. A busy
+runner here spends one, writing rq's own layout (zeronode.rq_layout) so that
+rq's tools still see correct statuses, registries and results. In one pipeline:
 
-    1. BLMOVE the next job id into rq's intermediate list
-    2. fetch the job, and see whether its cancellation was requested
-    3. start: execution record, job status "started", out of the intermediate list
-    4. finish: result or failure (or a retry), outcome in the job's meta, execution removed
+    finish: the last job's result or failure, its outcome in the job's meta
+    take:   the next job, started (execution record, status "started"),
+            unless its cancellation was requested
 
+An idle runner waits with BLMOVE, which hands the job it gets to take.
+
+Retries, cancels and put-backs are rare, and take rq's own objects.
 A watcher thread beats the execution's heartbeat (a short TTL, so the
 monitor recovers the job within seconds if this process dies), stops the
 script when its cancellation is requested, and enforces the stop grace period.
@@ -24,12 +26,12 @@ import time
 import rhai
 from rq import SimpleWorker
 from rq.executions import Execution
-from rq.job import Job, JobStatus
-from rq.utils import as_text, now
-from rq.worker import WorkerStatus
+from rq.job import JobStatus
+from rq.utils import as_text, now, utcformat
 
 from runner.executor import Executor
 from zeronode.jobs import Outcome, ScriptError, Status, cancel_key
+from zeronode.rq_layout import JobRecord, Layout, Started, Taken
 from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
@@ -42,8 +44,8 @@ NOT_RETRIED = {"SignatureInvalid", "WrongNode"}  # retrying cannot fix these
 class Running:
     """The job this runner is running now, as its watcher thread sees it."""
 
-    def __init__(self, job: Job, execution: Execution):
-        self.job = job
+    def __init__(self, record: JobRecord, execution: Execution):
+        self.record = record
         self.execution = execution
         self.cancelled = threading.Event()  # for SAL functions that wait
         self.token = rhai.CancelToken()  # for the Rhai engine
@@ -62,6 +64,10 @@ class Runner(SimpleWorker):
         self.settings = settings
         self.executor = executor
         self.queue = queue
+        self.layout = Layout(queue, self.name)
+        self.cancel_prefix = cancel_key(queue, "")
+        self.started_registry = queue.started_job_registry
+        self.canceled_registry = queue.canceled_job_registry
         self.running: Running | None = None
         self.stop_requested_at: float | None = None
         self.jobs_done = 0
@@ -74,7 +80,7 @@ class Runner(SimpleWorker):
             log.info("stop requested", extra={"worker": self.name, "busy": self.running is not None})
         self._stop_requested = True
 
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+    def get_heartbeat_ttl(self, job=None, working_time: float = 0.0) -> int:
         return max(1, int(self.settings.dead_after))
 
     # -- the loop ----------------------------------------------------------
@@ -89,16 +95,23 @@ class Runner(SimpleWorker):
         watcher = threading.Thread(target=self._watch, args=(watcher_stop,), name="runner-watch", daemon=True)
         watcher.start()
         try:
-            while not self._stop_requested:
-                job, cancel_requested = self.dequeue(block=not burst)
-                if job is None:
-                    if burst:
+            taken: Taken | None = None
+            while True:
+                if taken is None:
+                    if self._stop_requested:
                         break
-                    continue
-                if cancel_requested or job.get_status(refresh=False) == JobStatus.CANCELED:
-                    self.drop_canceled(job)
-                    continue
-                self.run_one(job)
+                    taken = self.take(block=not burst)
+                    if taken is None:
+                        if burst:
+                            break
+                        continue
+                if taken.record is None:  # deleted while queued
+                    taken = None
+                elif taken.started is None:
+                    self.drop_canceled(taken.record)
+                    taken = None
+                else:
+                    taken = self.run_one(taken.record, taken.started)
         finally:
             watcher_stop.set()
             watcher.join()
@@ -107,123 +120,104 @@ class Runner(SimpleWorker):
                 signal.signal(signum, handler)
         return self.jobs_done
 
-    def dequeue(self, block: bool) -> tuple[Job | None, bool]:
-        """Round trips 1 and 2: the next job, and whether its cancellation was requested."""
-        source, holding = self.queue.key, self.queue.intermediate_queue_key
-        if block:
-            job_id = self.connection.blmove(source, holding, BLOCK_SECONDS)
-        else:
-            job_id = self.connection.lmove(source, holding)
-        if job_id is None:
-            return None, False
-        job_id = as_text(job_id)
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.hgetall(Job.key_for(job_id))
-            pipe.exists(cancel_key(self.queue, job_id))
-            data, cancel_requested = pipe.execute()
-        if not data:  # deleted while queued
-            self.connection.lrem(holding, 1, job_id)
-            return None, False
-        job = Job(job_id, connection=self.connection, serializer=self.serializer)
-        job.restore(data)
-        return job, bool(cancel_requested)
+    def take(self, block: bool) -> Taken | None:
+        """Round trip 1: the next job, started. When the queue is empty, wait for one (if `block`)."""
+        ttl = self.get_heartbeat_ttl()
+        taken = self.layout.scripted(lambda: self.layout.take(ttl, self.cancel_prefix))
+        if taken is None and block:
+            held = self.connection.blmove(self.queue.key, self.queue.intermediate_queue_key, BLOCK_SECONDS)
+            if held is not None:
+                taken = self.layout.scripted(lambda: self.layout.take(ttl, self.cancel_prefix, held_job_id=as_text(held)))
+        return taken
 
-    def drop_canceled(self, job: Job) -> None:
+    def drop_canceled(self, record: JobRecord) -> None:
+        job = record.rq_job(self.queue)
         with self.connection.pipeline() as pipe:
-            pipe.lrem(self.queue.intermediate_queue_key, 1, job.id)
+            pipe.lrem(self.queue.intermediate_queue_key, 1, record.id)
             job.set_status(JobStatus.CANCELED, pipeline=pipe)
-            self.queue.canceled_job_registry.add(job, self.settings.result_ttl, pipeline=pipe)
+            self.canceled_registry.add(job, self.settings.result_ttl, pipeline=pipe)
             pipe.execute()
 
-    def run_one(self, job: Job) -> None:
-        execution = self.start(job)
-        self.running = running = Running(job, execution)
+    def run_one(self, record: JobRecord, started: Started) -> Taken | None:
+        """Run a started job and record its end; returns the next job when it could take one."""
+        execution = Execution(started.execution_id, record.id, self.connection, worker_name=self.name)
+        self.running = running = Running(record, execution)
         try:
             outcome = self.executor.run(
-                job.args[0],
+                record.payload,
                 cancelled=running.cancelled,
                 cancel_token=running.token,
-                attempt=job.meta.get("attempts", 1),
+                attempt=record.meta.get("attempts", 1),
             )
         except Exception as exc:  # a bug of ours, not the script's: record it, never lose the job
-            log.exception("runner error", extra={"job": job.id})
+            log.exception("runner error", extra={"job": record.id})
             outcome = Outcome(status=Status.FAILED, error=ScriptError(type="RunnerError", message=str(exc)))
         finally:
             self.running = None
-        if running.cancel_reason == "shutdown" and outcome.status == Status.CANCELED:
-            self.put_back(job, execution)  # stopped by our shutdown, not the client: let another runner have it
-        else:
-            self.finish(job, execution, outcome)
         self.jobs_done += 1
+        if running.cancel_reason == "shutdown" and outcome.status == Status.CANCELED:
+            self.put_back(record, started)  # stopped by our shutdown, not the client: let another runner have it
+            return None
+        return self.finish(record, started, outcome)
 
-    def start(self, job: Job) -> Execution:
-        """Round trip 3."""
-        job.meta["attempts"] = job.meta.get("attempts", 0) + 1
-        job.meta.pop("outcome", None)  # a previous attempt's; if this runner dies, none is right
-        with self.connection.pipeline() as pipe:
-            execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipe, worker_name=self.name)
-            job.prepare_for_execution(self.name, pipeline=pipe)
-            pipe.hset(job.key, "meta", self.serializer.dumps(job.meta))
-            pipe.persist(job.key)
-            pipe.lrem(self.queue.intermediate_queue_key, 1, job.id)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            pipe.execute()
-        return execution
-
-    def finish(self, job: Job, execution: Execution, outcome: Outcome) -> None:
-        """Round trip 4: record what happened, in one transaction."""
-        job.ended_at = now()
-        job.meta["outcome"] = outcome.model_dump(mode="json")
+    def finish(self, record: JobRecord, started: Started, outcome: Outcome) -> Taken | None:
+        """Record what happened; in the same round trip, take the next job unless stopping."""
+        record.meta["outcome"] = outcome.model_dump(mode="json")
         retry = (
             outcome.status in (Status.FAILED, Status.TIMED_OUT)
-            and job.should_retry
+            and record.retries_left > 0
             and not (outcome.error and outcome.error.type in NOT_RETRIED)
         )
-        with self.connection.pipeline() as pipe:
-            pipe.hset(job.key, "meta", self.serializer.dumps(job.meta))
-            pipe.hset(job.key, "ended_at", job.ended_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-            ttl = self.settings.result_ttl
-            if outcome.status == Status.FINISHED:
-                job._result = outcome.value
-                job._handle_success(
-                    ttl, pipeline=pipe, worker_name=self.name, execution_id=execution.id,
-                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at,
-                )
-                job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
-                self.increment_successful_job_count(pipe)
-            elif outcome.status == Status.CANCELED:
-                job.set_status(JobStatus.CANCELED, pipeline=pipe)
-                self.queue.canceled_job_registry.add(job, ttl, pipeline=pipe)
-                job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
-            elif retry:
-                job.retry(self.queue, pipe)
-            else:
-                job.set_status(JobStatus.FAILED, pipeline=pipe)
-                job._handle_failure(
-                    outcome.error.message if outcome.error else outcome.status, pipeline=pipe,
-                    worker_name=self.name, execution_id=execution.id,
-                    execution_started_at=execution.created_at, execution_ended_at=job.ended_at,
-                )
-                job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
-                self.increment_failed_job_count(pipe)
-            execution.delete(job=job, pipeline=pipe)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
-            pipe.execute()
         log.info(
             "job ended",
-            extra={"job": job.id, "worker": self.name, "status": "retrying" if retry else outcome.status, "duration": outcome.duration},
+            extra={"job": record.id, "worker": self.name, "status": "retrying" if retry else outcome.status, "duration": outcome.duration},
         )
+        if outcome.status == Status.CANCELED or retry:
+            self.finish_with_rq(record, started, outcome, retry)
+            return None
+        take_next = not self._stop_requested
 
-    def put_back(self, job: Job, execution: Execution) -> None:
-        """Return an interrupted job to the front of the queue, as if it had never started."""
-        job.meta["attempts"] = max(0, job.meta.get("attempts", 1) - 1)
+        def finish_and_take() -> Taken | None:
+            with self.connection.pipeline(transaction=False) as pipe:
+                if outcome.status == Status.FINISHED:
+                    ttl = record.result_ttl or self.settings.result_ttl
+                    self.layout.finish_success(pipe, record, started, outcome.value, ttl)
+                else:
+                    message = outcome.error.message if outcome.error else str(outcome.status)
+                    ttl = record.failure_ttl or self.settings.result_ttl
+                    self.layout.finish_failure(pipe, record, started, message, ttl)
+                taken = self.layout.take(self.get_heartbeat_ttl(), self.cancel_prefix, pipe=pipe) if take_next else None
+                replies = pipe.execute()
+            return taken(replies[-1]) if taken else None
+
+        return self.layout.scripted(finish_and_take)
+
+    def finish_with_rq(self, record: JobRecord, started: Started, outcome: Outcome, retry: bool) -> None:
+        """The rare endings (a retry, a cancel) go through rq's own objects."""
+        job = record.rq_job(self.queue)
+        job.ended_at = now()
+        result_ttl = record.result_ttl or self.settings.result_ttl
         with self.connection.pipeline() as pipe:
-            pipe.hset(job.key, "meta", self.serializer.dumps(job.meta))
-            execution.delete(job=job, pipeline=pipe)
-            self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            pipe.hset(job.key, mapping={"meta": self.serializer.dumps(record.meta), "ended_at": utcformat(job.ended_at)})
+            if retry:
+                job.retry(self.queue, pipe)
+            else:
+                job.set_status(JobStatus.CANCELED, pipeline=pipe)
+                self.canceled_registry.add(job, result_ttl, pipeline=pipe)
+                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.layout.end_execution(pipe, record, started)
             pipe.execute()
-        log.info("job put back", extra={"job": job.id, "reason": "runner stopping"})
+
+    def put_back(self, record: JobRecord, started: Started) -> None:
+        """Return an interrupted job to the front of the queue, as if it had never started."""
+        record.meta["attempts"] = max(0, record.meta.get("attempts", 1) - 1)
+        job = record.rq_job(self.queue)
+        with self.connection.pipeline() as pipe:
+            pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))
+            self.layout.end_execution(pipe, record, started)
+            self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.execute()
+        log.info("job put back", extra={"job": record.id, "reason": "runner stopping"})
 
     # -- the watcher thread --------------------------------------------------
 
@@ -233,7 +227,7 @@ class Runner(SimpleWorker):
             running = self.running
             try:
                 if running is not None:
-                    if self.connection.exists(cancel_key(self.queue, running.job.id)):
+                    if self.connection.exists(cancel_key(self.queue, running.record.id)):
                         running.cancel("requested")
                     grace_over = self.stop_requested_at is not None and (
                         time.monotonic() - self.stop_requested_at > self.settings.stop_grace
@@ -247,9 +241,9 @@ class Runner(SimpleWorker):
                 log.warning("watcher could not reach redis", exc_info=True)
 
     def _beat(self, running: Running | None) -> None:
-        ttl = self.get_heartbeat_ttl(running.job) if running else int(self.settings.dead_after)
+        ttl = self.get_heartbeat_ttl()
         with self.connection.pipeline() as pipe:
             self.heartbeat(ttl + 60, pipeline=pipe)
             if running is not None:
-                running.execution.heartbeat(self.queue.started_job_registry, ttl, pipeline=pipe)
+                running.execution.heartbeat(self.started_registry, ttl, pipeline=pipe)
             pipe.execute()

@@ -8,6 +8,7 @@ shares its Redis round trips: all claims in one pipeline, all jobs in another.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -17,7 +18,6 @@ from typing import Any
 import redis
 import rhai
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from rq import Retry
 from rq.job import Job, JobStatus
 
 from supervisor.allowlist import Allowlist
@@ -26,6 +26,7 @@ from zeronode.errors import VerificationError, ZeronodeError
 from zeronode.jobs import RUN_FUNCTION, JobView, Status, cancel_key, open_queue, view
 from zeronode.node import NodeIdentity
 from zeronode.replay import ReplayGuard
+from zeronode.rq_layout import JobTemplate
 from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.supervisor")
@@ -189,10 +190,13 @@ class Supervisor:
                 new.append((index, envelope))
 
         # Round trip 2: enqueue the new jobs (and free ids claimed by replays).
-        with self.connection.pipeline() as pipe:
+        with self.connection.pipeline(transaction=False) as pipe:
             if release:
                 pipe.delete(*release)
-            self.queue.enqueue_many([self._job_data(envelope) for _, envelope in new], pipeline=pipe)
+            if new:
+                self.template.register_queue(pipe)
+            for _, envelope in new:
+                self._enqueue(pipe, envelope)
             pipe.execute()
         for index, envelope in new:
             answers[index] = Accepted(envelope.id, Status.QUEUED)
@@ -205,17 +209,22 @@ class Supervisor:
                 status = view(job).status if job is not None else Status.QUEUED
                 answers[index] = Accepted(job_id, status, duplicate=True)
 
-    def _job_data(self, envelope: Envelope):
-        return self.queue.prepare_data(
-            RUN_FUNCTION,
-            args=[envelope.model_dump_json()],
-            job_id=envelope.id,
+    @functools.cached_property
+    def template(self) -> JobTemplate:
+        return JobTemplate(self.queue, RUN_FUNCTION)  # made on first use: Redis may be down at start
+
+    def _enqueue(self, pipe: redis.client.Pipeline, envelope: Envelope) -> None:
+        self.template.enqueue(
+            pipe,
+            envelope.id,
+            envelope.model_dump_json(),
+            description=f"zeronode job {envelope.id}",
             # rq's own time limit is a backstop; the runner enforces the script's timeout in Rhai.
             timeout=envelope.timeout + 60,
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
-            retry=Retry(max=envelope.retries, interval=backoff(envelope.retries)) if envelope.retries else None,
             meta={"node": self.node_id, "signer": envelope.signer, "retries": envelope.retries, "attempts": 0},
+            retry_intervals=backoff(envelope.retries),
         )
 
     # -- reading ---------------------------------------------------------
