@@ -19,6 +19,7 @@ demo: install
 bench: install
 	$(PY) bench/rhai_eval.py
 	$(PY) bench/verify.py
+	$(PY) bench/pipeline.py
 
 install: $(VENV)/.installed
 

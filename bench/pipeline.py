@@ -6,7 +6,7 @@ Baseline (a): raw rq. N no-op Python jobs carrying the same payload size,
 enqueued one at a time with `Queue.enqueue`, then drained by rq's SimpleWorker.
 zeronode (b): N signed trivial scripts (`40 + 2`) accepted by the supervisor's
 enqueue path (in this process: one at a time and in batches of 100; and over
-HTTP to a uvicorn server), then drained by one runner, which verifies each
+HTTP to a `zeronode supervisor` process), then drained by one runner, which verifies each
 envelope again and evaluates it in Rhai. Latency from submit to start (p50/p99)
 is measured with the worker running while jobs arrive. Aims: runner ≥ 4× the
 SimpleWorker's throughput, supervisor ≥ 3× rq's one-at-a-time enqueue.
@@ -15,6 +15,7 @@ SimpleWorker's throughput, supervisor ≥ 3× rq's one-at-a-time enqueue.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -23,15 +24,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import nacl.signing
 import redis
-import uvicorn
 from rich.console import Console
+from rich.progress import track
 from rich.table import Table
 from rq import SimpleWorker
 from rq.job import Job
@@ -41,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # rq_noop, the baseline's job fu
 from runner.executor import Executor  # noqa: E402
 from runner.worker import Runner  # noqa: E402
 from supervisor.allowlist import Allowlist  # noqa: E402
-from supervisor.app import create_app  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
 from zeronode import keys  # noqa: E402
 from zeronode.envelope import new_envelope  # noqa: E402
@@ -50,6 +49,13 @@ from zeronode.node import node_identity  # noqa: E402
 from zeronode.settings import NodeSettings  # noqa: E402
 
 console = Console()
+ROUNDED = (
+    "rq enqueue, one at a time",
+    "rq SimpleWorker drain",
+    "supervisor accept, one at a time",
+    "runner drain (verify + Rhai)",
+    "supervisor accept, batches of 100",
+)
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen, Path]:
@@ -98,21 +104,38 @@ def in_process(target, *args) -> multiprocessing.process.BaseProcess:
     return process
 
 
-def serve(app) -> tuple[uvicorn.Server, str]:
-    listener = socket.socket()
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else 40 ms of delayed ACK per request
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True).start()
-    while not server.started:
-        time.sleep(0.01)
-    return server, "http://%s:%d" % listener.getsockname()
+@contextlib.contextmanager
+def supervisor_process(settings: NodeSettings, workdir: Path):
+    """`zeronode supervisor` in a process of its own, as a node runs it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = workdir / "node.toml"
+    config.write_text(
+        f'state_dir = "{settings.state_dir}"\nredis_url = "{settings.redis_url}"\nqueue = "{settings.queue}"\nport = {port}\n'
+    )
+    zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent))
+    process = subprocess.Popen([zeronode, "supervisor", "--config", str(config)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{url}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000)
-    n = parser.parse_args().jobs
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    n, rounds_count = args.jobs, args.rounds
     workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-"))
     redis_process, sock = start_redis(workdir)
     connection = redis.Redis(unix_socket_path=str(sock))
@@ -132,17 +155,46 @@ def main() -> None:
         def new_supervisor():
             return Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
 
-        with console.status("raw rq: enqueue one at a time, drain with SimpleWorker…"):
+        # The machine's speed drifts: alternate baseline and zeronode, round after round,
+        # and report the median of the per-round ratios.
+        rounds: dict[str, list[float]] = {name: [] for name in ROUNDED}
+        for round_number in track(range(rounds_count), description="rounds: rq, then zeronode…", console=console):
             connection.flushall()
             queue = open_queue(connection, "baseline")
             started = time.perf_counter()
             for _ in range(n):
                 queue.enqueue("rq_noop.noop", payload)
-            results["rq enqueue, one at a time"] = rate(n, time.perf_counter() - started)
+            rounds["rq enqueue, one at a time"].append(rate(n, time.perf_counter() - started))
             started = time.perf_counter()
             SimpleWorker([queue], connection=connection, serializer=queue.serializer).work(burst=True, logging_level="ERROR")
-            results["rq SimpleWorker drain"] = rate(n, time.perf_counter() - started)
+            rounds["rq SimpleWorker drain"].append(rate(n, time.perf_counter() - started))
+
             connection.flushall()
+            supervisor = new_supervisor()
+            batch = [e.to_json() for e in envelopes(n)]
+            started = time.perf_counter()
+            for raw in batch:
+                supervisor.submit(raw)
+            rounds["supervisor accept, one at a time"].append(rate(n, time.perf_counter() - started))
+            started = time.perf_counter()
+            rounds["runner drain (verify + Rhai)"].append(rate(new_runner().work(burst=True), time.perf_counter() - started))
+
+            connection.flushall()
+            batch = [e.to_json() for e in envelopes(n)]
+            started = time.perf_counter()
+            for i in range(0, n, 100):
+                supervisor.submit_many(batch[i : i + 100])
+            rounds["supervisor accept, batches of 100"].append(rate(n, time.perf_counter() - started))
+        results.update({name: statistics.median(values) for name, values in rounds.items()})
+        ratios = {
+            "drain": statistics.median(z / r for z, r in zip(rounds["runner drain (verify + Rhai)"], rounds["rq SimpleWorker drain"])),
+            "accept": statistics.median(z / r for z, r in zip(rounds["supervisor accept, one at a time"], rounds["rq enqueue, one at a time"])),
+            "batched": statistics.median(z / r for z, r in zip(rounds["supervisor accept, batches of 100"], rounds["rq enqueue, one at a time"])),
+        }
+
+        with console.status("latency, and HTTP…"):
+            connection.flushall()
+            queue = open_queue(connection, "baseline")
             ids = []
             worker = in_process(rq_worker_process, str(sock), n // 4)
             for _ in range(n // 4):
@@ -151,34 +203,14 @@ def main() -> None:
             worker.join(120)
             rq_latency = latencies(connection, ids, queue.serializer)
 
-        with console.status("zeronode: supervisor accept, runner drain…"):
             connection.flushall()
-            supervisor = new_supervisor()
-            batch = [e.to_json() for e in envelopes(n)]
-            started = time.perf_counter()
-            for raw in batch:
-                supervisor.submit(raw)
-            results["supervisor accept, one at a time"] = rate(n, time.perf_counter() - started)
-            started = time.perf_counter()
-            results["runner drain (verify + Rhai)"] = rate(new_runner().work(burst=True), time.perf_counter() - started)
-
-            connection.flushall()
-            batch = [e.to_json() for e in envelopes(n)]
-            started = time.perf_counter()
-            for i in range(0, n, 100):
-                supervisor.submit_many(batch[i : i + 100])
-            results["supervisor accept, batches of 100"] = rate(n, time.perf_counter() - started)
-
-            connection.flushall()
-            server, url = serve(create_app(new_supervisor()))
             http_count = max(200, n // 4)
             batch = [e.to_json() for e in envelopes(http_count)]
-            with httpx.Client(base_url=url) as http:
+            with supervisor_process(settings, workdir) as url, httpx.Client(base_url=url) as http:
                 started = time.perf_counter()
                 for raw in batch:
                     assert http.post("/v1/jobs", content=raw).status_code == 202
                 results["supervisor over HTTP, one request each"] = rate(http_count, time.perf_counter() - started)
-            server.should_exit = True
 
             connection.flushall()
             worker = in_process(runner_process, settings.model_dump(mode="json"))
@@ -196,20 +228,17 @@ def main() -> None:
         redis_process.terminate()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    table = Table(title=f"{n} jobs, one process each side, {os.cpu_count()} cores")
+    table = Table(title=f"{n} jobs a round, medians of {rounds_count} rounds, {os.cpu_count()} cores")
     table.add_column("path")
     table.add_column("jobs/s", justify="right")
     for name, per_second in results.items():
         table.add_row(name, f"{per_second:,.0f}")
     console.print(table)
-    drain = results["runner drain (verify + Rhai)"] / results["rq SimpleWorker drain"]
-    accept = results["supervisor accept, one at a time"] / results["rq enqueue, one at a time"]
-    accept_batched = results["supervisor accept, batches of 100"] / results["rq enqueue, one at a time"]
     http = results["supervisor over HTTP, one request each"] / results["rq enqueue, one at a time"]
-    console.print(f"runner vs rq SimpleWorker: {drain:.2f}× (aim ≥ 4×)")
+    console.print(f"runner vs rq SimpleWorker: {ratios['drain']:.2f}× (median of {rounds_count} rounds; aim ≥ 4×)")
     console.print(
-        f"supervisor vs rq enqueue: {accept:.2f}× one at a time, {accept_batched:.2f}× in batches of 100 (aim ≥ 3×), "
-        f"{http:.2f}× over HTTP"
+        f"supervisor vs rq enqueue: {ratios['accept']:.2f}× one at a time, {ratios['batched']:.2f}× in batches of 100 "
+        f"(aim ≥ 3×), {http:.2f}× over HTTP"
     )
     console.print(
         f"submit → start latency: rq p50 {rq_latency[0]:.1f} ms p99 {rq_latency[1]:.1f} ms; "
