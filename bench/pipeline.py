@@ -158,7 +158,7 @@ def main() -> None:
         # The machine's speed drifts: alternate baseline and zeronode, round after round,
         # and report the median of the per-round ratios.
         rounds: dict[str, list[float]] = {name: [] for name in ROUNDED}
-        for round_number in track(range(rounds_count), description="rounds: rq, then zeronode…", console=console):
+        for _ in track(range(rounds_count), description="rounds: rq, then zeronode…", console=console):
             connection.flushall()
             queue = open_queue(connection, "baseline")
             started = time.perf_counter()
@@ -187,9 +187,9 @@ def main() -> None:
             rounds["supervisor accept, batches of 100"].append(rate(n, time.perf_counter() - started))
         results.update({name: statistics.median(values) for name, values in rounds.items()})
         ratios = {
-            "drain": statistics.median(z / r for z, r in zip(rounds["runner drain (verify + Rhai)"], rounds["rq SimpleWorker drain"])),
-            "accept": statistics.median(z / r for z, r in zip(rounds["supervisor accept, one at a time"], rounds["rq enqueue, one at a time"])),
-            "batched": statistics.median(z / r for z, r in zip(rounds["supervisor accept, batches of 100"], rounds["rq enqueue, one at a time"])),
+            "drain": statistics.median(z / r for z, r in zip(rounds["runner drain (verify + Rhai)"], rounds["rq SimpleWorker drain"], strict=True)),
+            "accept": statistics.median(z / r for z, r in zip(rounds["supervisor accept, one at a time"], rounds["rq enqueue, one at a time"], strict=True)),
+            "batched": statistics.median(z / r for z, r in zip(rounds["supervisor accept, batches of 100"], rounds["rq enqueue, one at a time"], strict=True)),
         }
 
         with console.status("latency, and HTTP…"):

@@ -15,7 +15,8 @@ import rhai
 
 from sal import registry as sal
 from zeronode.envelope import Envelope, VerifyOptions, verify
-from zeronode.errors import VerificationError
+from supervisor.allowlist import Allowlist
+from zeronode.errors import Expired, VerificationError
 from zeronode.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, ScriptError, Status, json_value
 from zeronode.settings import ScriptLimits
 
@@ -44,9 +45,10 @@ class OutputCapture:
 class Executor:
     """One per worker: one Rhai engine with every SAL registered, and a cache of compiled scripts."""
 
-    def __init__(self, node_id: str, limits: ScriptLimits, verify_options: VerifyOptions):
+    def __init__(self, node_id: str, limits: ScriptLimits, verify_options: VerifyOptions, allowlist: Allowlist):
         self.node_id = node_id
         self.verify_options = verify_options
+        self.allowlist = allowlist
         self.engine = rhai.Engine(**limits.engine_kwargs())
         sal.register_all(self.engine)
         self._asts: OrderedDict[str, rhai.AST] = OrderedDict()
@@ -65,6 +67,7 @@ class Executor:
         self,
         payload: str | bytes,
         *,
+        job_id: str,
         cancelled: threading.Event | None = None,
         cancel_token: rhai.CancelToken | None = None,
         attempt: int = 1,
@@ -83,13 +86,20 @@ class Executor:
                 attempt=attempt,
             )
 
+        # The queue is not trusted: everything the supervisor checked is checked again,
+        # so a job written or altered in Redis by someone else never runs.
         try:
             envelope = verify(payload, options=self.verify_options).envelope
+        except Expired as exc:
+            return finish(Status.FAILED, error=ScriptError(type="Expired", message=f"envelope expired before it ran: {exc}"))
         except VerificationError as exc:
-            # The queue is not trusted: a payload altered in Redis never runs.
             return finish(Status.FAILED, error=ScriptError(type="SignatureInvalid", message=f"signature invalid: {exc}"))
+        if envelope.id != job_id:
+            return finish(Status.FAILED, error=ScriptError(type="WrongJob", message=f"job {job_id} carries envelope {envelope.id}"))
         if self.node_id not in envelope.targets:
             return finish(Status.FAILED, error=ScriptError(type="WrongNode", message=f"job is not for node {self.node_id}"))
+        if not self.allowlist.roles(envelope.signer) & {"deployer", "admin"}:
+            return finish(Status.FAILED, error=ScriptError(type="NotAuthorized", message=f"signer {envelope.signer} may not deploy on this node"))
 
         context = sal.JobContext(
             job_id=envelope.id,
@@ -131,16 +141,7 @@ def script_error(exc: rhai.RhaiError, kind: str | None = None) -> ScriptError:
 
 
 def run_envelope(payload: str) -> Any:
-    """What rq records as the job's function, so a plain `rq worker` could run a job too.
-
-    zeronode's runners do not call it: they run the same Executor with cancellation
-    and bounded output. It takes the node's settings from the environment.
-    """
-    from zeronode.node import node_identity
-    from zeronode.settings import NodeSettings
-
-    settings = NodeSettings.load()
-    outcome = Executor(node_identity(settings).node_id, settings.limits, settings.verify).run(payload)
-    if outcome.status != Status.FINISHED:
-        raise RuntimeError(outcome.error.message if outcome.error else outcome.status)
-    return outcome.value
+    """What rq records as every job's function. zeronode's runners never call it:
+    they run jobs with verification, the allowlist, cancellation and bounded
+    output. A plain `rq worker` pointed at a zeronode queue lands here and fails."""
+    raise RuntimeError("zeronode jobs run only on zeronode runners (zeronode runner --pool N)")

@@ -21,38 +21,44 @@ from rq.utils import as_text
 
 log = logging.getLogger("zeronode.runner")
 
+MONITOR_INTERVAL = 1.0  # seconds between ticks (runner.pool calls tick)
+
 
 class Monitor:
     def __init__(self, queue: Queue, dead_after: float):
         self.queue = queue
         self.connection = queue.connection
         self.dead_after = dead_after
-        self.lock_key = f"zeronode:{queue.name}:monitor-lock"
+        # redis-py's lock releases only if it is still ours (a token, compared on release).
+        self.lock = self.connection.lock(f"zeronode:{queue.name}:monitor-lock", timeout=30)
         self._held_since: dict[str, float] = {}
+        self._last_look = 0.0
 
     def tick(self) -> None:
-        if not self.connection.set(self.lock_key, "1", nx=True, px=5000):
+        if not self.lock.acquire(blocking=False):
             return  # another pool's monitor is on it
         try:
             self.queue.started_job_registry.cleanup()
             self.release_orphans()
             self.release_due_retries()
         finally:
-            self.connection.delete(self.lock_key)
+            self.lock.release()
 
     def release_orphans(self) -> None:
-        holding = [as_text(job_id) for job_id in self.connection.lrange(self.queue.intermediate_queue_key, 0, -1)]
         now = time.monotonic()
+        if now - self._last_look > 2 * MONITOR_INTERVAL:
+            self._held_since = {}  # we missed ticks (another pool held the lock): start counting afresh
+        self._last_look = now
+        holding = [as_text(job_id) for job_id in self.connection.lrange(self.queue.intermediate_queue_key, 0, -1)]
         self._held_since = {job_id: self._held_since.get(job_id, now) for job_id in holding}
         for job_id, since in list(self._held_since.items()):
             if now - since < self.dead_after:
                 continue
-            with self.connection.pipeline() as pipe:
-                pipe.lrem(self.queue.intermediate_queue_key, 1, job_id)
-                pipe.lpush(self.queue.key, job_id)
-                pipe.execute()
             del self._held_since[job_id]
-            log.warning("orphaned job returned to the queue", extra={"job": job_id})
+            # Only if it is still there: a runner may have taken it since we looked.
+            if self.connection.lrem(self.queue.intermediate_queue_key, 1, job_id):
+                self.connection.lpush(self.queue.key, job_id)
+                log.warning("orphaned job returned to the queue", extra={"job": job_id})
 
     def release_due_retries(self) -> None:
         registry = self.queue.scheduled_job_registry

@@ -18,7 +18,8 @@ from typing import Any
 import redis
 
 from runner.executor import Executor
-from runner.monitor import Monitor
+from supervisor.allowlist import Allowlist
+from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import Runner
 from zeronode import logs
 from zeronode.jobs import open_queue
@@ -26,8 +27,6 @@ from zeronode.node import node_identity
 from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
-
-MONITOR_INTERVAL = 1.0
 
 
 def connect(settings: NodeSettings) -> redis.Redis:
@@ -38,7 +37,7 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     """One runner, in this process, until stopped. Returns the number of jobs it ran."""
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
-    executor = Executor(identity.node_id, settings.limits, settings.verify)
+    executor = Executor(identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path))
     runner = Runner(settings, executor, queue, name=name)
     log.info("runner started", extra={"worker": runner.name, "node": identity.node_id, "queue": queue.name})
     return runner.work(burst=burst)

@@ -19,9 +19,14 @@ script when its cancellation is requested, and enforces the stop grace period.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
 
 import rhai
 from rq import SimpleWorker
@@ -35,10 +40,11 @@ from zeronode.rq_layout import JobRecord, Layout, Started, Taken
 from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
+T = TypeVar("T")
 
 WATCH_INTERVAL = 0.1  # how often a running job's cancel flag is checked
 BLOCK_SECONDS = 1  # an idle runner notices a stop request within this
-NOT_RETRIED = {"SignatureInvalid", "WrongNode"}  # retrying cannot fix these
+NOT_RETRIED = {"SignatureInvalid", "Expired", "WrongJob", "WrongNode", "NotAuthorized", "UnreadableJob"}  # retrying cannot fix these
 
 
 class Running:
@@ -72,8 +78,14 @@ class Runner(SimpleWorker):
         self.stop_requested_at: float | None = None
         self.jobs_done = 0
 
-    # rq calls this from its SIGTERM/SIGINT handler. Never raise here: the job
-    # in hand (perhaps between two round trips) must be finished or put back.
+    def _install_signal_handlers(self) -> None:
+        """A stop request (SIGTERM; SIGINT unless ignored, as in pool children)
+        finishes the job in hand, or puts it back after the grace period. rq's own
+        handlers would force-exit on a second signal and leave the job started."""
+        signal.signal(signal.SIGTERM, lambda *_: self._shutdown())
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, lambda *_: self._shutdown())
+
     def _shutdown(self) -> None:
         if self.stop_requested_at is None:
             self.stop_requested_at = time.monotonic()
@@ -81,7 +93,7 @@ class Runner(SimpleWorker):
         self._stop_requested = True
 
     def get_heartbeat_ttl(self, job=None, working_time: float = 0.0) -> int:
-        return max(1, int(self.settings.dead_after))
+        return max(1, math.ceil(self.settings.dead_after))
 
     # -- the loop ----------------------------------------------------------
 
@@ -97,21 +109,21 @@ class Runner(SimpleWorker):
         try:
             taken: Taken | None = None
             while True:
-                if taken is None:
-                    if self._stop_requested:
-                        break
-                    taken = self.take(block=not burst)
+                try:
                     if taken is None:
-                        if burst:
+                        if self._stop_requested:
                             break
-                        continue
-                if taken.record is None:  # deleted while queued
+                        taken = self.take(block=not burst)
+                        if taken is None:
+                            if burst:
+                                break
+                            continue
+                    taken = self.handle(taken)
+                except redis.RedisError as exc:
+                    # Redis away: wait and carry on. A job in hand is the monitor's to recover.
+                    log.warning("redis unavailable", extra={"worker": self.name, "error": str(exc)})
                     taken = None
-                elif taken.started is None:
-                    self.drop_canceled(taken.record)
-                    taken = None
-                else:
-                    taken = self.run_one(taken.record, taken.started)
+                    time.sleep(BLOCK_SECONDS)
         finally:
             watcher_stop.set()
             watcher.join()
@@ -123,20 +135,33 @@ class Runner(SimpleWorker):
     def take(self, block: bool) -> Taken | None:
         """Round trip 1: the next job, started. When the queue is empty, wait for one (if `block`)."""
         ttl = self.get_heartbeat_ttl()
-        taken = self.layout.scripted(lambda: self.layout.take(ttl, self.cancel_prefix))
+        taken = self.layout.take(ttl, self.cancel_prefix)
         if taken is None and block:
             held = self.connection.blmove(self.queue.key, self.queue.intermediate_queue_key, BLOCK_SECONDS)
             if held is not None:
-                taken = self.layout.scripted(lambda: self.layout.take(ttl, self.cancel_prefix, held_job_id=as_text(held)))
+                taken = self.layout.take(ttl, self.cancel_prefix, held_job_id=as_text(held))
         return taken
 
-    def drop_canceled(self, record: JobRecord) -> None:
-        job = record.rq_job(self.queue)
-        with self.connection.pipeline() as pipe:
-            pipe.lrem(self.queue.intermediate_queue_key, 1, record.id)
-            job.set_status(JobStatus.CANCELED, pipeline=pipe)
-            self.canceled_registry.add(job, self.settings.result_ttl, pipeline=pipe)
-            pipe.execute()
+    def handle(self, taken: Taken) -> Taken | None:
+        """Deal with one taken job; returns the next one when it could take it in passing."""
+        if taken.record is None:  # deleted, or not queued: nothing to run
+            return None
+        if taken.started is None:  # its cancellation was requested before it started
+            job = taken.record.rq_job(self.queue)
+            with self.connection.pipeline() as pipe:
+                pipe.lrem(self.queue.intermediate_queue_key, 1, job.id)
+                self.mark_canceled(job, pipe, taken.record.result_ttl or self.settings.result_ttl)
+                pipe.execute()
+            return None
+        if taken.unreadable:
+            outcome = Outcome(status=Status.FAILED, error=ScriptError(type="UnreadableJob", message="the job's stored data cannot be decoded"))
+            return self.finish(taken.record, taken.started, outcome)
+        return self.run_one(taken.record, taken.started)
+
+    def mark_canceled(self, job, pipe, ttl: int) -> None:
+        job.set_status(JobStatus.CANCELED, pipeline=pipe)
+        self.canceled_registry.add(job, ttl, pipeline=pipe)
+        job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
 
     def run_one(self, record: JobRecord, started: Started) -> Taken | None:
         """Run a started job and record its end; returns the next job when it could take one."""
@@ -145,6 +170,7 @@ class Runner(SimpleWorker):
         try:
             outcome = self.executor.run(
                 record.payload,
+                job_id=record.id,
                 cancelled=running.cancelled,
                 cancel_token=running.token,
                 attempt=record.meta.get("attempts", 1),
@@ -175,9 +201,8 @@ class Runner(SimpleWorker):
         if outcome.status == Status.CANCELED or retry:
             self.finish_with_rq(record, started, outcome, retry)
             return None
-        take_next = not self._stop_requested
-
         def finish_and_take() -> Taken | None:
+            take_next = not self._stop_requested
             with self.connection.pipeline(transaction=False) as pipe:
                 if outcome.status == Status.FINISHED:
                     ttl = record.result_ttl or self.settings.result_ttl
@@ -188,9 +213,25 @@ class Runner(SimpleWorker):
                     self.layout.finish_failure(pipe, record, started, message, ttl)
                 taken = self.layout.take(self.get_heartbeat_ttl(), self.cancel_prefix, pipe=pipe) if take_next else None
                 replies = pipe.execute()
+            if replies[0] == 0:
+                log.warning("job was taken back by the monitor; its result is dropped", extra={"job": record.id})
             return taken(replies[-1]) if taken else None
 
-        return self.layout.scripted(finish_and_take)
+        return self.with_retries(lambda: self.layout.scripts.retrying(finish_and_take))
+
+    def with_retries(self, action: Callable[[], T]) -> T | None:
+        """A job's end is worth waiting for: retry through a short Redis outage,
+        for as long as the monitor would still leave the job to us."""
+        deadline = time.monotonic() + self.settings.dead_after
+        delay = 0.1
+        while True:
+            try:
+                return action()
+            except redis.RedisError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def finish_with_rq(self, record: JobRecord, started: Started, outcome: Outcome, retry: bool) -> None:
         """The rare endings (a retry, a cancel) go through rq's own objects."""
@@ -202,9 +243,7 @@ class Runner(SimpleWorker):
             if retry:
                 job.retry(self.queue, pipe)
             else:
-                job.set_status(JobStatus.CANCELED, pipeline=pipe)
-                self.canceled_registry.add(job, result_ttl, pipeline=pipe)
-                job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+                self.mark_canceled(job, pipe, result_ttl)
             self.layout.end_execution(pipe, record, started)
             pipe.execute()
 

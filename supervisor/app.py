@@ -1,14 +1,16 @@
 """The supervisor's HTTP API (FastAPI). The decisions live in supervisor.service.
 
     POST /v1/jobs                 a signed envelope   -> 202 {job_id, status, duplicate}
-    POST /v1/jobs/batch           [envelopes]         -> 200 [{job_id, status} | {error}]
+    POST /v1/jobs/batch           [envelopes]         -> 200 [{status_code, job_id, status} | {status_code, error}]
     GET  /v1/jobs/{id}            the job: status, timestamps, result, output, error
-    GET  /v1/jobs?status=&limit=  jobs, newest ended first
+    GET  /v1/jobs?status=&limit=  jobs by status (without one: started, queued, then ended ones)
     POST /v1/jobs/{id}/cancel     signed request by the job's signer or an admin
     GET  /health, GET /metrics
 
 Errors are JSON: {"detail": {"reason": ..., "message": ...}} with a 4xx status
-for the client's faults, never a traceback.
+for the client's faults, never a traceback. The service's work (verification,
+Redis, compiling) runs in FastAPI's thread pool, not on the event loop, so a
+large batch does not hold up /health.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from starlette.concurrency import run_in_threadpool
 
 from supervisor.service import Rejected, Supervisor
 from zeronode.http_auth import SignedRequest
@@ -62,14 +65,22 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         return JSONResponse(status_code=500, content={"detail": {"reason": "internal", "message": "internal error"}})
 
     async def body_of(request: Request) -> bytes:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise Rejected(413, "too_large", f"request body over {MAX_BODY} bytes")
-        return body
+        """The body, refused as soon as it grows past MAX_BODY (never read whole first)."""
+        too_large = Rejected(413, "too_large", f"request body over {MAX_BODY} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @app.post("/v1/jobs", status_code=202)
     async def submit(request: Request) -> JSONResponse:
-        accepted = supervisor.submit(await body_of(request))
+        accepted = await run_in_threadpool(supervisor.submit, await body_of(request))
         return JSONResponse(
             status_code=200 if accepted.duplicate else 202,
             content={"job_id": accepted.job_id, "status": accepted.status, "duplicate": accepted.duplicate},
@@ -83,7 +94,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
             raise Rejected(400, "invalid_json", f"not JSON: {exc}") from None
         if not isinstance(envelopes, list) or len(envelopes) > MAX_BATCH:
             raise Rejected(422, "malformed", f"expected a JSON array of at most {MAX_BATCH} envelopes")
-        answers = supervisor.submit_many([json.dumps(envelope) for envelope in envelopes])
+        answers = await run_in_threadpool(supervisor.submit_many, [json.dumps(envelope) for envelope in envelopes])
         return [
             {"status_code": a.status, "error": a.body()}
             if isinstance(a, Rejected)
@@ -91,20 +102,21 @@ def create_app(supervisor: Supervisor) -> FastAPI:
             for a in answers
         ]
 
+    # Plain `def` handlers: FastAPI runs them in its thread pool.
     @app.get("/v1/jobs/{job_id}")
-    async def get_job(job_id: str) -> JobView:
+    def get_job(job_id: str) -> JobView:
         return supervisor.job(job_id)
 
     @app.get("/v1/jobs")
-    async def list_jobs(status: Status | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[JobView]:
+    def list_jobs(status: Status | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[JobView]:
         return supervisor.jobs(status, limit)
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    async def cancel(job_id: str, requester: str = Depends(signed)) -> JobView:
+    def cancel(job_id: str, requester: str = Depends(signed)) -> JobView:
         return supervisor.cancel(job_id, requester)
 
     @app.get("/health")
-    async def health() -> JSONResponse:
+    def health() -> JSONResponse:
         healthy = supervisor.healthy()
         return JSONResponse(
             status_code=200 if healthy else 503,

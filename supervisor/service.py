@@ -2,14 +2,16 @@
 
 For each envelope, in this order: verify it (signature, window, size), check
 that it targets this node and that its signer may deploy here, compile the
-script, then claim its nonce and its id and enqueue it. A batch of envelopes
-shares its Redis round trips: all claims in one pipeline, all jobs in another.
+script, then claim its nonce and its id and enqueue it. The claims and the
+enqueue are one Lua script (zeronode/lua/accept.lua): atomic, so no envelope is
+ever claimed without its job, and one round trip for a whole batch.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 import redis
 import rhai
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from supervisor.allowlist import Allowlist
@@ -26,7 +29,7 @@ from zeronode.errors import VerificationError, ZeronodeError
 from zeronode.jobs import RUN_FUNCTION, JobView, Status, cancel_key, open_queue, view
 from zeronode.node import NodeIdentity
 from zeronode.replay import ReplayGuard
-from zeronode.rq_layout import JobTemplate
+from zeronode.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, JobTemplate, Submission
 from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.supervisor")
@@ -44,6 +47,7 @@ REFUSAL_STATUS = {
     "not_yet_valid": 401,
 }
 COMPILED_CACHE_SIZE = 1024
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)  # what rq's cancel may take off
 MAX_BACKOFF = 60
 
 
@@ -97,6 +101,7 @@ class Supervisor:
         self.guard = ReplayGuard(connection, prefix=f"zeronode:{settings.queue}:replay", options=settings.verify)
         self.engine = rhai.Engine(**settings.limits.engine_kwargs())  # to compile, never to run
         self._compiled: OrderedDict[str, None] = OrderedDict()
+        self._compiled_lock = threading.Lock()  # requests run in FastAPI's thread pool
         self.metrics = Metrics()
 
     # -- accepting -------------------------------------------------------
@@ -147,80 +152,63 @@ class Supervisor:
         return envelope
 
     def compile(self, script: str) -> None:
-        if script in self._compiled:
-            self._compiled.move_to_end(script)
-            return
+        with self._compiled_lock:
+            if script in self._compiled:
+                self._compiled.move_to_end(script)
+                return
         try:
             self.engine.compile(script, name="script")
         except rhai.RhaiError as exc:
             raise Rejected(
                 422, "compile_error", str(exc), line=exc.line, column=exc.column, error=exc.message
             ) from None
-        self._compiled[script] = None
-        if len(self._compiled) > COMPILED_CACHE_SIZE:
-            self._compiled.popitem(last=False)
-
-    def _id_key(self, job_id: str) -> str:
-        return f"zeronode:{self.queue.name}:owner:{job_id}"
+        with self._compiled_lock:
+            self._compiled[script] = None
+            if len(self._compiled) > COMPILED_CACHE_SIZE:
+                self._compiled.popitem(last=False)
 
     def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list) -> None:
+        """One round trip: claim each envelope's id and nonce and queue its job, atomically."""
         now = time.time()
-        # Round trip 1: claim each envelope's id (who owns this job id?) and nonce (seen before?).
-        with self.connection.pipeline(transaction=False) as pipe:
-            for _, envelope in checked:
-                owner = f"{envelope.signer}:{envelope.nonce}"
-                # The id stays claimed as long as its job's record may exist.
-                pipe.set(self._id_key(envelope.id), owner, nx=True, ex=self.guard.ttl(envelope, now) + self.settings.result_ttl, get=True)
-                self.guard.claim_in(pipe, envelope, now=now)
-            replies = pipe.execute()
-
-        new: list[tuple[int, Envelope]] = []
-        release: list[str] = []
-        for position, (index, envelope) in enumerate(checked):
-            id_owner, nonce_owner = replies[2 * position], replies[2 * position + 1]
-            mine = f"{envelope.signer}:{envelope.nonce}".encode()
-            if id_owner == mine:
-                answers[index] = Accepted(envelope.id, Status.QUEUED, duplicate=True)  # the same envelope again
-            elif id_owner is not None:
+        submissions = [self._submission(envelope, now) for _, envelope in checked]
+        codes = self.template.accept(submissions)
+        duplicates = []
+        for (index, envelope), code in zip(checked, codes, strict=True):
+            if code == ACCEPTED:
+                answers[index] = Accepted(envelope.id, Status.QUEUED)
+                log.info("job accepted", extra={"job": envelope.id, "signer": envelope.signer})
+            elif code == DUPLICATE:
+                duplicates.append((index, envelope.id))
+            elif code == ID_IN_USE:
                 answers[index] = Rejected(409, "id_in_use", f"job id {envelope.id} belongs to another envelope")
-            elif nonce_owner is not None:
-                release.append(self._id_key(envelope.id))  # keep the id free for its rightful envelope
-                answers[index] = Rejected(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
             else:
-                new.append((index, envelope))
-
-        # Round trip 2: enqueue the new jobs (and free ids claimed by replays).
-        with self.connection.pipeline(transaction=False) as pipe:
-            if release:
-                pipe.delete(*release)
-            if new:
-                self.template.register_queue(pipe)
-            for _, envelope in new:
-                self._enqueue(pipe, envelope)
-            pipe.execute()
-        for index, envelope in new:
-            answers[index] = Accepted(envelope.id, Status.QUEUED)
-            log.info("job accepted", extra={"job": envelope.id, "signer": envelope.signer})
-
-        duplicates = [(index, answer.job_id) for index, answer in enumerate(answers) if isinstance(answer, Accepted) and answer.duplicate]
-        if duplicates:
+                answers[index] = Rejected(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
+        if duplicates:  # the same envelope again: answer with its job as it stands
             jobs = Job.fetch_many([job_id for _, job_id in duplicates], self.connection, serializer=self.queue.serializer)
-            for (index, job_id), job in zip(duplicates, jobs):
-                status = view(job).status if job is not None else Status.QUEUED
-                answers[index] = Accepted(job_id, status, duplicate=True)
+            for (index, job_id), job in zip(duplicates, jobs, strict=True):
+                answers[index] = (
+                    Accepted(job_id, view(job).status, duplicate=True)
+                    if job is not None
+                    else Rejected(410, "gone", f"job {job_id} has ended and its record is no longer kept")
+                )
 
     @functools.cached_property
     def template(self) -> JobTemplate:
         return JobTemplate(self.queue, RUN_FUNCTION)  # made on first use: Redis may be down at start
 
-    def _enqueue(self, pipe: redis.client.Pipeline, envelope: Envelope) -> None:
-        self.template.enqueue(
-            pipe,
-            envelope.id,
-            envelope.model_dump_json(),
+    def _submission(self, envelope: Envelope, now: float) -> Submission:
+        validity = self.guard.ttl(envelope, now)
+        return Submission(
+            job_id=envelope.id,
+            payload=envelope.model_dump_json(),
+            owner=f"{envelope.signer}:{envelope.nonce}",
+            id_key=f"zeronode:{self.queue.name}:owner:{envelope.id}",
+            # The id stays claimed while its job's record may exist (accept.lua also checks the record).
+            id_ttl=validity + self.settings.result_ttl,
+            nonce_key=self.guard.key(envelope),
+            nonce_ttl=validity,
             description=f"zeronode job {envelope.id}",
-            # rq's own time limit is a backstop; the runner enforces the script's timeout in Rhai.
-            timeout=envelope.timeout + 60,
+            timeout=envelope.timeout,  # informational: runners enforce the timeout inside Rhai
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
             meta={"node": self.node_id, "signer": envelope.signer, "retries": envelope.retries, "attempts": 0},
@@ -271,12 +259,19 @@ class Supervisor:
         if requester != job.meta.get("signer") and "admin" not in self.allowlist.roles(requester):
             raise Rejected(403, "not_authorized", "only the job's signer or an admin may cancel it")
         status = view(job).status
-        if status in (Status.FINISHED, Status.FAILED, Status.TIMED_OUT, Status.CANCELED):
+        if status == Status.CANCELED:
+            return view(job)
+        if status in (Status.FINISHED, Status.FAILED, Status.TIMED_OUT):
             raise Rejected(409, "already_ended", f"job {job_id} has already ended ({status})")
-        # The flag reaches a running script through its runner; rq's cancel takes it off the queue.
+        # The flag first: it stops a running script through its runner, and keeps a
+        # runner from starting the job should one take it between here and rq's cancel.
         self.connection.set(cancel_key(self.queue, job_id), requester, ex=self.settings.result_ttl)
-        if job.get_status(refresh=True) != JobStatus.STARTED:
-            job.cancel()
+        if job.get_status(refresh=True) in WAITING:
+            try:
+                job.cancel()
+                job.cleanup(self.settings.result_ttl)
+            except InvalidJobOperation:
+                pass  # canceled meanwhile (by a runner that found the flag, or another request)
         log.info("job cancel requested", extra={"job": job_id, "by": requester})
         return view(Job.fetch(job_id, self.connection, serializer=self.queue.serializer))
 

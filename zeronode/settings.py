@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from zeronode.envelope import VerifyOptions
@@ -67,6 +67,12 @@ class NodeSettings(BaseSettings):
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
     dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
     stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_dead_after(self) -> NodeSettings:
+        if self.heartbeat_interval >= self.dead_after:
+            raise ValueError("heartbeat_interval must be shorter than dead_after, or live runners would look dead")
+        return self
 
     @classmethod
     def settings_customise_sources(

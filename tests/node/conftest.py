@@ -128,6 +128,8 @@ def node(tmp_path, redis_server, serve_app):
     config.write_text(
         f'state_dir = "{state}"\nredis_url = "unix://{redis_server}"\nqueue = "{queue}"\n'
         "heartbeat_interval = 0.5\ndead_after = 3.0\nstop_grace = 5.0\n"
+        # High enough that a script's timeout, not its operation count, ends a runaway loop.
+        "[limits]\nmax_operations = 100000000000\n"
     )
     settings = NodeSettings.load(config)
     identity = node_identity(settings)

@@ -5,6 +5,7 @@ If an rq upgrade changes its Redis layout, these tests fail before anything else
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from zeronode.jobs import RUN_FUNCTION, cancel_key, open_queue
-from zeronode.rq_layout import JobTemplate, Layout
+from zeronode.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, REPLAYED, JobTemplate, Layout, Submission
 
 WORKER = "twin-worker"
 TTL = 600
@@ -33,17 +34,31 @@ def enqueue_twins(queue, retries=None):
         RUN_FUNCTION, PAYLOAD, job_id="rq-twin", job_timeout=120,
         retry=Retry(max=len(retries), interval=retries) if retries else None, **common,
     )
-    with queue.connection.pipeline() as pipe:
-        template = JobTemplate(queue, RUN_FUNCTION)
-        template.register_queue(pipe)
-        template.enqueue(pipe, "our-twin", PAYLOAD, timeout=120, retry_intervals=retries, **common)
-        pipe.execute()
+    submission = Submission(
+        job_id="our-twin", payload=PAYLOAD, owner="signer:nonce", id_key="test:owner:our-twin", id_ttl=TTL,
+        nonce_key="test:nonce", nonce_ttl=TTL, timeout=120, retry_intervals=retries or [], **common,
+    )
+    assert JobTemplate(queue, RUN_FUNCTION).accept([submission]) == [ACCEPTED]
+    return submission
+
+
+def test_accept_claims_atomically(queue):
+    submission = enqueue_twins(queue)
+    template = JobTemplate(queue, RUN_FUNCTION)
+    again = template.accept([submission])
+    other_owner = template.accept([replace(submission, owner="thief:nonce2", nonce_key="test:nonce2")])
+    reused_nonce = template.accept([replace(submission, job_id="new-id", id_key="test:owner:new-id")])
+    assert (again, other_owner, reused_nonce) == ([DUPLICATE], [ID_IN_USE], [REPLAYED])
+    # An id whose claim has lapsed is still refused while its job's record exists.
+    queue.connection.delete(submission.id_key)
+    assert template.accept([replace(submission, owner="late:nonce3", nonce_key="test:nonce3")]) == [ID_IN_USE]
+    assert queue.get_job_ids() == ["rq-twin", "our-twin"]
 
 
 def footprint(connection: redis.Redis, job_id: str) -> dict[str, tuple]:
-    """Every key that mentions the job, by shape (ids blanked), with its type and whether it expires."""
+    """Every rq key that mentions the job, by shape (ids blanked), with its type and whether it expires."""
     shape = {}
-    for key in connection.scan_iter(f"*{job_id}*"):
+    for key in connection.scan_iter(f"rq:*{job_id}*"):  # rq's keys; our own claims are ours
         key = key.decode()
         general = re.sub(r"[0-9a-f]{32}", "{execution}", key.replace(job_id, "{job}"))
         shape[general] = (connection.type(key).decode(), connection.ttl(key) > 0)

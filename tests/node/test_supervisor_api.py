@@ -140,8 +140,21 @@ def test_cancel_a_queued_job(node):
     assert response.status_code == 200
     assert response.json()["status"] == "canceled"
     assert node.supervisor.queue.count == 0
-    again = node.cancel(envelope.id, node.client)
-    assert (again.status_code, reason(again)) == (409, "already_ended")
+    assert 0 < node.connection.ttl(f"rq:job:{envelope.id}") <= node.settings.result_ttl  # not kept forever
+    again = node.cancel(envelope.id, node.client)  # idempotent
+    assert (again.status_code, again.json()["status"]) == (200, "canceled")
+
+
+def test_cancel_of_an_ended_job_changes_nothing(node):
+    from runner.pool import run_runner
+
+    envelope = node.sign("1")
+    node.post(envelope)
+    run_runner(node.settings, burst=True)
+    response = node.cancel(envelope.id, node.client)
+    assert (response.status_code, reason(response)) == (409, "already_ended")
+    assert node.job(envelope.id).status == "finished"
+    assert envelope.id in node.supervisor.queue.finished_job_registry.get_job_ids()
 
 
 def test_admin_may_cancel_others_jobs(node):

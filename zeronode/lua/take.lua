@@ -10,8 +10,9 @@
 -- ARGV[11] id of a job already moved to the intermediate list (by BLMOVE), or ''
 --
 -- Returns nil when the queue is empty, else {job id, state, fields}, where state is
--- 0 started, 1 canceled (not started), 2 gone (deleted while queued), and fields are
--- the job's data, meta, status, result_ttl, failure_ttl and retries_left.
+-- 0 started, 1 canceled (not started), 2 not to be run (deleted, or not queued: a stray
+-- second copy of its id in the queue must never start it again), and fields are
+-- the job's data, meta, result_ttl, failure_ttl and retries_left.
 
 local job_id = ARGV[11]
 if job_id == '' then
@@ -19,13 +20,18 @@ if job_id == '' then
   if not job_id then return nil end
 end
 local job_key = ARGV[8] .. job_id
-if redis.call('EXISTS', job_key) == 0 then
+local FIELDS = {'data', 'meta', 'result_ttl', 'failure_ttl', 'retries_left'}
+local status = redis.call('HGET', job_key, 'status')
+if not status then
   redis.call('LREM', KEYS[2], 1, job_id)
   return {job_id, 2, {}}
 end
-local FIELDS = {'data', 'meta', 'status', 'result_ttl', 'failure_ttl', 'retries_left'}
-if redis.call('EXISTS', ARGV[7] .. job_id) == 1 or redis.call('HGET', job_key, 'status') == 'canceled' then
+if redis.call('EXISTS', ARGV[7] .. job_id) == 1 or status == 'canceled' then
   return {job_id, 1, redis.call('HMGET', job_key, unpack(FIELDS))}
+end
+if status ~= 'queued' then
+  redis.call('LREM', KEYS[2], 1, job_id)
+  return {job_id, 2, {}}
 end
 
 local ttl = tonumber(ARGV[6])
