@@ -150,7 +150,8 @@ def main() -> None:
 
         def new_runner():
             queue = open_queue(connection, settings.queue)
-            return Runner(settings, Executor(identity.node_id, settings.limits, settings.verify), queue)
+            executor = Executor(identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path))
+            return Runner(settings, executor, queue)
 
         def new_supervisor():
             return Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))

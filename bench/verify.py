@@ -64,7 +64,7 @@ def main() -> None:
             ratios.append(full_batch / raw_batch)
 
     n = args.envelopes * args.rounds
-    quartiles = statistics.quantiles(ratios, n=4)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     console = Console()
     console.print(f"{args.envelopes} envelopes × {args.rounds} rounds on {os.cpu_count()} cores")
     console.print(f"raw PyNaCl verify:  {n / raw_time:>9,.0f}/s  {1e6 * raw_time / n:6.1f} µs")
