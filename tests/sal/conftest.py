@@ -1,5 +1,6 @@
 """A real btrfs for the storage tests: an image file, loop-mounted (this needs root, which these machines give)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -35,18 +36,25 @@ def remove_pool(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def pool_dir(btrfs_mount):
+@contextlib.contextmanager
+def new_pool(btrfs_mount):
     """A fresh, empty pool directory on the btrfs, removed with all its volumes afterwards."""
     path = btrfs_mount / f"pool-{uuid.uuid4().hex[:8]}"
     path.mkdir()
-    yield path
-    remove_pool(path)
+    try:
+        yield path
+    finally:
+        remove_pool(path)
+
+
+@pytest.fixture
+def pool_dir(btrfs_mount):
+    with new_pool(btrfs_mount) as path:
+        yield path
 
 
 @pytest.fixture
 def second_pool_dir(btrfs_mount):
-    path = btrfs_mount / f"pool-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    yield path
-    remove_pool(path)
+    """Another pool: where a volume sent from `pool_dir` is received."""
+    with new_pool(btrfs_mount) as path:
+        yield path
