@@ -45,12 +45,19 @@ class OutputCapture:
 class Executor:
     """One per worker: one Rhai engine with every SAL registered, and a cache of compiled scripts."""
 
-    def __init__(self, node_id: str, limits: ScriptLimits, verify_options: VerifyOptions, allowlist: Allowlist):
+    def __init__(
+        self,
+        node_id: str,
+        limits: ScriptLimits,
+        verify_options: VerifyOptions,
+        allowlist: Allowlist,
+        sals: sal.NodeSals | None = None,
+    ):
         self.node_id = node_id
         self.verify_options = verify_options
         self.allowlist = allowlist
         self.engine = rhai.Engine(**limits.engine_kwargs())
-        sal.register_all(self.engine)
+        sal.register_all(self.engine, sals or sal.NodeSals())
         self._asts: OrderedDict[str, rhai.AST] = OrderedDict()
 
     def compile(self, script: str) -> rhai.AST:

@@ -21,6 +21,7 @@ from runner.executor import Executor
 from supervisor.allowlist import Allowlist
 from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import Runner
+from sal.registry import NodeSals
 from zeronode import logs
 from zeronode.jobs import open_queue
 from zeronode.node import node_identity
@@ -37,7 +38,10 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     """One runner, in this process, until stopped. Returns the number of jobs it ran."""
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
-    executor = Executor(identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path))
+    executor = Executor(
+        identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path),
+        NodeSals.from_settings(settings),
+    )
     runner = Runner(settings, executor, queue, name=name)
     log.info("runner started", extra={"worker": runner.name, "node": identity.node_id, "queue": queue.name})
     return runner.work(burst=burst)

@@ -1,9 +1,10 @@
 """The one table of functions that Rhai scripts can call on a node.
 
-A runner registers every entry of FUNCTIONS into its engine once. Functions
-that need to know which job they serve (its node, its deadline, whether it
-was cancelled) read `current_job()`, which the runner sets around each eval.
-The SAL drivers (hypervisor, storage, network) add their entries here.
+A runner builds the node's SAL drivers once (NodeSals.from_settings) and
+registers every function of `functions(sals)` into its engine. Functions that
+need to know which job they serve (its node, its deadline, whether it was
+cancelled) read `current_job()`, which the runner sets around each eval.
+docs/rhai-api.md lists them.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from typing import Any
 import rhai
 
 import zeronode
+from sal.errors import SalError
+from sal.storage import BtrfsStorage, Storage
+from sal.storage.functions import functions as storage_functions
+from zeronode.settings import NodeSettings
 
-
-class SalError(Exception):
-    """A SAL refused or failed an operation; the script sees its message and line."""
 
 
 @dataclass
@@ -73,13 +75,26 @@ def node_info() -> dict[str, Any]:
     }
 
 
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "node_info": node_info,
-}
-# No `sleep` here: Rhai's own `sleep(seconds)` is there, and rhai-py makes it honour
-# the job's timeout and cancellation.
+@dataclass(frozen=True)
+class NodeSals:
+    """The node's SAL drivers; a missing one makes its functions fail with a clear message."""
+
+    storage: Storage | None = None
+
+    @classmethod
+    def from_settings(cls, settings: NodeSettings) -> NodeSals:
+        return cls(storage=BtrfsStorage(settings.storage_root) if settings.storage_root else None)
 
 
-def register_all(engine: rhai.Engine) -> None:
-    for name, function in FUNCTIONS.items():
+def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
+    # No `sleep` here: Rhai's own `sleep(seconds)` is there, and rhai-py makes it
+    # honour the job's timeout and cancellation.
+    return {
+        "node_info": node_info,
+        **storage_functions(sals.storage),
+    }
+
+
+def register_all(engine: rhai.Engine, sals: NodeSals) -> None:
+    for name, function in functions(sals).items():
         engine.register(name, function)

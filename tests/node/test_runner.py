@@ -109,3 +109,12 @@ def test_job_canceled_while_queued_is_not_run(node):
     assert run(node) == 0
     job = node.job(envelope.id)
     assert job.status == "canceled" and job.output == []
+
+
+def test_a_deployment_creates_a_volume_on_the_nodes_storage(node, pool_dir):
+    envelope = node.sign('let v = volume_create(#{ name: "app-data", quota_mb: 32 }); #{ name: v.name, ro: v.read_only }')
+    node.post(envelope)
+    run_runner(node.settings.model_copy(update={"storage_root": pool_dir}), burst=True)
+    job = node.wait(envelope.id)
+    assert (job.status, job.result) == ("finished", {"name": "app-data", "ro": False})
+    assert (pool_dir / "app-data").is_dir()

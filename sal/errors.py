@@ -1,0 +1,27 @@
+"""What every SAL shares: its error type, and the checking of map arguments from scripts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SalError(Exception):
+    """A SAL refused or failed an operation; the script sees its message and line."""
+
+
+def spec(function: str, arguments: Any, *, required: dict[str, type], optional: dict[str, type] | None = None) -> dict:
+    """Check a script's argument map: known keys only, each of its type."""
+    optional = optional or {}
+    if not isinstance(arguments, dict):
+        raise SalError(f"{function} takes a map, e.g. {function}(#{{ {', '.join(f'{k}: ...' for k in required)} }})")
+    if unknown := set(arguments) - set(required) - set(optional):
+        raise SalError(f"{function}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted({**required, **optional}))})")
+    for key, kind in {**required, **optional}.items():
+        if key not in arguments:
+            if key in required:
+                raise SalError(f"{function}: missing key {key!r}")
+            continue
+        value = arguments[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise SalError(f"{function}: {key!r} must be {kind.__name__}, got {type(value).__name__}")
+    return arguments

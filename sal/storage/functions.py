@@ -1,0 +1,53 @@
+"""The storage SAL as Rhai scripts see it: functions taking maps, returning maps.
+
+    let data = volume_create(#{ name: "web1-data", quota_mb: 1024 });
+    let snap = volume_snapshot(#{ source: "web1-data", name: "web1-data-1" });
+    volume_list();                              // [#{ name, id, uuid, read_only, ... }]
+    volume_delete("web1-data-1");               // or #{ name: "...", recursive: true }
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sal.errors import SalError, spec
+from sal.storage.base import Storage
+
+MIB = 1024 * 1024
+
+
+def functions(storage: Storage | None) -> dict[str, Callable[..., Any]]:
+    def driver() -> Storage:
+        if storage is None:
+            raise SalError("storage is not configured on this node (set storage_root)")
+        return storage
+
+    def volume_create(arguments: dict) -> dict:
+        args = spec("volume_create", arguments, required={"name": str}, optional={"quota_mb": int})
+        quota = args["quota_mb"] * MIB if args.get("quota_mb") else None
+        return driver().create(args["name"], quota_bytes=quota).as_dict()
+
+    def volume_snapshot(arguments: dict) -> dict:
+        args = spec("volume_snapshot", arguments, required={"source": str, "name": str}, optional={"read_only": bool})
+        return driver().snapshot(args["source"], args["name"], read_only=args.get("read_only", True)).as_dict()
+
+    def volume_delete(name_or_arguments: str | dict) -> None:
+        if isinstance(name_or_arguments, str):
+            name_or_arguments = {"name": name_or_arguments}
+        args = spec("volume_delete", name_or_arguments, required={"name": str}, optional={"recursive": bool})
+        driver().delete(args["name"], recursive=args.get("recursive", False))
+
+    def volume_info(name: str) -> dict:
+        return driver().info(name).as_dict()
+
+    def volume_list() -> list[dict]:
+        return [volume.as_dict() for volume in driver().list()]
+
+    return {
+        "volume_create": volume_create,
+        "volume_snapshot": volume_snapshot,
+        "volume_delete": volume_delete,
+        "volume_info": volume_info,
+        "volume_list": volume_list,
+    }
