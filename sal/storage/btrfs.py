@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import btrfsutil
 
-from sal.storage.base import StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
+from sal.storage.base import NAME, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
 
 BTRFS = "btrfs"
 COMMAND_TIMEOUT = 600
@@ -107,7 +107,10 @@ class BtrfsStorage:
         return True
 
     def list(self) -> list[Volume]:
-        names = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir(follow_symlinks=False))
+        """The pool's volumes. Entries that could not be volume names (made by hand) are not listed."""
+        names = sorted(
+            entry.name for entry in os.scandir(self.root) if entry.is_dir(follow_symlinks=False) and NAME.fullmatch(entry.name)
+        )
         return [self.info(name) for name in names if btrfsutil.is_subvolume(self.root / name)]
 
     def snapshot(self, source: str, name: str, *, read_only: bool = True) -> Volume:

@@ -29,7 +29,10 @@ def test_create_info_list_delete(storage):
 
 
 def test_plain_directories_are_not_volumes(storage):
+    import btrfsutil
+
     (storage.root / "plain").mkdir()
+    btrfsutil.create_subvolume(storage.root / "made by hand")  # a name no script could use
     assert storage.list() == []
     with pytest.raises(StorageError, match="not a volume"):
         storage.info("plain")
