@@ -25,6 +25,8 @@ import rhai
 import zeronode
 from sal.errors import SalError
 from sal.storage import BtrfsStorage, Storage
+from sal.network.client import MyceliumClient
+from sal.network.functions import functions as network_functions
 from sal.storage.functions import functions as storage_functions
 from zeronode.settings import NodeSettings
 
@@ -80,10 +82,14 @@ class NodeSals:
     """The node's SAL drivers; a missing one makes its functions fail with a clear message."""
 
     storage: Storage | None = None
+    network: MyceliumClient | None = None
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> NodeSals:
-        return cls(storage=BtrfsStorage(settings.storage_root) if settings.storage_root else None)
+        return cls(
+            storage=BtrfsStorage(settings.storage_root) if settings.storage_root else None,
+            network=MyceliumClient(settings.mycelium_url) if settings.mycelium_url else None,
+        )
 
 
 def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
@@ -92,6 +98,7 @@ def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
     return {
         "node_info": node_info,
         **storage_functions(sals.storage),
+        **network_functions(sals.network),
     }
 
 

@@ -58,6 +58,7 @@ class NodeSettings(BaseSettings):
     node_id: str | None = Field(None, description="override the id derived from the node key (local clusters)")
     authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
     storage_root: Path | None = Field(None, description="the btrfs directory holding this node's volumes")
+    mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     host: str = "127.0.0.1"

@@ -1,0 +1,153 @@
+"""A client of the mycelium daemon's HTTP API (default http://127.0.0.1:8989), the real one or the simulator."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import httpx
+
+from sal.errors import SalError
+
+DEFAULT_URL = "http://127.0.0.1:8989"
+
+
+class NetworkError(SalError):
+    """The mycelium daemon refused a request or could not be reached."""
+
+
+class PeerExists(NetworkError):
+    pass
+
+
+class PeerNotFound(NetworkError):
+    pass
+
+
+class MalformedEndpoint(NetworkError):
+    pass
+
+
+class ReplyTimeout(NetworkError):
+    """No reply arrived within the timeout; `message_id` is the message that was sent."""
+
+    def __init__(self, message: str, message_id: str):
+        super().__init__(message)
+        self.message_id = message_id
+
+
+@dataclass(frozen=True)
+class Message:
+    id: str
+    src_ip: str
+    src_pk: str
+    dst_ip: str | None
+    dst_pk: str | None
+    topic: bytes | None
+    payload: bytes
+
+    @classmethod
+    def from_json(cls, data: dict) -> Message:
+        topic = data.get("topic")
+        return cls(
+            id=data["id"], src_ip=data["srcIp"], src_pk=data["srcPk"], dst_ip=data.get("dstIp"), dst_pk=data.get("dstPk"),
+            topic=base64.b64decode(topic) if topic is not None else None, payload=base64.b64decode(data["payload"]),
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id, "src_ip": self.src_ip, "src_pk": self.src_pk,
+            "topic": self.topic.decode(errors="replace") if self.topic is not None else None,
+            "payload": self.payload.decode(errors="replace"),
+        }
+
+
+def destination(to: str) -> dict[str, str]:
+    """A 64-hex-digit public key, or an overlay IPv6 address."""
+    return {"pk": to} if len(to) == 64 and all(c in "0123456789abcdef" for c in to.lower()) else {"ip": to}
+
+
+class MyceliumClient:
+    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None):
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self.http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise NetworkError(f"mycelium is unreachable at {self.http.base_url}: {exc}") from exc
+
+    def _ok(self, response: httpx.Response, *codes: int) -> httpx.Response:
+        if response.status_code not in codes:
+            raise NetworkError(f"mycelium answered {response.status_code}: {response.text.strip()[:200]}")
+        return response
+
+    def info(self) -> dict:
+        """{nodeSubnet, nodeIp, nodePubkey, ...}"""
+        return self._ok(self._request("GET", "/admin"), 200).json()
+
+    def peers(self) -> list[dict]:
+        return self._ok(self._request("GET", "/admin/peers"), 200).json()
+
+    def add_peer(self, endpoint: str) -> None:
+        """`endpoint` as "tcp://IP:PORT" (or quic://)."""
+        response = self._request("POST", "/admin/peers", json={"endpoint": endpoint})
+        if response.status_code == 409:
+            raise PeerExists(f"peer {endpoint} is already known")
+        if response.status_code == 400:
+            raise MalformedEndpoint(f"malformed peer endpoint {endpoint!r}: {response.text.strip()}")
+        self._ok(response, 204)
+
+    def remove_peer(self, endpoint: str) -> None:
+        response = self._request("DELETE", f"/admin/peers/{quote(endpoint, safe='')}")
+        if response.status_code == 404:
+            raise PeerNotFound(f"no peer {endpoint}")
+        if response.status_code == 400:
+            raise MalformedEndpoint(f"malformed peer endpoint {endpoint!r}")
+        self._ok(response, 204)
+
+    def selected_routes(self) -> list[dict]:
+        return self._ok(self._request("GET", "/admin/routes/selected"), 200).json()
+
+    def fallback_routes(self) -> list[dict]:
+        return self._ok(self._request("GET", "/admin/routes/fallback"), 200).json()
+
+    def send(self, to: str, payload: bytes, *, topic: bytes | None = None, reply_timeout: int | None = None) -> str | Message:
+        """Send to a public key or overlay IP. Returns the message id, or the reply when `reply_timeout` is given."""
+        body: dict = {"dst": destination(to), "payload": base64.b64encode(payload).decode()}
+        if topic is not None:
+            body["topic"] = base64.b64encode(topic).decode()
+        params = {"reply_timeout": reply_timeout} if reply_timeout else None
+        response = self._request("POST", "/messages", json=body, params=params,
+                                 timeout=(reply_timeout or 0) + self.http.timeout.read)
+        if response.status_code == 408:
+            message_id = response.json()["id"]
+            raise ReplyTimeout(f"no reply to message {message_id} within {reply_timeout} s", message_id)
+        if response.status_code == 200:
+            return Message.from_json(response.json())
+        return self._ok(response, 201).json()["id"]
+
+    def receive(self, *, topic: bytes | None = None, timeout: int = 0, peek: bool = False) -> Message | None:
+        """The next message (waiting up to `timeout` seconds), or None."""
+        params: dict = {"timeout": timeout, "peek": str(peek).lower()}
+        if topic is not None:
+            params["topic"] = base64.b64encode(topic).decode()
+        response = self._request("GET", "/messages", params=params, timeout=timeout + self.http.timeout.read)
+        if response.status_code == 204:
+            return None
+        return Message.from_json(self._ok(response, 200).json())
+
+    def reply(self, message: Message, payload: bytes) -> None:
+        body = {"dst": {"pk": message.src_pk}, "payload": base64.b64encode(payload).decode()}
+        self._ok(self._request("POST", f"/messages/reply/{message.id}", json=body), 204)
+
+    def public_key(self, ip: str) -> str | None:
+        response = self._request("GET", f"/pubkey/{ip}")
+        if response.status_code == 404:
+            return None
+        data = self._ok(response, 200).json()
+        return data.get("publicKey") or data.get("NodePubKey")  # the daemon's name, and the spec's
+
+    def close(self) -> None:
+        self.http.close()

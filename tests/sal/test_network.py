@@ -1,0 +1,114 @@
+"""The mycelium client against two simulated nodes that peer with each other over loopback."""
+
+import pytest
+
+from sal.network import MalformedEndpoint, MyceliumClient, PeerExists, PeerNotFound, ReplyTimeout
+from sal.network.simulator import create_simulator
+
+
+@pytest.fixture
+def two_nodes(serve_app):
+    a_url, b_url = serve_app(create_simulator()), serve_app(create_simulator())
+    a, b = MyceliumClient(a_url), MyceliumClient(b_url)
+    b_endpoint = "tcp://" + b_url.removeprefix("http://")
+    a.add_peer(b_endpoint)
+    b.add_peer("tcp://" + a_url.removeprefix("http://"))
+    yield a, b, b_endpoint
+    a.close()
+    b.close()
+
+
+def test_node_info(two_nodes):
+    a, _, _ = two_nodes
+    info = a.info()
+    assert len(info["nodePubkey"]) == 64
+    assert info["nodeSubnet"].endswith("/64") and info["nodeIp"].startswith(info["nodeSubnet"].split("::")[0][:2])
+
+
+def test_peers_and_routes(two_nodes):
+    a, b, b_endpoint = two_nodes
+    peers = a.peers()
+    assert [(p["endpoint"]["socketAddr"], p["connectionState"], p["type"]) for p in peers] == [
+        (b_endpoint.removeprefix("tcp://"), "alive", "static")
+    ]
+    assert [route["subnet"] for route in a.selected_routes()] == [b.info()["nodeSubnet"]]
+    assert a.fallback_routes() == []
+    with pytest.raises(PeerExists):
+        a.add_peer(b_endpoint)
+    with pytest.raises(MalformedEndpoint):
+        a.add_peer("not-an-endpoint")
+    a.remove_peer(b_endpoint)
+    assert a.peers() == [] and a.selected_routes() == []
+    with pytest.raises(PeerNotFound):
+        a.remove_peer(b_endpoint)
+
+
+def test_a_message_sent_on_one_node_arrives_on_the_other(two_nodes):
+    a, b, _ = two_nodes
+    b_key = b.info()["nodePubkey"]
+    message_id = a.send(b_key, b"deploy web1", topic=b"zeronode")
+    assert b.receive(topic=b"other") is None
+    message = b.receive(topic=b"zeronode", timeout=2)
+    assert (message.id, message.payload, message.topic) == (message_id, b"deploy web1", b"zeronode")
+    assert message.src_pk == a.info()["nodePubkey"]
+    assert b.receive() is None  # popped
+
+
+def test_send_by_overlay_ip_and_peek(two_nodes):
+    a, b, _ = two_nodes
+    a.send(b.info()["nodeIp"], b"by ip")
+    assert b.receive(peek=True).payload == b"by ip"
+    assert b.receive().payload == b"by ip"
+
+
+def test_request_and_reply(serve_app, two_nodes):
+    import threading
+
+    a, b, _ = two_nodes
+
+    def answer():
+        question = b.receive(timeout=5)
+        b.reply(question, question.payload.upper())
+
+    threading.Thread(target=answer).start()
+    reply = a.send(b.info()["nodePubkey"], b"ping", reply_timeout=5)
+    assert reply.payload == b"PING"
+    with pytest.raises(ReplyTimeout) as info:
+        a.send(b.info()["nodePubkey"], b"nobody answers", reply_timeout=1)
+    assert len(info.value.message_id) == 16
+
+
+def test_public_key_lookup(two_nodes):
+    a, b, _ = two_nodes
+    assert a.public_key(b.info()["nodeIp"]) == b.info()["nodePubkey"]
+    assert a.public_key("400::1") is None
+
+
+def test_unreachable_daemon_is_a_clear_error():
+    from sal.network import NetworkError
+
+    with pytest.raises(NetworkError, match="unreachable"):
+        MyceliumClient("http://127.0.0.1:9").info()
+
+
+def test_scripts_talk_over_the_network(two_nodes):
+    import rhai
+
+    from sal import registry
+
+    a, b, _ = two_nodes
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(network=a))
+    result = engine.eval(
+        'let me = net_info(); let id = net_send(#{ to: to, payload: "hello", topic: "zn" });'
+        '#{ me: me.public_key, id: id, peers: net_peers().map(|p| p.state) }',
+        {"to": b.info()["nodePubkey"]},
+    )
+    assert result["me"] == a.info()["nodePubkey"] and result["peers"] == ["alive"]
+    message = b.receive(topic=b"zn", timeout=2)
+    assert (message.id, message.payload) == (result["id"], b"hello")
+    with pytest.raises(rhai.EvalError, match="unknown key 'body'"):
+        engine.eval('net_send(#{ to: "x", body: "y" })')
+    b.send(a.info()["nodePubkey"], b"back", topic=b"zn")
+    assert engine.eval('net_receive(#{ topic: "zn", timeout: 2 }).payload') == "back"
+    assert engine.eval("net_receive()") is None
