@@ -1,0 +1,53 @@
+"""The example deployment scripts in scripts/examples run as written, on real SALs."""
+
+import time
+from pathlib import Path
+
+import pytest
+import rhai
+
+from sal import registry
+from sal.network import MyceliumClient
+from sal.network.simulator import create_simulator
+from sal.storage import BtrfsStorage
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
+
+
+@pytest.fixture
+def run_example(pool_dir, serve_app):
+    network = MyceliumClient(serve_app(create_simulator()))
+    peer = serve_app(create_simulator())
+    network.add_peer("tcp://" + peer.removeprefix("http://"))
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(storage=BtrfsStorage(pool_dir), network=network))
+    printed = []
+
+    def run(name, env=None):
+        job = registry.JobContext(job_id="example", signer="s", node_id="node-1", deadline=time.monotonic() + 30)
+        with registry.running(job):
+            ast = engine.compile((EXAMPLES / name).read_text(), name=name)
+            return engine.eval(ast, {"env": env or {}}, on_print=printed.append)
+
+    run.printed = printed
+    return run
+
+
+def test_snapshot_and_clone(run_example, pool_dir):
+    result = run_example("snapshot_and_clone.rhai", {"APP": "shop"})
+    assert result == {"base": "shop-base", "golden": "shop-golden", "clone": "shop-clone-1", "clone_of_golden": True}
+    assert run_example.printed == ["shop-golden is read-only: true; shop-clone-1 is writable"]
+    assert sorted(p.name for p in pool_dir.iterdir()) == ["shop-base", "shop-clone-1", "shop-golden"]
+
+
+def test_list_everything(run_example):
+    run_example("snapshot_and_clone.rhai", {"APP": "blog"})
+    result = run_example("list_everything.rhai")
+    assert result["node"] == "node-1"
+    assert [v["name"] for v in result["volumes"]] == ["blog-base", "blog-clone-1", "blog-golden"]
+    assert len(result["peers"]) == 1 and result["peers"][0].endswith("(alive)")
+    assert result["overlay_ip"]
+
+
+def test_hello(run_example):
+    assert run_example("hello.rhai")["answer"] == 42
