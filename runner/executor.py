@@ -6,7 +6,6 @@ verified here (signature, expiry, target) before the script is even compiled.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -75,7 +74,6 @@ class Executor:
         payload: str | bytes,
         *,
         job_id: str,
-        cancelled: threading.Event | None = None,
         cancel_token: rhai.CancelToken | None = None,
         attempt: int = 1,
     ) -> Outcome:
@@ -113,7 +111,6 @@ class Executor:
             signer=envelope.signer,
             node_id=self.node_id,
             deadline=started + envelope.timeout,
-            cancelled=cancelled or threading.Event(),
         )
         try:
             ast = self.compile(envelope.script)

@@ -53,14 +53,12 @@ class Running:
     def __init__(self, record: JobRecord, execution: Execution):
         self.record = record
         self.execution = execution
-        self.cancelled = threading.Event()  # for SAL functions that wait
         self.token = rhai.CancelToken()  # for the Rhai engine
         self.cancel_reason: str | None = None  # "requested" or "shutdown"
 
     def cancel(self, reason: str) -> None:
         if self.cancel_reason is None:
             self.cancel_reason = reason
-        self.cancelled.set()
         self.token.cancel()
 
 
@@ -171,7 +169,6 @@ class Runner(SimpleWorker):
             outcome = self.executor.run(
                 record.payload,
                 job_id=record.id,
-                cancelled=running.cancelled,
                 cancel_token=running.token,
                 attempt=record.meta.get("attempts", 1),
             )

@@ -13,11 +13,9 @@ import contextlib
 import os
 import platform
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import rhai
@@ -38,11 +36,6 @@ class JobContext:
     signer: str
     node_id: str
     deadline: float  # time.monotonic() after which the script is out of time
-    # Set when the job is cancelled: a SAL function that waits on something watches it.
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
 
 
 _current: ContextVar[JobContext | None] = ContextVar("zeronode_job", default=None)

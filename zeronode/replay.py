@@ -38,7 +38,3 @@ class ReplayGuard:
         """
         if not self.client.set(self.key(envelope), envelope.id, nx=True, ex=self.ttl(envelope, now)):
             raise Replayed(f"nonce {envelope.nonce} of signer {envelope.signer} was already used")
-
-    def claim_in(self, pipeline: redis.client.Pipeline, envelope: Envelope, *, now: float | None = None) -> None:
-        """Queue a claim in `pipeline`; its reply is None when claimed now, else the id that claimed it first."""
-        pipeline.set(self.key(envelope), envelope.id, nx=True, ex=self.ttl(envelope, now), get=True)
