@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+Driver = TypeVar("Driver")
 
 
 class SalError(Exception):
@@ -25,3 +28,14 @@ def spec(function: str, arguments: Any, *, required: dict[str, type], optional: 
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise SalError(f"{function}: {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return arguments
+
+
+def configured(driver: Driver | None, missing: str) -> Callable[[], Driver]:
+    """The getter a SAL's script functions use for their driver: it fails with `missing` when the node has none."""
+
+    def get() -> Driver:
+        if driver is None:
+            raise SalError(missing)
+        return driver
+
+    return get

@@ -22,13 +22,13 @@ import rhai
 
 import zeronode
 from sal.errors import SalError
-from sal.storage import BtrfsStorage, Storage
+from sal.hypervisor.functions import functions as hypervisor_functions
+from sal.hypervisor.manager import VmManager
 from sal.network.client import MyceliumClient
 from sal.network.functions import functions as network_functions
+from sal.storage import BtrfsStorage, Storage
 from sal.storage.functions import functions as storage_functions
 from zeronode.settings import NodeSettings
-
-
 
 @dataclass
 class JobContext:
@@ -57,8 +57,8 @@ def running(context: JobContext) -> Iterator[JobContext]:
         _current.reset(token)
 
 
-def node_info() -> dict[str, Any]:
-    """What the script's node is: its id, host facts and software version."""
+def node_info(sals: NodeSals) -> dict[str, Any]:
+    """What the script's node is: its id, host facts, software version and which SALs it has."""
     job = current_job()
     return {
         "id": job.node_id,
@@ -67,6 +67,10 @@ def node_info() -> dict[str, Any]:
         "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024),
         "kernel": platform.release(),
         "zeronode": zeronode.__version__,
+        "storage": str(sals.storage.root) if sals.storage else None,
+        "network": sals.network is not None,
+        # "simulated" means no guest code runs: deployments must be able to tell.
+        "hypervisor": sals.vms.kind if sals.vms else None,
     }
 
 
@@ -76,12 +80,19 @@ class NodeSals:
 
     storage: Storage | None = None
     network: MyceliumClient | None = None
+    vms: VmManager | None = None  # VM disks live on the storage pool: no storage, no VMs
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> NodeSals:
+        storage = BtrfsStorage(settings.storage_root) if settings.storage_root else None
+        vms = VmManager(
+            settings.vm_state_dir, storage, hypervisor=settings.hypervisor, binary=settings.hypervisor_binary,
+            firmware=settings.vm_firmware,
+        ) if storage else None
         return cls(
-            storage=BtrfsStorage(settings.storage_root) if settings.storage_root else None,
+            storage=storage,
             network=MyceliumClient(settings.mycelium_url) if settings.mycelium_url else None,
+            vms=vms,
         )
 
 
@@ -89,9 +100,10 @@ def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
     # No `sleep` here: Rhai's own `sleep(seconds)` is there, and rhai-py makes it
     # honour the job's timeout and cancellation.
     return {
-        "node_info": node_info,
+        "node_info": lambda: node_info(sals),
         **storage_functions(sals.storage),
         **network_functions(sals.network),
+        **hypervisor_functions(sals.vms),
     }
 
 

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -92,6 +93,14 @@ def serve_app():
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+@pytest.fixture
+def short_dir():
+    """A directory with a short path: a UNIX socket's path must fit in 107 bytes, and tmp_path's may not."""
+    path = Path(tempfile.mkdtemp(prefix="zn-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # -- a real btrfs, loop-mounted (root is available on these machines) --

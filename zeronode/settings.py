@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -59,6 +59,12 @@ class NodeSettings(BaseSettings):
     authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
     storage_root: Path | None = Field(None, description="the btrfs directory holding this node's volumes")
     mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
+    hypervisor: Literal["auto", "cloud-hypervisor", "simulated"] = Field(
+        "auto", description="which VMM runs VMs; auto: cloud-hypervisor when on PATH, else the simulator (logged loudly)"
+    )
+    hypervisor_binary: str = Field("cloud-hypervisor", description="the cloud-hypervisor executable (name or path)")
+    vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
+    vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     host: str = "127.0.0.1"
@@ -108,6 +114,10 @@ class NodeSettings(BaseSettings):
     @property
     def node_key_path(self) -> Path:
         return self.node_key or self.state_dir / "node.key"
+
+    @property
+    def vm_state_dir(self) -> Path:
+        return self.vm_dir or self.state_dir / "vms"
 
     @property
     def authorized_keys_path(self) -> Path:

@@ -12,15 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sal.errors import SalError, spec
+from sal.errors import configured, spec
 from sal.network.client import Message, MyceliumClient
 
 
 def functions(client: MyceliumClient | None) -> dict[str, Callable[..., Any]]:
-    def mycelium() -> MyceliumClient:
-        if client is None:
-            raise SalError("the network is not configured on this node (set mycelium_url)")
-        return client
+    mycelium = configured(client, "the network is not configured on this node (set mycelium_url)")
 
     def net_info() -> dict:
         info = mycelium().info()

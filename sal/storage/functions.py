@@ -11,17 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sal.errors import SalError, spec
+from sal.errors import configured, spec
 from sal.storage.base import Storage
 
 MIB = 1024 * 1024
 
 
 def functions(storage: Storage | None) -> dict[str, Callable[..., Any]]:
-    def driver() -> Storage:
-        if storage is None:
-            raise SalError("storage is not configured on this node (set storage_root)")
-        return storage
+    driver = configured(storage, "storage is not configured on this node (set storage_root)")
 
     def volume_create(arguments: dict) -> dict:
         args = spec("volume_create", arguments, required={"name": str}, optional={"quota_mb": int})

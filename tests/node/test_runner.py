@@ -8,6 +8,8 @@ import pytest
 from rq.job import Job
 
 from runner.pool import run_runner
+from sal.hypervisor import VmManager
+from sal.storage import BtrfsStorage
 
 
 def run(node):
@@ -118,3 +120,24 @@ def test_a_deployment_creates_a_volume_on_the_nodes_storage(node, pool_dir):
     job = node.wait(envelope.id)
     assert (job.status, job.result) == ("finished", {"name": "app-data", "ro": False})
     assert (pool_dir / "app-data").is_dir()
+
+
+def test_a_deployment_runs_a_vm_that_outlives_the_job(node, pool_dir, short_dir):
+    image = pool_dir / "alpine"
+    BtrfsStorage(pool_dir).create("alpine")
+    (image / "disk.raw").write_bytes(b"\0" * 1024 * 1024)
+    (image / "vmlinux").write_bytes(b"kernel")
+    settings = node.settings.model_copy(
+        update={"storage_root": pool_dir, "vm_dir": short_dir / "vms", "hypervisor": "simulated"}
+    )
+    envelope = node.sign('vm_create(#{ name: "app", image: "alpine" }); let vm = vm_start("app"); [vm.state, node_info().hypervisor]')
+    node.post(envelope)
+    run_runner(settings, burst=True)
+    job = node.wait(envelope.id)
+    assert (job.status, job.result) == ("finished", ["Running", "simulated"])
+
+    vms = VmManager(settings.vm_state_dir, BtrfsStorage(pool_dir), hypervisor="simulated")
+    try:
+        assert vms.info("app")["state"] == "Running"  # the job is over; the VM runs on
+    finally:
+        vms.stop_all(timeout=1)

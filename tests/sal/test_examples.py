@@ -7,6 +7,7 @@ import pytest
 import rhai
 
 from sal import registry
+from sal.hypervisor import VmManager
 from sal.network import MyceliumClient
 from sal.network.simulator import create_simulator
 from sal.storage import BtrfsStorage
@@ -14,13 +15,18 @@ from sal.storage import BtrfsStorage
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 
 
+from .conftest import make_image
+
+
 @pytest.fixture
-def run_example(pool_dir, serve_app):
+def run_example(pool_dir, serve_app, short_dir):
     network = MyceliumClient(serve_app(create_simulator()))
     peer = serve_app(create_simulator())
     network.add_peer("tcp://" + peer.removeprefix("http://"))
+    storage = BtrfsStorage(pool_dir)
+    vms = VmManager(short_dir / "vms", storage, hypervisor="simulated")
     engine = rhai.Engine()
-    registry.register_all(engine, registry.NodeSals(storage=BtrfsStorage(pool_dir), network=network))
+    registry.register_all(engine, registry.NodeSals(storage=storage, network=network, vms=vms))
     printed = []
 
     def run(name, env=None):
@@ -30,7 +36,9 @@ def run_example(pool_dir, serve_app):
             return engine.eval(ast, {"env": env or {}}, on_print=printed.append)
 
     run.printed = printed
-    return run
+    run.storage = storage
+    yield run
+    vms.stop_all(timeout=1)
 
 
 def test_snapshot_and_clone(run_example, pool_dir):
@@ -45,9 +53,24 @@ def test_list_everything(run_example):
     result = run_example("list_everything.rhai")
     assert result["node"] == "node-1"
     assert [v["name"] for v in result["volumes"]] == ["blog-base", "blog-clone-1", "blog-golden"]
+    assert result["vms"] == [] and result["hypervisor"] == "simulated"
     assert len(result["peers"]) == 1 and result["peers"][0].endswith("(alive)")
     assert result["overlay_ip"]
 
 
 def test_hello(run_example):
     assert run_example("hello.rhai")["answer"] == 42
+
+
+def test_deploy_vm_with_a_data_volume(run_example, pool_dir):
+    make_image(run_example.storage, "debian")
+    first = run_example("deploy_vm.rhai", {"NAME": "shop", "IMAGE": "debian"})
+    assert first == {
+        "name": "shop", "state": "Running", "hypervisor": "simulated", "root": "shop-root", "volumes": ["shop-data"],
+    }
+    assert run_example.printed[-1].startswith("shop is Running on simulated (pid ")
+    assert run_example.storage.usage("shop-data").limit == 256 * 1024 * 1024
+    assert run_example("deploy_vm.rhai", {"NAME": "shop", "IMAGE": "debian"}) == first  # a second run changes nothing
+    assert sorted(p.name for p in pool_dir.iterdir()) == ["debian", "shop-data", "shop-root"]
+    listed = run_example("list_everything.rhai")
+    assert listed["vms"] == ["shop (Running)"]

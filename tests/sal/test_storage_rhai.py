@@ -35,32 +35,3 @@ def test_a_script_creates_snapshots_lists_and_deletes_volumes(engine, pool_dir):
         "info": "web1-data",
     }
     assert (pool_dir / "web1-data").is_dir()
-
-
-@pytest.mark.parametrize(
-    ("script", "message"),
-    [
-        ('volume_create("plain string")', "volume_create takes a map"),
-        ('volume_create(#{ name: "x", size: 3 })', "unknown key 'size'"),
-        ("volume_create(#{ quota_mb: 3 })", "missing key 'name'"),
-        ('volume_create(#{ name: "x", quota_mb: "big" })', "'quota_mb' must be int"),
-        ('volume_create(#{ name: "../etc" })', "InvalidName: invalid volume name '../etc'"),
-        ('volume_delete("ghost")', "VolumeNotFound: no volume 'ghost'"),
-    ],
-)
-def test_errors_reach_the_script_with_their_line(engine, script, message):
-    with pytest.raises(rhai.EvalError, match=message) as info:
-        engine.eval(f"let a = 1;\n{script}")
-    assert info.value.line == 2
-
-
-def test_a_script_can_catch_a_storage_error(engine):
-    script = 'volume_create(#{ name: "v" }); let r = "none"; try { volume_create(#{ name: "v" }); } catch (e) { r = `${e}`; } r'
-    assert engine.eval(script) == "VolumeExists: volume 'v' already exists"
-
-
-def test_without_storage_the_functions_say_what_is_missing():
-    engine = rhai.Engine()
-    registry.register_all(engine, registry.NodeSals())
-    with pytest.raises(rhai.EvalError, match="storage is not configured on this node"):
-        engine.eval("volume_list()")

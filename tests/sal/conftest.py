@@ -1,0 +1,69 @@
+"""Hypervisor fixtures: simulated VMMs as real processes on UNIX sockets, VM managers on a real btrfs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import rhai
+
+from sal import registry
+from sal.hypervisor import HypervisorClient, VmManager, VmmUnreachable
+from sal.storage import BtrfsStorage
+
+
+@pytest.fixture
+def vmm(short_dir):
+    """A simulated cloud-hypervisor process, started as the VM manager starts one; its client."""
+    socket = short_dir / "api.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sal.hypervisor.simulator", "--api-socket", f"path={socket}"],
+        stderr=subprocess.DEVNULL,
+    )
+    client = HypervisorClient(socket)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except VmmUnreachable:
+            assert process.poll() is None and time.monotonic() < deadline, "the simulator did not start"
+            time.sleep(0.02)
+    yield client
+    client.close()
+    process.kill()
+    process.wait()
+
+
+def make_image(storage: BtrfsStorage, name: str = "ubuntu", *, kernel: bool = True, disk_mb: int = 64):
+    """An image volume as the VM manager expects one: disk.raw, and a kernel unless told otherwise."""
+    volume = storage.create(name)
+    with open(volume.path / "disk.raw", "wb") as disk:
+        disk.truncate(disk_mb * 1024 * 1024)
+    if kernel:
+        (volume.path / "vmlinux").write_bytes(b"\x7fELF not really a kernel")
+        (volume.path / "cmdline").write_text("console=ttyS0 root=/dev/vda1 rw\n")
+    return volume
+
+
+@pytest.fixture
+def storage(pool_dir):
+    return BtrfsStorage(pool_dir)
+
+
+@pytest.fixture
+def vm_manager(storage, short_dir):
+    manager = VmManager(short_dir / "vms", storage, hypervisor="simulated")
+    yield manager
+    manager.stop_all(timeout=1)
+
+
+@pytest.fixture
+def vm_engine(storage, vm_manager):
+    """A Rhai engine with storage and VMs (simulated VMMs), and an image volume "ubuntu"."""
+    make_image(storage)
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(storage=storage, vms=vm_manager))
+    return engine
