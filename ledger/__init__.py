@@ -1,3 +1,12 @@
-"""The ledger: nodes, their uptime, users and their rights.
+"""The ledger: nodes, their uptime, users and their rights (docs/ledger.md).
 
-Arrives with issue #6 (ledger and node identity)."""
+    settings   LedgerSettings: TOML file and ZERONODE_LEDGER_* variables
+    schema     the tables, and the versioned migrations run on start
+    database   SQLite (WAL) or PostgreSQL, and write transactions
+    models     what the API takes and answers (also zeronode.ledger_client's)
+    nodes      registration by the node's key; reading nodes and their status
+    uptime     judging reports, restarts, up intervals, uptime percentages
+    reports    reports as signed requests, alone or in batches
+    users      users, roles and deployment rights
+    app        the HTTP API (FastAPI)
+"""

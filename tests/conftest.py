@@ -1,6 +1,7 @@
 """Fixtures shared by every test package: real servers and a real btrfs, made and removed by the tests."""
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,21 @@ import btrfsutil
 import pytest
 import redis
 import uvicorn
+
+
+def collect_json_lines(stream, into: list[dict]) -> threading.Thread:
+    """Append each JSON log line a process writes on `stream` to `into` (plain lines as {"msg": line})."""
+
+    def read() -> None:
+        for line in stream:
+            try:
+                into.append(json.loads(line))
+            except ValueError:
+                into.append({"msg": line.rstrip()})
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader
 
 
 @pytest.fixture(scope="session")

@@ -229,5 +229,115 @@ def runner(
     Pool(settings, pool).run()
 
 
+@app.command()
+def ledger(
+    config: Annotated[Path | None, typer.Option("--config", help="Ledger settings file (TOML)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run the ledger: nodes, their uptime, users and their rights (HTTP, default 127.0.0.1:8400)."""
+    import sqlalchemy
+    import uvicorn
+
+    from ledger.app import create_app
+    from ledger.database import Database
+    from ledger.schema import SchemaTooNew
+    from ledger.settings import LedgerSettings
+    from zeronode import logs
+    from zeronode.settings import SettingsError
+
+    try:
+        settings = LedgerSettings.load(config, **{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    except SettingsError as exc:
+        fail(str(exc))
+    logs.setup()
+    database = sqlalchemy.make_url(settings.database).render_as_string(hide_password=True)
+    try:
+        db = Database(settings.database)
+        version = db.migrate()
+    except SchemaTooNew as exc:
+        fail(str(exc))
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        fail(f"cannot open the ledger database {database}: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}")
+    logging.getLogger("zeronode.ledger").info(
+        "ledger starting", extra={"database": database, "schema": version, "host": settings.host, "port": settings.port}
+    )
+    uvicorn.run(create_app(settings, db), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def identity(
+    config: ConfigOption = None,
+    ledger_url: Annotated[str | None, typer.Option("--ledger", help="The ledger's URL (default: ledger_url in the settings)")] = None,
+) -> None:
+    """Run this node's identity manager: register it in the ledger, then report its uptime (at boot, for good)."""
+    from zeronode import identity as identity_manager, logs
+
+    settings = node_settings(config, ledger_url=ledger_url)
+    if not settings.ledger_url:
+        fail("no ledger to report to: set ledger_url in the settings (or ZERONODE_LEDGER_URL, or --ledger)")
+    logs.setup()
+    try:
+        identity_manager.run(settings)
+    except identity_manager.AlreadyRunning as exc:
+        fail(str(exc))
+    except (KeyFileError, OSError) as exc:
+        fail(f"cannot load the node key: {exc}")
+
+
+users_app = typer.Typer(help="Users of a ledger and their rights.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
+# An option, not an argument: a base64url key may begin with "-", which an argument would take for an option.
+UserKeyOption = Annotated[str, typer.Option("--public-key", help="The user's public key")]
+
+
+@users_app.command("add")
+def users_add(
+    public_key: UserKeyOption,
+    name: Annotated[str, typer.Option(help="Who the user is")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
+    ledger_url: LedgerOption,
+    role: Annotated[list[str], typer.Option("--role", help="admin or deployer (repeatable)")] = [],  # noqa: B006
+    node: Annotated[list[str], typer.Option("--node", help="A node id the user may deploy on (repeatable)")] = [],  # noqa: B006
+    farm: Annotated[list[str], typer.Option("--farm", help="A farm the user may deploy on (repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Create a user in the ledger, or replace their name and rights; print the user."""
+    from pydantic import ValidationError
+
+    from ledger.models import NewUser
+    from ledger.refusals import problems
+    from zeronode.ledger_client import LedgerClient, LedgerError
+
+    try:
+        user = NewUser.model_validate({"public_key": public_key, "name": name, "roles": role, "nodes": node, "farms": farm})
+    except ValidationError as exc:
+        fail(problems(exc.errors()))
+    with LedgerClient(ledger_url, load_key(key)) as client:
+        try:
+            saved = client.create_user(user)
+        except LedgerError as exc:
+            fail(str(exc))
+    print(saved.model_dump_json(indent=2))
+
+
+@users_app.command("show")
+def users_show(
+    public_key: UserKeyOption,
+    ledger_url: LedgerOption,
+    node: Annotated[str | None, typer.Option(help="Also say whether the user may deploy on this node")] = None,
+    token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
+) -> None:
+    """Print a user's roles and rights as the ledger has them."""
+    from zeronode.ledger_client import LedgerClient, LedgerError
+
+    with LedgerClient(ledger_url, token=token) as client:
+        try:
+            user = client.user(public_key, node)
+        except LedgerError as exc:
+            fail(str(exc))
+    print(user.model_dump_json(indent=2))
+
+
 if __name__ == "__main__":
     app()

@@ -75,6 +75,14 @@ class NodeSettings(BaseSettings):
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
     dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
     stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+    # The identity manager (`zeronode identity`, docs/ledger.md).
+    ledger_url: str | None = Field(None, description="the ledger's API, e.g. http://ledger.internal:8400")
+    uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
+    farm: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the farm this node belongs to")
+    owner: str | None = Field(None, max_length=128, description="who owns this node (free text, in the ledger)")
+    supervisor_url: str | None = Field(
+        None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
+    )
 
     @model_validator(mode="after")
     def _heartbeat_within_dead_after(self) -> NodeSettings:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +27,8 @@ from zeronode.jobs import JobView
 from zeronode.node import NodeIdentity, node_identity
 from zeronode.settings import NodeSettings
 
+from ..conftest import collect_json_lines
+
 
 class RunnerPool:
     """`zeronode runner --pool N` as a real process; its JSON log lines are collected."""
@@ -40,15 +40,8 @@ class RunnerPool:
             stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         self.logs: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        collect_json_lines(self.process.stderr, self.logs)
         self.wait_for(lambda entries: sum(e["msg"] == "runner started" for e in entries) >= size, 60, "runners to start")
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            try:
-                self.logs.append(json.loads(line))
-            except ValueError:
-                self.logs.append({"msg": line.rstrip()})
 
     def wait_for(self, condition, timeout: float, what: str):
         deadline = time.monotonic() + timeout

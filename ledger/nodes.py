@@ -1,0 +1,123 @@
+"""Nodes in the ledger: registration by the node's own key, and reading them back with their status.
+
+A node's id derives from its public key (zeronode.keys.node_id), and only a
+request signed by that key reaches `register`: registering again updates the
+record (a node that moved or grew), it never adds a second one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from ledger import uptime
+from ledger.database import Database
+from ledger.models import Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
+from ledger.refusals import Refused
+from ledger.schema import nodes
+from zeronode import keys
+
+log = logging.getLogger("zeronode.ledger")
+
+DAY = 86400
+
+
+def register(db: Database, public_key: str, registration: NodeRegistration, now: float) -> tuple[sa.Row, bool]:
+    """Create or update the node of `public_key`; its row, and whether it is new."""
+    node_id = keys.node_id(public_key)
+    values = {
+        "farm": registration.farm,
+        "owner": registration.owner,
+        "vcpus": registration.capacity.vcpus,
+        "memory": registration.capacity.memory,
+        "disk": registration.capacity.disk,
+        "supervisor_url": registration.supervisor_url,
+        "mycelium_address": registration.mycelium_address,
+        "version": registration.version,
+        "updated_at": int(now),
+    }
+    try:
+        row, created = _save(db, node_id, public_key, values, now)
+    except sa.exc.IntegrityError:
+        # PostgreSQL: a concurrent first registration inserted it meanwhile; this one updates it.
+        row, created = _save(db, node_id, public_key, values, now)
+    log.info("node registered" if created else "node updated", extra={"node": node_id, "farm": registration.farm})
+    return row, created
+
+
+def _save(db: Database, node_id: str, public_key: str, values: dict, now: float) -> tuple[sa.Row, bool]:
+    with db.writing() as connection:
+        exists = connection.execute(sa.select(nodes.c.node_id).where(nodes.c.node_id == node_id).with_for_update()).first()
+        if exists:
+            connection.execute(sa.update(nodes).where(nodes.c.node_id == node_id).values(values))
+        else:
+            connection.execute(
+                sa.insert(nodes).values(node_id=node_id, public_key=public_key, registered_at=int(now), restarts=0, **values)
+            )
+        return connection.execute(sa.select(nodes).where(nodes.c.node_id == node_id)).one(), not exists
+
+
+def status(row: sa.Row, now: float, offline_after: float) -> Status:
+    online = row.last_report_at is not None and row.last_report_at > now - offline_after
+    return "online" if online else "offline"
+
+
+def view(row: sa.Row, now: float, offline_after: float) -> NodeView:
+    return NodeView(
+        node_id=row.node_id,
+        public_key=row.public_key,
+        farm=row.farm,
+        owner=row.owner,
+        capacity=Capacity(vcpus=row.vcpus, memory=row.memory, disk=row.disk),
+        supervisor_url=row.supervisor_url,
+        mycelium_address=row.mycelium_address,
+        version=row.version,
+        registered_at=row.registered_at,
+        updated_at=row.updated_at,
+        status=status(row, now, offline_after),
+        last_report_at=row.last_report_at,
+        last_uptime=row.last_uptime,
+        restarts=row.restarts,
+    )
+
+
+def detail(db: Database, node_id: str, now: float, offline_after: float) -> NodeDetail:
+    with db.reading() as connection:
+        row = connection.execute(sa.select(nodes).where(nodes.c.node_id == node_id)).first()
+        if row is None:
+            raise Refused(404, "unknown_node", f"no node {node_id} in the ledger")
+        return NodeDetail(
+            **view(row, now, offline_after).model_dump(),
+            uptime_24h=uptime.percent(connection, row, DAY, now),
+            uptime_30d=uptime.percent(connection, row, 30 * DAY, now),
+        )
+
+
+def listing(db: Database, filters: NodeFilters, *, now: float, offline_after: float) -> list[NodeView]:
+    query = sa.select(nodes).order_by(nodes.c.node_id).limit(filters.limit)
+    heard_since = now - offline_after
+    if filters.status == "online":
+        query = query.where(nodes.c.last_report_at > heard_since)
+    elif filters.status == "offline":
+        query = query.where(sa.or_(nodes.c.last_report_at.is_(None), nodes.c.last_report_at <= heard_since))
+    minimums = ((nodes.c.vcpus, filters.min_vcpus), (nodes.c.memory, filters.min_memory), (nodes.c.disk, filters.min_disk))
+    for column, minimum in minimums:
+        if minimum is not None:
+            query = query.where(column >= minimum)
+    if filters.farm is not None:
+        query = query.where(nodes.c.farm == filters.farm)
+    if filters.after is not None:
+        query = query.where(nodes.c.node_id > filters.after)
+    if filters.ids is not None:
+        query = query.where(nodes.c.node_id.in_(filters.ids.split(",")))
+    with db.reading() as connection:
+        return [view(row, now, offline_after) for row in connection.execute(query)]
+
+
+def counts(db: Database, now: float, offline_after: float) -> dict[Status, int]:
+    """How many nodes are online and offline (for /metrics)."""
+    online = sa.func.count().filter(nodes.c.last_report_at > now - offline_after)
+    with db.reading() as connection:
+        total, up = connection.execute(sa.select(sa.func.count(), online).select_from(nodes)).one()
+    return {"online": up, "offline": total - up}

@@ -1,0 +1,112 @@
+"""The ledger's tables, and the versioned scheme that creates or migrates them on start.
+
+Why not Alembic: the ledger migrates itself when it starts, on SQLite and on
+PostgreSQL alike, and has one schema so far. A table of applied versions and
+an ordered list of steps does that in a page, with no migration directory,
+env.py or second command to run. Alembic's autogeneration is what we would
+miss; it is worth adopting when the schema changes often.
+
+The rule, as Alembic's "create_all, then stamp head": a database without the
+version table gets the current tables at once and is stamped LATEST. An older
+one runs each step after its version, in one transaction (PostgreSQL's DDL is
+transactional; SQLite's too). A database newer than this code is refused:
+old code must not write into a schema it does not know.
+
+Times are integer Unix seconds, the protocol's unit, so both databases store
+and compare them the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, MetaData, String, Table
+
+from zeronode.errors import ZeronodeError
+
+metadata = MetaData()
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(26), primary_key=True),
+    Column("public_key", String(43), nullable=False, unique=True),
+    Column("farm", String(64), nullable=False, index=True),
+    Column("owner", String(128)),
+    Column("vcpus", Integer, nullable=False),
+    Column("memory", BigInteger, nullable=False),
+    Column("disk", BigInteger, nullable=False),
+    Column("supervisor_url", String(512)),
+    Column("mycelium_address", String(45)),
+    Column("version", String(64), nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # The current boot's state, kept on the node's row so that an ordinary
+    # report is a single UPDATE; a boot's interval moves to uptime_sessions
+    # only when the node restarts.
+    Column("last_report_at", BigInteger, index=True),
+    Column("last_uptime", BigInteger),
+    Column("up_since", BigInteger),
+    Column("restarts", Integer, nullable=False, default=0),
+)
+
+# Closed up intervals, one per boot that ended: what "uptime % over 30 days" adds up.
+uptime_sessions = Table(
+    "uptime_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("node_id", String(26), ForeignKey("nodes.node_id"), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=False),
+    Index("uptime_sessions_by_node", "node_id", "ended_at"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("public_key", String(43), primary_key=True),
+    Column("name", String(128), nullable=False),
+    # Small lists read whole with their user: JSON, not tables of their own.
+    Column("roles", sa.JSON, nullable=False),
+    Column("nodes", sa.JSON, nullable=False),
+    Column("farms", sa.JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+schema_versions = Table(
+    "schema_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+# Step N+1 takes a version-N database to version N+1. Append; never edit a released step.
+MIGRATIONS: list[Callable[[sa.Connection], None]] = []
+LATEST = 1 + len(MIGRATIONS)
+
+
+class SchemaTooNew(ZeronodeError):
+    """The database was migrated by a newer ledger than this one."""
+
+
+def migrate(connection: sa.Connection) -> int:
+    """Create or bring up to date the schema, inside the caller's write transaction; the version reached."""
+    if connection.dialect.name == "postgresql":
+        # Ledgers starting together take turns; the lock ends with the transaction.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(7316430152)"))
+    current = None
+    if sa.inspect(connection).has_table(schema_versions.name):
+        current = connection.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar_one()
+    if current is None:  # a new database
+        metadata.create_all(connection)
+        connection.execute(schema_versions.insert(), {"version": LATEST, "applied_at": int(time.time())})
+        return LATEST
+    if current > LATEST:
+        raise SchemaTooNew(f"the database is at schema version {current}; this ledger knows up to {LATEST}: upgrade it")
+    for version in range(current + 1, LATEST + 1):
+        MIGRATIONS[version - 2](connection)
+        connection.execute(schema_versions.insert(), {"version": version, "applied_at": int(time.time())})
+    return LATEST

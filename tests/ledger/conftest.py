@@ -1,0 +1,284 @@
+"""The ledger for the tests, on SQLite and on a private PostgreSQL server: every test of this package runs on both.
+
+The PostgreSQL server is the machine's own binaries (Debian's `postgresql`,
+scripts/install-system-packages), started once per session on a Unix socket
+in a temporary directory, with a fresh database for each test. PostgreSQL
+refuses to run as root, so as root it runs as the `postgres` system user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nacl.signing
+import psycopg
+import pytest
+
+from ledger.app import create_app
+from ledger.database import Database
+from ledger.settings import LedgerSettings
+from zeronode import keys
+from zeronode.http_auth import SignedRequestAuth
+from zeronode.ledger_client import LedgerClient
+
+from ..conftest import collect_json_lines
+
+ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def postgres_bindir() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    assert found, "PostgreSQL is not installed: run scripts/install-system-packages"
+    return found[-1].parent
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    socket_dir: Path
+    port: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    bindir = postgres_bindir()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    # Not under pytest's tmp dir: that one is private to root, and the server's user must reach its files.
+    base = Path(tempfile.mkdtemp(prefix="zeronode-pg-"))
+    if as_postgres:
+        user = pwd.getpwnam("postgres")
+        os.chown(base, user.pw_uid, user.pw_gid)
+    data, port = base / "data", 5432  # no TCP listener: the port only names the socket
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
+         "-E", "UTF8", "--locale=C"],
+        check=True, capture_output=True,
+    )
+    process = subprocess.Popen(
+        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-k", str(base), "-p", str(port),
+         "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    server = PostgresServer(base, port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            server.admin().close()
+            break
+        except psycopg.OperationalError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"postgres did not start: {process.stderr.read()[-2000:]}") from None
+            time.sleep(0.05)
+    yield server
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast", "-w"], capture_output=True)
+    process.wait(30)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """An empty database: a SQLite file, or a fresh database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    with server.admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield server.url(name)
+    with server.admin() as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+class Clock:
+    """The ledger's clock in a test: real time, moved on demand, or frozen at a whole second."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.frozen: int | None = None
+
+    def __call__(self) -> float:
+        return self.frozen if self.frozen is not None else time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        if self.frozen is not None:
+            self.frozen += int(seconds)
+        self.offset += seconds
+
+    def freeze(self) -> int:
+        self.frozen = int(self())
+        return self.frozen
+
+
+@dataclass
+class Ledger:
+    """A ledger served over HTTP in this process, on its own database, with an admin key from its settings."""
+
+    url: str
+    settings: LedgerSettings
+    db: Database
+    clock: Clock
+    admin: nacl.signing.SigningKey
+    http: httpx.Client  # one client for the test: making one costs more than a request
+
+    def client(self, key: nacl.signing.SigningKey | None = None, **kwargs) -> LedgerClient:
+        return LedgerClient(self.url, key, **kwargs)
+
+    def signed(self, method: str, path: str, key: nacl.signing.SigningKey, body: dict | bytes | None = None) -> httpx.Response:
+        """A request signed by `key` on the ledger's clock (which a test may have moved)."""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
+        return self.http.request(method, path, content=content, auth=SignedRequestAuth(key, clock=self.clock))
+
+    def report(self, key: nacl.signing.SigningKey, uptime: int, timestamp: int | None = None) -> httpx.Response:
+        timestamp = int(self.clock()) if timestamp is None else timestamp
+        node_id = keys.node_id(keys.public_key_text(key))
+        return self.signed("POST", f"/v1/nodes/{node_id}/uptime", key, {"uptime": uptime, "timestamp": timestamp})
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return self.http.get(path, **kwargs)
+
+
+REGISTRATION = {
+    "farm": "farm-a",
+    "owner": "ops@example.org",
+    "capacity": {"vcpus": 8, "memory": 16 << 30, "disk": 500 << 30},
+    "supervisor_url": "http://10.0.0.7:8300",
+    "mycelium_address": "4a1:2b3::1",
+    "version": "0.1.0",
+}
+
+
+def registration(**changes) -> dict:
+    return {**REGISTRATION, **changes}
+
+
+@pytest.fixture
+def make_ledger(database_url, tmp_path, serve_app):
+    """make_ledger(**settings) -> Ledger: a ledger on this test's database (several share it, like restarts)."""
+    made: list[Ledger] = []
+
+    def make(**overrides) -> Ledger:
+        admin = nacl.signing.SigningKey.generate()
+        settings = LedgerSettings(
+            data_dir=tmp_path, database_url=database_url, admins=[keys.public_key_text(admin)],
+            **{"report_interval": 10, **overrides},
+        )
+        db = Database(settings.database)
+        db.migrate()
+        clock = Clock()
+        url = serve_app(create_app(settings, db, clock=clock))
+        made.append(Ledger(url, settings, db, clock, admin, httpx.Client(base_url=url, timeout=10)))
+        return made[-1]
+
+    yield make
+    for ledger in made:
+        ledger.http.close()
+        ledger.db.close()
+
+
+@pytest.fixture
+def ledger(make_ledger) -> Ledger:
+    return make_ledger()
+
+
+@pytest.fixture
+def node_key() -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey.generate()
+
+
+@pytest.fixture
+def registered(ledger, node_key) -> str:
+    """The id of a node registered in `ledger` with `node_key`."""
+    response = ledger.signed("POST", "/v1/nodes", node_key, REGISTRATION)
+    assert response.status_code == 201, response.text
+    return response.json()["node_id"]
+
+
+# -- real processes ---------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """A `zeronode` command running as its own process; its JSON log lines are collected."""
+
+    args: list[str]
+    process: subprocess.Popen = field(init=False)
+    reader: threading.Thread = field(init=False)
+    logs: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.process = subprocess.Popen([ZERONODE, *self.args], stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.reader = collect_json_lines(self.process.stderr, self.logs)
+
+    def wait_for_log(self, condition, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in list(self.logs):
+                if condition(entry):
+                    return entry
+            assert self.process.poll() is None, f"{self.args[0]} exited ({self.process.returncode}): {self.logs[-5:]}"
+            time.sleep(0.05)
+        raise AssertionError(f"{self.args[0]}: timed out waiting for a log line: {self.logs[-5:]}")
+
+    def stop(self) -> int:
+        """SIGTERM, then its exit status, once its last log lines are in `logs`."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status = self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            status = self.process.wait(5)
+        self.reader.join(5)
+        return status
+
+
+@pytest.fixture
+def services():
+    """services(*args) -> Service: `zeronode ARGS...` as a process, stopped at the end of the test."""
+    started: list[Service] = []
+
+    def start(*args) -> Service:
+        service = Service([str(arg) for arg in args])
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)

@@ -1,0 +1,81 @@
+"""The service around the data: schema versions, health and metrics, read tokens, error shapes, the CLI's one-line errors."""
+
+import pytest
+import sqlalchemy as sa
+
+from ledger.database import Database
+from ledger.schema import LATEST, SchemaTooNew, schema_versions
+
+from .conftest import REGISTRATION
+
+
+def detail(response) -> tuple[int, str]:
+    return response.status_code, response.json()["detail"]["reason"]
+
+
+def test_the_schema_is_created_once_and_kept_across_restarts(make_ledger, node_key):
+    first = make_ledger()
+    assert first.signed("POST", "/v1/nodes", node_key, REGISTRATION).status_code == 201
+    second = make_ledger()  # a restart on the same database: migrating again changes nothing
+    assert len(second.get("/v1/nodes").json()) == 1
+    with second.db.reading() as connection:
+        assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [LATEST]
+
+
+def test_a_database_from_a_newer_ledger_is_refused(database_url, tmp_path, zn):
+    db = Database(database_url)
+    db.migrate()
+    with db.writing() as connection:
+        connection.execute(schema_versions.insert(), {"version": LATEST + 1, "applied_at": 0})
+    with pytest.raises(SchemaTooNew):
+        db.migrate()
+    db.close()
+    config = tmp_path / "ledger.toml"
+    config.write_text(f'database_url = "{database_url}"\nport = 0\n')
+    result = zn("ledger", "--config", config)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: the database is at schema version {LATEST + 1}")
+
+
+def test_bad_settings_and_unreachable_databases_are_one_line_errors(tmp_path, zn):
+    config = tmp_path / "ledger.toml"
+    config.write_text('admins = ["not-a-key"]\n')
+    bad = zn("ledger", "--config", config)
+    assert bad.returncode == 1 and bad.stderr.startswith(f"error: invalid settings in {config}: admins:")
+    config.write_text(f'database_url = "postgresql://ledger:secret@/ledger?host={tmp_path}/nowhere"\n')
+    away = zn("ledger", "--config", config)
+    assert away.returncode == 1 and away.stderr.startswith("error: cannot open the ledger database")
+    assert "secret" not in away.stderr and "Traceback" not in away.stderr
+    assert len(away.stderr.strip().splitlines()) == 1
+
+
+def test_health_ping_and_metrics(ledger, node_key, registered):
+    assert ledger.get("/health").json() == {"status": "ok"}
+    assert ledger.get("/ping").status_code == 200
+    ledger.report(node_key, uptime=10)
+    ledger.report(node_key, uptime=5, timestamp=int(ledger.clock()) - 30)  # stale
+    metrics = ledger.get("/metrics").text
+    assert "zeronode_ledger_reports_accepted_total 1.0" in metrics
+    assert 'zeronode_ledger_reports_refused_total{reason="stale_report"} 1.0' in metrics
+    assert 'zeronode_ledger_registrations_total{kind="created"} 1.0' in metrics
+    assert 'zeronode_ledger_nodes{status="online"} 1.0' in metrics
+
+
+def test_a_read_token_guards_reads_but_not_health(make_ledger, node_key):
+    ledger = make_ledger(read_token="s3cret")
+    assert ledger.signed("POST", "/v1/nodes", node_key, REGISTRATION).status_code == 201  # writes: signatures only
+    for path in ("/v1/nodes", f"/v1/users/{ledger.settings.admins[0]}"):
+        assert detail(ledger.get(path)) == (401, "bad_token")
+        assert detail(ledger.get(path, headers={"authorization": "Bearer wrong"})) == (401, "bad_token")
+        assert ledger.get(path, headers={"authorization": "Bearer s3cret"}).status_code == 200
+    assert ledger.get("/health").status_code == 200
+    assert len(ledger.client(token="s3cret").nodes()) == 1
+
+
+def test_errors_are_json_with_a_reason(ledger, node_key):
+    assert detail(ledger.get("/v1/nothing-here")) == (404, "not_found")
+    assert detail(ledger.http.delete("/v1/nodes")) == (405, "method_not_allowed")
+    chunked = ledger.http.post("/v1/nodes", content=iter([b'{"farm": "x"}']))  # no Content-Length
+    assert detail(chunked) == (411, "length_required")
+    oversized = ledger.http.post("/v1/uptime/batch", content=b" " * (5 * 1024 * 1024))
+    assert detail(oversized) == (413, "too_large")
