@@ -1,5 +1,5 @@
 # make test   build everything a fresh machine lacks, then run the tests
-# make demo   run the main job
+# make demo   run the main job: a local cluster, the examples deployed through it
 # make bench  run the benchmarks
 # Re-running is quick: each step is redone only when its inputs changed.
 
@@ -14,12 +14,14 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	$(VENV)/bin/zeronode run scripts/examples/hello.rhai
+	$(VENV)/bin/zeronode up --nodes 2 --once
 
 bench: install
 	$(PY) bench/rhai_eval.py
 	$(PY) bench/verify.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/coord.py
+	$(PY) bench/ledger.py
 
 install: $(VENV)/.installed
 

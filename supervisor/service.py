@@ -34,18 +34,6 @@ from zeronode.settings import NodeSettings
 
 log = logging.getLogger("zeronode.supervisor")
 
-# HTTP status for each verification failure.
-REFUSAL_STATUS = {
-    "invalid_json": 400,
-    "malformed": 422,
-    "unsupported_version": 422,
-    "unknown_algorithm": 422,
-    "malformed_key": 422,
-    "too_large": 413,
-    "bad_signature": 401,
-    "expired": 401,
-    "not_yet_valid": 401,
-}
 COMPILED_CACHE_SIZE = 1024
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)  # what rq's cancel may take off
 MAX_BACKOFF = 60
@@ -142,7 +130,7 @@ class Supervisor:
         try:
             envelope = verify(raw, options=self.settings.verify).envelope
         except VerificationError as exc:
-            raise Rejected(REFUSAL_STATUS.get(exc.reason, 400), exc.reason, str(exc)) from None
+            raise Rejected(exc.http_status, exc.reason, str(exc)) from None
         if self.node_id not in envelope.targets:
             raise Rejected(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
         if not self.allowlist.roles(envelope.signer) & {"deployer", "admin"}:

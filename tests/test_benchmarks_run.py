@@ -16,6 +16,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("rhai_eval.py", ["--seconds", "0.05"], "cached AST with 3 callbacks:"),
         ("verify.py", ["--envelopes", "100", "--rounds", "1"], "cost ratio full/raw:"),
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
+        ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10"], "signed reports vs no-op:"),
+        ("coord.py", ["--nodes", "20", "--latency", "0.001"], "fan-out vs one at a time:"),
     ],
 )
 def test_benchmark_runs(script, args, ratio_line):

@@ -339,5 +339,7 @@ def users_show(
     print(user.model_dump_json(indent=2))
 
 
+from zeronode import cli_cluster  # noqa: E402,F401  (its commands register on `app`)
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,163 @@
+"""A deployment to many nodes through the coordinator, against doing it one node at a time, in one run.
+
+    .venv/bin/python bench/coord.py [--nodes 1000] [--latency 0.005]
+
+Real processes: redis-server, `zeronode ledger` (SQLite), `zeronode coord`, and one
+`python -m supervisor.fleet_simulator` serving every node's supervisor API (on 64
+loopback addresses, so nodes have distinct origins as real ones do) with
+`--latency` seconds per answer (a network round trip to an edge node) and jobs that
+take `--run-time`. N nodes are registered in the ledger and report uptime.
+
+Baseline (a): a client that deploys node after node: POST the envelope to the
+node's supervisor, poll until its job is done, next node. zeronode (b): one
+envelope targeting all N, submitted to coord, followed until every node is done.
+The ratio a/b is how many times faster the fan-out is; b expressed in baseline
+"nodes' worth" says how many sequential round trips it cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import nacl.signing
+from rich.console import Console
+from rich.progress import track
+
+# This directory holds bench/ledger.py, which would shadow the ledger package.
+sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+
+from ledger.models import Capacity, NodeRegistration  # noqa: E402
+from zeronode import keys  # noqa: E402
+from zeronode.coord_client import CoordClient  # noqa: E402
+from zeronode.envelope import new_envelope  # noqa: E402
+from zeronode.ledger_client import LedgerClient  # noqa: E402
+from supervisor.fleet_simulator import node_url  # noqa: E402
+
+FLEET_ADDRESSES = 64  # distinct origins for the simulated supervisors, as distinct nodes have
+
+console = Console()
+ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, path: str = "/health") -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert process.poll() is None, f"{process.args} exited"
+        try:
+            if httpx.get(url + path, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.05)
+
+
+def register(ledger_url: str, fleet_port: int, index: int) -> tuple[str, str]:
+    """A node registered and online in the ledger, its supervisor in the fleet: (id, supervisor URL)."""
+    key = nacl.signing.SigningKey.generate()
+    node_id = keys.node_id(keys.public_key_text(key))
+    url = node_url(fleet_port, index, node_id, FLEET_ADDRESSES)
+    with LedgerClient(ledger_url, key) as ledger:
+        ledger.register(NodeRegistration(
+            farm="bench", capacity=Capacity(vcpus=2, memory=1 << 30, disk=10 << 30), supervisor_url=url, version="bench",
+        ))
+        ledger.report_uptime(100)
+    return node_id, url
+
+
+def sequential(client: nacl.signing.SigningKey, nodes: list[tuple[str, str]]) -> float:
+    envelope = new_envelope("42", [node for node, _ in nodes], client)
+    started = time.perf_counter()
+    with httpx.Client(timeout=30) as http:
+        for _node, url in track(nodes, description="(a) one node at a time", console=console, transient=True):
+            job = http.post(f"{url}/v1/jobs", content=envelope.to_json()).json()["job_id"]
+            while http.get(f"{url}/v1/jobs/{job}").json()["status"] != "finished":
+                time.sleep(0.005)
+    return time.perf_counter() - started
+
+
+def fan_out(client: nacl.signing.SigningKey, nodes: list[tuple[str, str]], coord_url: str) -> tuple[float, dict]:
+    envelope = new_envelope("42", [node for node, _ in nodes], client)
+    started = time.perf_counter()
+    with CoordClient(coord_url) as coord:
+        coord.submit(envelope)
+        *_, final = coord.follow(envelope.id, timeout=600, tasks=False)
+    return time.perf_counter() - started, final
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=0.005, help="seconds per supervisor answer")
+    parser.add_argument("--run-time", type=float, default=0.05, help="seconds each job runs")
+    args = parser.parse_args()
+
+    state = Path(tempfile.mkdtemp(prefix="zn-bench-coord-"))
+    processes: list[subprocess.Popen] = []
+
+    def spawn(*argv: str) -> subprocess.Popen:
+        processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(state / f"{len(processes)}.log", "wb")))
+        return processes[-1]
+
+    try:
+        redis_socket = state / "redis.sock"
+        spawn("redis-server", "--port", "0", "--unixsocket", str(redis_socket), "--save", "", "--appendonly", "no")
+        ledger_port, coord_port, fleet_port = free_port(), free_port(), free_port()
+        ledger_url, coord_url = f"http://127.0.0.1:{ledger_port}", f"http://127.0.0.1:{coord_port}"
+        (state / "ledger.toml").write_text(f'data_dir = "{state}/ledger"\nport = {ledger_port}\nreport_interval = 600\n')
+        (state / "coord.toml").write_text(
+            f'state_dir = "{state}/coord"\nport = {coord_port}\nledger_url = "{ledger_url}"\n'
+            f'redis_url = "unix://{redis_socket}"\n'
+        )
+        ledger = spawn(ZERONODE, "ledger", "--config", str(state / "ledger.toml"))
+        fleet = spawn(sys.executable, "-m", "supervisor.fleet_simulator", "--port", str(fleet_port),
+                      "--addresses", str(FLEET_ADDRESSES), "--latency", str(args.latency), "--run-time", str(args.run_time))
+        wait_healthy(ledger_url, ledger)
+        wait_healthy(f"http://127.0.0.1:{fleet_port}", fleet, "/n/x/v1/jobs/x")
+        coord = spawn(ZERONODE, "coord", "--config", str(state / "coord.toml"))
+        wait_healthy(coord_url, coord)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(register, ledger_url, fleet_port, index) for index in range(args.nodes)]
+            nodes = [f.result() for f in track(futures, description="registering nodes", console=console, transient=True)]
+        client = nacl.signing.SigningKey.generate()
+
+        baseline = sequential(client, nodes)
+        ours, final = fan_out(client, nodes, coord_url)
+        assert final["counts"] == {"succeeded": args.nodes}, final["counts"]
+        per_node = baseline / args.nodes
+        console.print(f"nodes: {args.nodes}; supervisor answer latency {args.latency * 1000:.1f} ms; job run time "
+                      f"{args.run_time * 1000:.0f} ms; {os.cpu_count()} CPUs")
+        console.print(f"(a) one node at a time: {baseline:.2f} s ({per_node * 1000:.1f} ms a node)")
+        console.print(f"(b) coord fan-out:      {ours:.2f} s, all {args.nodes} succeeded "
+                      f"(= {ours / per_node:.0f} sequential nodes' worth)")
+        console.print(f"fan-out vs one at a time: {baseline / ours:.1f}x")
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The coordinator's settings: one TOML file, overridden by ZERONODE_COORD_* environment variables.
+
+    redis_url = "redis://coord-redis:6379/0"     # shared by every coord replica
+    ledger_url = "http://ledger:8400"
+    key = "/var/lib/zeronode-coord/coord.key"    # signs cancels sent to supervisors
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zeronode.envelope import VerifyOptions
+from zeronode.settings import NodeSettings
+
+
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/zeronode-coord")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "zeronode-coord"
+
+
+class CoordSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZERONODE_COORD_", env_nested_delimiter="__", extra="forbid", frozen=True)
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    key: Path | None = Field(None, description="the coordinator's private key; default: STATE_DIR/coord.key")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ledger_url: str = "http://127.0.0.1:8400"
+    ledger_token: str | None = Field(None, description="the ledger's read token, if it has one")
+    host: str = "127.0.0.1"
+    port: int = Field(8200, ge=0, le=65535)
+    admins: list[str] = Field([], description="public keys that may cancel anyone's deployment")
+    verify: VerifyOptions = VerifyOptions()
+    offline_wait: float = Field(30.0, ge=0, description="seconds a task waits for an offline node before failing")
+    lost_after: float = Field(300.0, gt=0, description="seconds a dispatched task's node may stay unreachable")
+    concurrency: int = Field(256, gt=0, description="tasks one replica steps at once (HTTP requests in flight)")
+    lease: float = Field(30.0, gt=0, description="seconds a claimed task is this replica's before others may take it")
+    request_timeout: float = Field(10.0, gt=0, description="seconds for one request to a supervisor or the ledger")
+
+    settings_customise_sources = classmethod(NodeSettings.settings_customise_sources.__func__)
+    load = classmethod(NodeSettings.load.__func__)
+
+    @property
+    def key_path(self) -> Path:
+        return self.key or self.state_dir / "coord.key"

@@ -1,0 +1,223 @@
+"""The coordinator's memory, in Redis: deployments, one task per target node, and when each is due.
+
+Every coord replica reads and writes the same keys, so any of them can serve
+any request and move any task, and a restarted coord carries on where the
+last one stopped:
+
+    coord:deployment:ID       hash: the envelope, who signed it, when, a version bumped on every change
+    coord:task:ID:NODE        hash: that node's progress (state, job id, attempts, result, error...)
+    coord:deployments         sorted set: deployment ids by submission time
+    coord:due                 sorted set: "ID NODE" members, scored by when the task next needs a step
+
+A replica claims due tasks with one Lua script that also pushes their score a
+lease into the future (a visibility timeout), so two replicas do not step the
+same task at once, and a replica that dies mid-step leaves its tasks to be
+claimed again when the lease runs out. Stepping a task twice would be harmless
+anyway: supervisors answer the same envelope with the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from typing import Any
+
+import redis.asyncio as redis
+from redis.exceptions import WatchError
+from pydantic import BaseModel
+
+PREFIX = "coord:"
+DEPLOYMENTS = PREFIX + "deployments"
+DUE = PREFIX + "due"
+
+CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+    redis.call('ZADD', KEYS[1], ARGV[2], member)
+end
+return due
+"""
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"  # not yet accepted by the node's supervisor
+    DISPATCHED = "dispatched"  # accepted, queued on the node
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED)
+
+
+class TaskError(BaseModel):
+    reason: str  # what went wrong, as a word: unknown_node, node_offline, not_authorized, script_error...
+    message: str
+    line: int | None = None
+
+
+class Task(BaseModel):
+    """One target node's part of a deployment."""
+
+    deployment: str
+    node: str
+    state: TaskState = TaskState.PENDING
+    job_id: str | None = None
+    supervisor_url: str | None = None  # where the job was handed over, and is followed
+    attempts: int = 0  # dispatch attempts that failed and will be retried
+    polls: int = 0
+    cancel_sent: bool = False
+    offline_since: float | None = None
+    unreachable_since: float | None = None
+    result: Any = None
+    output: list[str] = []
+    error: TaskError | None = None
+    updated: float = 0.0
+
+
+class Deployment(BaseModel):
+    id: str
+    signer: str
+    created: float
+    envelope: str  # the signed envelope exactly as submitted: forwarded byte for byte
+    expires_at: int
+    targets: list[str]
+    canceled_by: str | None = None
+    version: int = 0
+    counts: dict[str, int] = {}  # tasks in each state, kept by save(): a view without reading every task
+
+
+def connect(url: str, *, max_connections: int = 64) -> redis.Redis:
+    """A client whose pool makes callers wait for a free connection rather than fail when all are busy."""
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, max_connections=max_connections))
+
+
+def deployment_key(deployment_id: str) -> str:
+    return f"{PREFIX}deployment:{deployment_id}"
+
+
+def task_key(deployment_id: str, node: str) -> str:
+    return f"{PREFIX}task:{deployment_id}:{node}"
+
+
+def due_member(deployment_id: str, node: str) -> str:
+    return f"{deployment_id} {node}"
+
+
+class Store:
+    def __init__(self, connection: redis.Redis, *, ttl: int = 30 * 86400):
+        self.redis = connection
+        self.ttl = ttl  # how long a deployment's records are kept after its last change
+        self._claim = connection.register_script(CLAIM)
+
+    async def create(self, deployment: Deployment) -> bool:
+        """Store a new deployment with a pending task per target, all due now. False if its id exists."""
+        key = deployment_key(deployment.id)
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)  # a replica storing the same id meanwhile makes execute() fail
+            if await pipe.exists(key):
+                return False
+            pipe.multi()
+            fields = deployment.model_dump(exclude={"counts"})
+            pipe.hset(key, mapping={field: _encode(value) for field, value in fields.items()})
+            pipe.hset(key, f"count:{TaskState.PENDING}", len(deployment.targets))
+            pipe.expire(key, self.ttl)
+            for node in deployment.targets:
+                task = Task(deployment=deployment.id, node=node, updated=now)
+                pipe.hset(task_key(deployment.id, node), mapping=_fields(task))
+                pipe.expire(task_key(deployment.id, node), self.ttl)
+            pipe.zadd(DEPLOYMENTS, {deployment.id: deployment.created})
+            pipe.zadd(DUE, {due_member(deployment.id, node): now for node in deployment.targets})
+            try:
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    async def deployment(self, deployment_id: str) -> Deployment | None:
+        fields = await self.redis.hgetall(deployment_key(deployment_id))
+        if b"envelope" not in fields:
+            return None
+        record: dict[str, Any] = {"counts": {}}
+        for name, value in fields.items():
+            name = name.decode()
+            if name.startswith("count:"):
+                if int(value) > 0:
+                    record["counts"][name.removeprefix("count:")] = int(value)
+            else:
+                record[name] = json.loads(value)
+        return Deployment.model_validate(record)
+
+    async def tasks(self, deployment: Deployment) -> list[Task]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for node in deployment.targets:
+                pipe.hgetall(task_key(deployment.id, node))
+            rows = await pipe.execute()
+        return [_task(row) for row in rows if row]
+
+    async def task(self, deployment_id: str, node: str) -> tuple[Task | None, str | None]:
+        """The task, and who canceled its deployment (None if nobody): all a step needs, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(task_key(deployment_id, node))
+            pipe.hget(deployment_key(deployment_id), "canceled_by")
+            row, canceled_by = await pipe.execute()
+        return (_task(row) if row else None), (json.loads(canceled_by) if canceled_by else None)
+
+    async def save(self, task: Task, previous: TaskState, *, next_step_at: float | None) -> None:
+        """Write a task's progress (it was in state `previous`); due again at `next_step_at`, or never when None."""
+        task.updated = time.time()
+        member = due_member(task.deployment, task.node)
+        key = deployment_key(task.deployment)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(task_key(task.deployment, task.node), mapping=_fields(task))
+            pipe.hincrby(key, "version", 1)
+            if task.state != previous:
+                pipe.hincrby(key, f"count:{previous}", -1)
+                pipe.hincrby(key, f"count:{task.state}", 1)
+            if next_step_at is None:
+                pipe.zrem(DUE, member)
+            else:
+                pipe.zadd(DUE, {member: next_step_at})
+            await pipe.execute()
+
+    async def claim(self, limit: int, lease: float) -> list[tuple[str, str]]:
+        """Up to `limit` due tasks as (deployment, node), leased to this replica for `lease` seconds."""
+        now = time.time()
+        members = await self._claim(keys=[DUE], args=[now, now + lease, limit])
+        return [tuple(member.decode().split(" ", 1)) for member in members]  # type: ignore[misc]
+
+    async def cancel(self, deployment: Deployment, requester: str) -> None:
+        """Mark the deployment canceled and make its unfinished tasks due now: their next step acts on it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(deployment_key(deployment.id), "canceled_by", _encode(requester))
+            pipe.hincrby(deployment_key(deployment.id), "version", 1)
+            pipe.zadd(DUE, {due_member(deployment.id, node): 0 for node in deployment.targets}, xx=True)
+            await pipe.execute()
+
+    async def version(self, deployment_id: str) -> int:
+        return int(await self.redis.hget(deployment_key(deployment_id), "version") or 0)
+
+    async def recent(self, limit: int, before: float | None = None) -> list[str]:
+        """Deployment ids, newest first."""
+        top = "+inf" if before is None else f"({before}"
+        ids = await self.redis.zrevrangebyscore(DEPLOYMENTS, top, "-inf", start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    async def due_count(self) -> int:
+        return await self.redis.zcard(DUE)
+
+
+def _encode(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _fields(task: Task) -> dict[str, str]:
+    return {field: _encode(value) for field, value in task.model_dump(mode="json").items()}
+
+
+def _task(row: dict[bytes, bytes]) -> Task:
+    return Task.model_validate({k.decode(): json.loads(v) for k, v in row.items()})

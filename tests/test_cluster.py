@@ -1,0 +1,151 @@
+"""`zeronode up --nodes 2` as a real process tree, and the control plane's failures end to end: a supervisor
+killed mid-deployment, coord restarted mid-deployment, a node that stops reporting, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from zeronode import keys
+from zeronode.coord_client import CoordClient
+from zeronode.envelope import new_envelope
+
+ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return result
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    state = tmp_path_factory.mktemp("up")
+    process = subprocess.Popen(
+        [ZERONODE, "up", "--nodes", "2", "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    for line in process.stdout:
+        lines.append(line)
+        if "zeronode is up" in line:
+            break
+    else:
+        pytest.fail(f"zeronode up exited ({process.wait()}):\n{''.join(lines)}")
+    info = json.loads((state / "cluster.json").read_text())
+    info["up"], info["state"], info["output"] = process, state, lines
+    info["admin"] = keys.load_private_key(Path(info["admin_key"]))
+    yield info
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+
+
+def pids(cluster) -> dict[str, int]:
+    """The cluster's processes now (`up` restarts one that dies, under a new pid)."""
+    return json.loads((cluster["state"] / "cluster.json").read_text())["processes"]
+
+
+def deploy(cluster, targets: list[str], script: str = "node_info().id", timeout: float = 60) -> dict:
+    envelope = new_envelope(script, targets, cluster["admin"])
+    with CoordClient(cluster["coord_url"]) as coord:
+        coord.submit(envelope)
+        *_, final = coord.follow(envelope.id, timeout=timeout)
+    return final
+
+
+def test_up_deployed_the_examples_and_deploys_to_both_nodes(cluster):
+    output = "".join(cluster["output"])
+    assert "hello.rhai" in output and "network_hello.rhai" in output and "succeeded (2 succeeded)" in output
+    assert "skipped snapshot_and_clone.rhai: needs storage" in output
+    nodes = [node["node_id"] for node in cluster["nodes"]]
+    final = deploy(cluster, nodes)
+    assert final["status"] == "succeeded"
+    assert sorted(task["result"] for task in final["tasks"]) == sorted(nodes)  # each node ran it as itself
+
+
+def test_a_supervisor_down_mid_deployment_is_retried_until_it_returns(cluster):
+    node = cluster["nodes"][0]
+    supervisor = pids(cluster)["node1-supervisor"]
+    os.kill(supervisor, signal.SIGSTOP)  # hung: `up` cannot tell, so it does not restart it
+    try:
+        envelope = new_envelope("node_info().id", [node["node_id"]], cluster["admin"])
+        with CoordClient(cluster["coord_url"]) as coord:
+            coord.submit(envelope)
+            retrying = wait_until(
+                lambda: (t := coord.deployment(envelope.id)["tasks"][0])["attempts"] >= 1 and t, 60, "coord to retry"
+            )
+            assert retrying["state"] == "pending" and retrying["error"]["reason"] == "supervisor_unreachable"
+            os.kill(supervisor, signal.SIGKILL)  # `up` restarts it, as a service manager would
+            wait_until(lambda: pids(cluster)["node1-supervisor"] != supervisor, 30, "the supervisor's restart")
+            *_, final = coord.follow(envelope.id, timeout=60)
+    finally:
+        if alive(supervisor):
+            os.kill(supervisor, signal.SIGKILL)
+    assert final["status"] == "succeeded" and final["tasks"][0]["result"] == node["node_id"]
+
+
+def test_coord_restarted_mid_deployment_resumes_tracking(cluster):
+    nodes = [node["node_id"] for node in cluster["nodes"]]
+    envelope = new_envelope("sleep(2); node_info().id", nodes, cluster["admin"])
+    with CoordClient(cluster["coord_url"]) as coord:
+        coord.submit(envelope)
+        wait_until(lambda: coord.deployment(envelope.id)["counts"].get("pending", 0) == 0, 20, "dispatch")
+    coord_pid = pids(cluster)["coord"]
+    os.kill(coord_pid, signal.SIGKILL)
+    wait_until(lambda: pids(cluster)["coord"] != coord_pid, 30, "coord's restart by up")
+    with CoordClient(cluster["coord_url"]) as coord:
+        wait_until(lambda: _healthy(cluster["coord_url"]), 30, "the new coord")
+        *_, final = coord.follow(envelope.id, timeout=60)
+    assert final["status"] == "succeeded" and sorted(t["result"] for t in final["tasks"]) == sorted(nodes)
+
+
+def test_a_node_that_stops_reporting_fails_deployments_as_offline(cluster):
+    node = cluster["nodes"][1]
+    identity = pids(cluster)["node2-identity"]
+    os.kill(identity, signal.SIGSTOP)  # hung: no reports, and `up` does not restart it
+    ledger = httpx.Client(base_url=cluster["ledger_url"])
+    wait_until(lambda: ledger.get(f"/v1/nodes/{node['node_id']}").json()["status"] == "offline", 30, "offline")
+    final = deploy(cluster, [node["node_id"]])
+    task = final["tasks"][0]
+    assert task["error"], (final["status"], task)
+    assert (final["status"], task["error"]["reason"]) == ("failed", "node_offline")
+    assert "is offline (waited 5 s)" in task["error"]["message"]
+    os.kill(identity, signal.SIGCONT)
+
+
+def test_ctrl_c_stops_every_process(cluster):
+    up = cluster["up"]
+    up.send_signal(signal.SIGINT)
+    assert up.wait(60) == 0
+    left = [name for name, pid in pids(cluster).items() if alive(pid)]
+    assert left == []
+    # The runner pools' own children (runner processes) are gone too.
+    assert not subprocess.run(["pgrep", "-f", str(cluster["state"])], capture_output=True).stdout
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
