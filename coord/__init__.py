@@ -1,3 +1,2 @@
-"""The coordinator: forwards signed scripts to the target nodes and tracks them.
-
-Arrives with issue #7 (coordinator and deploy flow)."""
+"""The coordinator: takes signed deployments, forwards them to the target nodes' supervisors,
+and tracks every node's job to its end (docs/operators.md)."""
