@@ -134,6 +134,38 @@ def test_a_node_that_stops_reporting_fails_deployments_as_offline(cluster):
     os.kill(identity, signal.SIGCONT)
 
 
+def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
+    script = tmp_path / "where.rhai"
+    script.write_text('print("here"); node_info().id')
+    nodes = [node["node_id"] for node in cluster["nodes"][:1]]
+    env = {**os.environ, "ZERONODE_COORD_URL": cluster["coord_url"], "ZERONODE_LEDGER_URL": cluster["ledger_url"],
+           "COLUMNS": "250"}
+
+    def zeronode(*args):
+        return subprocess.run([ZERONODE, *args], capture_output=True, text=True, timeout=120, env=env)
+
+    deployed = zeronode("deploy", str(script), "--key", cluster["admin_key"], "--target", nodes[0], "--wait")
+    assert deployed.returncode == 0, deployed.stderr
+    deployment = deployed.stdout.split()[1]
+    assert f'"{nodes[0]}"' in deployed.stdout and "succeeded" in deployed.stdout
+    status = zeronode("status", deployment)
+    assert status.returncode == 0 and "succeeded (1 succeeded)" in status.stdout
+    listed = zeronode("nodes")
+    assert listed.returncode == 0 and all(node["node_id"] in listed.stdout for node in cluster["nodes"])
+    jobs = zeronode("jobs", "--node", nodes[0])
+    assert jobs.returncode == 0 and deployment in jobs.stdout and "finished" in jobs.stdout
+
+    failing = tmp_path / "fail.rhai"
+    failing.write_text('throw "no";')
+    failed = zeronode("deploy", str(failing), "--key", cluster["admin_key"], "--target", nodes[0], "--wait")
+    assert failed.returncode == 1 and "script_error" in failed.stdout
+    unknown = zeronode("status", "no-such-deployment")
+    assert unknown.returncode == 1 and "no deployment no-such-deployment" in unknown.stderr
+    nowhere = zeronode("deploy", str(script), "--key", cluster["admin_key"], "--target", nodes[0],
+                       "--coord", "http://127.0.0.1:9")
+    assert nowhere.returncode == 1 and "coordinator unreachable" in nowhere.stderr and "Traceback" not in nowhere.stderr
+
+
 def test_ctrl_c_stops_every_process(cluster):
     up = cluster["up"]
     up.send_signal(signal.SIGINT)
@@ -149,3 +181,12 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_up_says_what_to_install_when_redis_is_missing(tmp_path):
+    result = subprocess.run(
+        [ZERONODE, "up", "--once", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60,
+        env={"PATH": str(Path(ZERONODE).parent), "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "redis-server is not installed: sudo apt-get install redis-server" in result.stderr
