@@ -190,3 +190,18 @@ def test_up_says_what_to_install_when_redis_is_missing(tmp_path):
     )
     assert result.returncode == 1
     assert "redis-server is not installed: sudo apt-get install redis-server" in result.stderr
+
+
+def test_up_with_storage_runs_every_example_and_leaves_no_vm_behind(pool_dir, short_dir):
+    result = subprocess.run(
+        [ZERONODE, "up", "--once", "--state-dir", str(short_dir), "--storage-root", str(pool_dir)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipped" not in result.stdout
+    for example in ("deploy_vm.rhai", "list_everything.rhai", "snapshot_and_clone.rhai"):
+        assert example in result.stdout
+    assert result.stdout.count("succeeded (1 succeeded)") == 5
+    assert (pool_dir / "node1" / "demo-vm-root").is_dir()  # the VM's root disk, a clone of the image
+    left = subprocess.run(["pgrep", "-f", str(short_dir)], capture_output=True, text=True).stdout
+    assert left == "", f"processes left behind: {left}"

@@ -279,8 +279,22 @@ class LocalCluster:
                 os.killpg(service.process.pid, signal.SIGKILL)
                 service.process.wait()
         self.services.clear()
+        self._stop_vms()
         if self.temporary:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _stop_vms(self) -> None:
+        """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not."""
+        if not self.storage_root:
+            return
+        from sal.hypervisor import VmManager
+        from sal.storage import BtrfsStorage
+
+        for node in self.local_nodes:
+            vms = self.state_dir / f"node{node.index}" / "vms"
+            if vms.is_dir():
+                storage = BtrfsStorage(self.storage_root / f"node{node.index}")
+                VmManager(vms, storage, hypervisor="simulated").stop_all(timeout=1)
 
     def __enter__(self) -> LocalCluster:
         try:
