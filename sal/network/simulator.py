@@ -171,13 +171,13 @@ def create_simulator(node: SimulatedNode | None = None) -> FastAPI:
                 return {"publicKey": peer.public_key}
         return Response(status_code=404)
 
-    async def send(destination: dict[str, str], topic: str | None, payload: str, reply_to: str | None = None) -> str:
+    async def send(destination: dict[str, str], topic: str | None, payload: str, message_id: str,
+                   reply_to: str | None = None) -> None:
         if destination.get("pk") == node.pk or ("ip" in destination and ipaddress.IPv6Address(destination["ip"]) in ipaddress.IPv6Network(node.subnet)):
             raise LookupError("sending to ourselves")
         peer = peer_for(destination)
         if peer is None:
             raise LookupError("no route to the destination")
-        message_id = reply_to or os.urandom(8).hex()
         message = {
             "id": message_id, "srcIp": node.ip, "srcPk": node.pk, "dstIp": None, "dstPk": peer.public_key,
             "payload": payload, "replyTo": reply_to,
@@ -187,7 +187,6 @@ def create_simulator(node: SimulatedNode | None = None) -> FastAPI:
         peer.tx += len(payload)
         response = await client.post(f"{peer.base_url}/_sim/deliver", json=message)
         response.raise_for_status()
-        return message_id
 
     def valid_base64(text: Any) -> bool:
         try:
@@ -207,14 +206,16 @@ def create_simulator(node: SimulatedNode | None = None) -> FastAPI:
         topic = body.get("topic")
         if not isinstance(destination, dict) or not ({"pk", "ip"} & set(destination)) or not valid_base64(payload) or (topic is not None and not valid_base64(topic)):
             return PlainTextResponse("malformed message", status_code=400)
+        message_id = os.urandom(8).hex()
+        if reply_timeout:  # listen before sending: the reply may come back before send() returns
+            waiting = node.replies[message_id] = asyncio.get_running_loop().create_future()
         try:
-            message_id = await send(destination, topic, payload)
-        except LookupError as exc:
-            return PlainTextResponse(str(exc), status_code=404)
-        if not reply_timeout:
-            return JSONResponse({"id": message_id}, status_code=201)
-        waiting = node.replies[message_id] = asyncio.get_running_loop().create_future()
-        try:
+            try:
+                await send(destination, topic, payload, message_id)
+            except LookupError as exc:
+                return PlainTextResponse(str(exc), status_code=404)
+            if not reply_timeout:
+                return JSONResponse({"id": message_id}, status_code=201)
             reply = await asyncio.wait_for(waiting, reply_timeout)
         except asyncio.TimeoutError:
             return JSONResponse({"id": message_id}, status_code=408)
@@ -228,7 +229,7 @@ def create_simulator(node: SimulatedNode | None = None) -> FastAPI:
             return PlainTextResponse("malformed message id", status_code=400)
         body = await request.json()
         try:
-            await send(body["dst"], body.get("topic"), body["payload"], reply_to=message_id)
+            await send(body["dst"], body.get("topic"), body["payload"], message_id, reply_to=message_id)
         except (LookupError, KeyError, TypeError) as exc:
             return PlainTextResponse(str(exc), status_code=400)
         return Response(status_code=204)
