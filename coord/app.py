@@ -179,8 +179,9 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     ) -> DeploymentView:
         deployment = await existing(deployment_id)
         deadline = time.monotonic() + wait
-        while deployment.version <= version and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if deployment.version <= version:  # wait on the version alone, one HGET a tick; then read it all
+            while await store.version(deployment_id) <= version and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             deployment = await existing(deployment_id)
         return view(deployment, await store.tasks(deployment) if tasks else None)
 
@@ -191,8 +192,8 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
         async def stream():
             seen = -1
             while True:
-                deployment = await existing(deployment_id)
-                if deployment.version != seen:
+                if await store.version(deployment_id) != seen:
+                    deployment = await existing(deployment_id)
                     seen = deployment.version
                     current = view(deployment, await store.tasks(deployment))
                     yield f"data: {current.model_dump_json()}\n\n"

@@ -265,9 +265,9 @@ class VmManager:
 
     def _data_disk(self, volume_name: str, vm_name: str) -> DiskSpec:
         volume = self.storage.info(volume_name)
-        for other in self.list():
-            if volume_name in other["volumes"]:
-                raise SalError(f"volume {volume_name!r} is attached to VM {other['name']!r} already")
+        for other in self._names():  # the records say what is attached; no need to ask each VMM
+            if volume_name in self._record(other)["volumes"]:
+                raise SalError(f"volume {volume_name!r} is attached to VM {other!r} already")
         disk = volume.path / IMAGE_DISK
         if not disk.exists():
             if volume.read_only:
@@ -366,10 +366,9 @@ class VmManager:
             record = self._record(name)
             with contextlib.suppress(SalError, OSError):
                 self.storage.delete(record["root_volume"])
-            for volume in record["volumes"]:  # detach: the disk file stays in the volume, with its data
-                log.info("volume detached", extra={"vm": name, "volume": volume})
             shutil.rmtree(self._dir(name))
-        log.info("vm deleted", extra={"vm": name})
+        # Its data volumes are detached, their disk files kept with their data.
+        log.info("vm deleted", extra={"vm": name, "volumes_kept": record["volumes"]})
 
     def info(self, name: str) -> dict[str, Any]:
         record = self._record(name)
@@ -391,9 +390,12 @@ class VmManager:
             "created": record["created"],
         }
 
+    def _names(self) -> list[str]:
+        entries = self.state_dir.iterdir()
+        return sorted(e.name for e in entries if VM_NAME.fullmatch(e.name) and (e / "vm.json").is_file())
+
     def list(self) -> list[dict[str, Any]]:
-        names = sorted(entry.name for entry in self.state_dir.iterdir() if (entry / "vm.json").is_file())
-        return [self.info(name) for name in names if VM_NAME.fullmatch(name)]
+        return [self.info(name) for name in self._names()]
 
     def stop_all(self, *, timeout: float = 5.0) -> None:
         """Stop every VM's VMM (a node shutting down, a test cleaning up)."""
