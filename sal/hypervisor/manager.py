@@ -155,7 +155,7 @@ class VmManager:
             status = Path(f"/proc/{pid}/stat").read_text()
         except (OSError, ValueError):  # no pid file, or no such process
             return None
-        zombie = status.rpartition(")")[2].split()[0] == "Z"
+        zombie = _state(status) == "Z"
         return None if zombie or f"path={self._socket(name)}".encode() not in command else pid
 
     def _command(self, socket: Path) -> list[str]:
@@ -192,10 +192,16 @@ class VmManager:
     def _kill(self, name: str, grace: float = 5.0) -> None:
         """Make sure the VMM is gone: it was asked to exit; after `grace` seconds it is killed."""
         deadline = time.monotonic() + grace
-        while (pid := self._vmm_pid(name)) is not None:
+        pid = self._vmm_pid(name)
+        # Wait on the pid itself: an exiting process loses its command line before it is gone.
+        while pid is not None and _running(pid):
+            child = self._children.get(name)
+            if child is not None and child.poll() is not None:  # ours: reaped, so it is gone
+                break
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
             time.sleep(0.02)
+        self._children.pop(name, None)
         (self._dir(name) / "vmm.pid").unlink(missing_ok=True)
         self._socket(name).unlink(missing_ok=True)
 
@@ -402,6 +408,19 @@ class VmManager:
         for vm in self.list():
             if vm["state"] != "Stopped":
                 self.stop(vm["name"], timeout=timeout)
+
+
+def _state(stat: str) -> str:
+    """A process's state letter from /proc/PID/stat (after the parenthesised name, which may hold spaces)."""
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` exists and has not exited (a zombie has)."""
+    try:
+        return _state(Path(f"/proc/{pid}/stat").read_text()) != "Z"
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> str | None:
