@@ -3,7 +3,7 @@
     .venv/bin/python bench/coord.py [--nodes 1000] [--latency 0.005]
 
 Real processes: redis-server, `zeronode ledger` (SQLite), `zeronode coord`, and one
-`python -m supervisor.fleet_simulator` serving every node's supervisor API (on 64
+`python -m tests.support.fleet` serving every node's supervisor API (on 64
 loopback addresses, so nodes have distinct origins as real ones do) with
 `--latency` seconds per answer (a network round trip to an edge node) and jobs that
 take `--run-time`. N nodes are registered in the ledger and report uptime.
@@ -33,15 +33,17 @@ import nacl.signing
 from rich.console import Console
 from rich.progress import track
 
-# This directory holds bench/ledger.py, which would shadow the ledger package.
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(__file__).resolve().parent]
+# This directory holds bench/ledger.py, which would shadow the ledger package; the fleet simulator
+# lives in the tests' helpers, imported from the repository root.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
-from ledger.models import Capacity, NodeRegistration  # noqa: E402
-from zeronode import keys  # noqa: E402
-from zeronode.coord_client import CoordClient  # noqa: E402
-from zeronode.envelope import new_envelope  # noqa: E402
-from zeronode.ledger_client import LedgerClient  # noqa: E402
-from supervisor.fleet_simulator import node_url  # noqa: E402
+from tests.support.fleet import node_url  # noqa: E402
+from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
+from zeronode.client.coord import CoordClient  # noqa: E402
+from zeronode.client.ledger import LedgerClient  # noqa: E402
+from zeronode.protocol import keys  # noqa: E402
+from zeronode.protocol.envelope import new_envelope  # noqa: E402
 
 FLEET_ADDRESSES = 64  # distinct origins for the simulated supervisors, as distinct nodes have
 
@@ -112,7 +114,7 @@ def main() -> None:
     processes: list[subprocess.Popen] = []
 
     def spawn(*argv: str) -> subprocess.Popen:
-        processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(state / f"{len(processes)}.log", "wb")))
+        processes.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(state / f"{len(processes)}.log", "wb")))
         return processes[-1]
 
     try:
@@ -126,7 +128,7 @@ def main() -> None:
             f'redis_url = "unix://{redis_socket}"\n'
         )
         ledger = spawn(ZERONODE, "ledger", "--config", str(state / "ledger.toml"))
-        fleet = spawn(sys.executable, "-m", "supervisor.fleet_simulator", "--port", str(fleet_port),
+        fleet = spawn(sys.executable, "-m", "tests.support.fleet", "--port", str(fleet_port),
                       "--addresses", str(FLEET_ADDRESSES), "--latency", str(args.latency), "--run-time", str(args.run_time))
         wait_healthy(ledger_url, ledger)
         wait_healthy(f"http://127.0.0.1:{fleet_port}", fleet, "/n/x/v1/jobs/x")

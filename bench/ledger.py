@@ -43,9 +43,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger import nodes  # noqa: E402
 from ledger.database import Database  # noqa: E402
-from ledger.models import Capacity, NodeRegistration  # noqa: E402
-from zeronode import keys  # noqa: E402
-from zeronode.http_auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, request_signing_bytes  # noqa: E402
+from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
+from zeronode.protocol import keys  # noqa: E402
+from zeronode.protocol.signed_requests import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    request_signing_bytes,
+)  # noqa: E402
 
 console = Console()
 NOOP, SINGLE, BATCHED = "noop", "single", "batched"

@@ -40,13 +40,13 @@ sys.path.insert(0, str(Path(__file__).parent))  # rq_noop, the baseline's job fu
 
 from runner.executor import Executor  # noqa: E402
 from runner.worker import Runner  # noqa: E402
-from supervisor.allowlist import Allowlist  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
-from zeronode import keys  # noqa: E402
-from zeronode.envelope import new_envelope  # noqa: E402
-from zeronode.jobs import open_queue  # noqa: E402
-from zeronode.node import node_identity  # noqa: E402
-from zeronode.settings import NodeSettings  # noqa: E402
+from zeronode.node.authorizer import Authorizer  # noqa: E402
+from zeronode.node.identity import node_identity  # noqa: E402
+from zeronode.node.queue.jobs import open_queue  # noqa: E402
+from zeronode.node.settings import NodeSettings  # noqa: E402
+from zeronode.protocol import keys  # noqa: E402
+from zeronode.protocol.envelope import new_envelope  # noqa: E402
 
 console = Console()
 ROUNDED = (
@@ -150,11 +150,11 @@ def main() -> None:
 
         def new_runner():
             queue = open_queue(connection, settings.queue)
-            executor = Executor(identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path))
+            executor = Executor(identity.node_id, settings.limits, settings.verify, Authorizer(settings.authorized_keys_path))
             return Runner(settings, executor, queue)
 
         def new_supervisor():
-            return Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
+            return Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
 
         # The machine's speed drifts: alternate baseline and zeronode, round after round,
         # and report the median of the per-round ratios.

@@ -21,8 +21,8 @@ import nacl.signing
 from rich.console import Console
 from rich.progress import track
 
-from zeronode import keys
-from zeronode.envelope import new_envelope, verify
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import new_envelope, verify
 
 
 def timed(fn, items) -> float:

@@ -31,9 +31,9 @@ from coord.nodes import NodeDirectory
 from coord.settings import CoordSettings
 from coord.store import Deployment, Store, Task, TaskState
 from coord.supervisors import SupervisorClients
-from zeronode.envelope import verify
-from zeronode.errors import VerificationError
-from zeronode.http_auth import SignedRequest
+from zeronode.api.auth import SignedRequest
+from zeronode.protocol.envelope import verify
+from zeronode.protocol.errors import VerificationError
 
 log = logging.getLogger("zeronode.coord")
 MAX_BODY = 4 * 1024 * 1024

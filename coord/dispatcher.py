@@ -34,7 +34,7 @@ from coord.nodes import LedgerUnavailable, NodeDirectory
 from coord.settings import CoordSettings
 from coord.store import Deployment, Store, Task, TaskError, TaskState
 from coord.supervisors import SupervisorClients
-from zeronode.http_auth import SignedRequestAuth
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
 

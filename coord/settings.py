@@ -7,26 +7,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from zeronode.envelope import VerifyOptions
-from zeronode.settings import NodeSettings
-
-
-def default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/zeronode-coord")
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "zeronode-coord"
+from zeronode.protocol.envelope import VerifyOptions
+from zeronode.settings import FileSettings, default_state_dir
 
 
-class CoordSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZERONODE_COORD_", env_nested_delimiter="__", extra="forbid", frozen=True)
+class CoordSettings(FileSettings):
+    model_config = SettingsConfigDict(env_prefix="ZERONODE_COORD_")
 
-    state_dir: Path = Field(default_factory=default_state_dir)
+    state_dir: Path = Field(default_factory=lambda: default_state_dir("zeronode-coord"))
     key: Path | None = Field(None, description="the coordinator's private key; default: STATE_DIR/coord.key")
     redis_url: str = "redis://127.0.0.1:6379/0"
     ledger_url: str = "http://127.0.0.1:8400"
@@ -40,9 +33,6 @@ class CoordSettings(BaseSettings):
     concurrency: int = Field(256, gt=0, description="tasks one replica steps at once (HTTP requests in flight)")
     lease: float = Field(30.0, gt=0, description="seconds a claimed task is this replica's before others may take it")
     request_timeout: float = Field(10.0, gt=0, description="seconds for one request to a supervisor or the ledger")
-
-    settings_customise_sources = classmethod(NodeSettings.settings_customise_sources.__func__)
-    load = classmethod(NodeSettings.load.__func__)
 
     @property
     def key_path(self) -> Path:

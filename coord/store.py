@@ -24,8 +24,8 @@ from enum import StrEnum
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import WatchError
 from pydantic import BaseModel
+from redis.exceptions import WatchError
 
 PREFIX = "coord:"
 DEPLOYMENTS = PREFIX + "deployments"

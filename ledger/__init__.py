@@ -3,7 +3,7 @@
     settings   LedgerSettings: TOML file and ZERONODE_LEDGER_* variables
     schema     the tables, and the versioned migrations run on start
     database   SQLite (WAL) or PostgreSQL, and write transactions
-    models     what the API takes and answers (also zeronode.ledger_client's)
+    models     what the API takes and answers (in zeronode.api.ledger, shared with its client)
     nodes      registration by the node's key; reading nodes and their status
     uptime     judging reports, restarts, up intervals, uptime percentages
     reports    reports as signed requests, alone or in batches

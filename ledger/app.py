@@ -33,12 +33,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import nodes, reports, uptime, users
 from ledger.database import Database
-from ledger.models import NewUser, NodeDetail, NodeFilters, NodeId, NodeRegistration, NodeView, UptimeBatch, UserView
-from ledger.refusals import Refused, parse_body, problems
 from ledger.settings import LedgerSettings
-from zeronode import keys
-from zeronode.errors import MalformedKey
-from zeronode.http_auth import SignedRequest
+from zeronode.api.auth import SignedRequest
+from zeronode.api.bodies import parse_body
+from zeronode.api.errors import Refused, problems
+from zeronode.api.ledger import (
+    NewUser,
+    NodeDetail,
+    NodeFilters,
+    NodeId,
+    NodeRegistration,
+    NodeView,
+    UptimeBatch,
+    UserView,
+)
+from zeronode.protocol import keys
+from zeronode.protocol.errors import MalformedKey
 
 log = logging.getLogger("zeronode.ledger")
 

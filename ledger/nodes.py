@@ -13,10 +13,10 @@ import sqlalchemy as sa
 
 from ledger import uptime
 from ledger.database import Database
-from ledger.models import Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
-from ledger.refusals import Refused
 from ledger.schema import nodes
-from zeronode import keys
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
+from zeronode.protocol import keys
 
 log = logging.getLogger("zeronode.ledger")
 

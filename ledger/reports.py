@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 from ledger import uptime
 from ledger.database import Database
-from ledger.models import SignedRequestCopy, UptimeAccepted, UptimeReport
-from ledger.refusals import Refused, parse_body
-from zeronode import keys
-from zeronode.errors import VerificationError
-from zeronode.http_auth import verify_request
+from zeronode.api.bodies import parse_body
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import SignedRequestCopy, UptimeAccepted, UptimeReport
+from zeronode.protocol import keys
+from zeronode.protocol.errors import VerificationError
+from zeronode.protocol.signed_requests import verify_request
 
 REPORT_TARGET = re.compile(r"/v1/nodes/([a-z2-7]{26})/uptime")
 

@@ -15,22 +15,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from zeronode import keys
-from zeronode.errors import MalformedKey
-from zeronode.settings import NodeSettings, default_state_dir
-
-
-def default_data_dir() -> Path:
-    """Beside a node's state dir: /var/lib/zeronode-ledger as root, else ~/.local/state/zeronode-ledger."""
-    return default_state_dir().parent / "zeronode-ledger"
+from zeronode.protocol import keys
+from zeronode.protocol.errors import MalformedKey
+from zeronode.settings import FileSettings, default_state_dir
 
 
-class LedgerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZERONODE_LEDGER_", env_nested_delimiter="__", extra="forbid", frozen=True)
+class LedgerSettings(FileSettings):
+    model_config = SettingsConfigDict(env_prefix="ZERONODE_LEDGER_")
 
-    data_dir: Path = Field(default_factory=default_data_dir, description="where the default SQLite database lives")
+    # Beside a node's state dir: /var/lib/zeronode-ledger as root, else ~/.local/state/zeronode-ledger.
+    data_dir: Path = Field(default_factory=lambda: default_state_dir("zeronode-ledger"), description="where the default SQLite database lives")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST/DB; default: SQLite in data_dir"
     )
@@ -53,10 +49,6 @@ class LedgerSettings(BaseSettings):
             except MalformedKey as exc:
                 raise ValueError(str(exc)) from None
         return value
-
-    # The same sources (arguments, environment, then the file) and loading as a node's settings.
-    settings_customise_sources = classmethod(NodeSettings.settings_customise_sources.__func__)
-    load = classmethod(NodeSettings.load.__func__)
 
     @property
     def database(self) -> str:

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from ledger.database import Database
-from ledger.models import UptimeAccepted, UptimeReport
-from ledger.refusals import Refused
 from ledger.schema import nodes, uptime_sessions
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import UptimeAccepted, UptimeReport
 
 log = logging.getLogger("zeronode.ledger")
 

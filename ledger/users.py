@@ -14,9 +14,9 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from ledger.database import Database
-from ledger.models import NewUser, UserView
-from ledger.refusals import Refused
 from ledger.schema import nodes, users
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import NewUser, UserView
 
 log = logging.getLogger("zeronode.ledger")
 

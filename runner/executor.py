@@ -11,13 +11,13 @@ from collections import OrderedDict
 from typing import Any
 
 import rhai
-
 from sal import registry as sal
-from zeronode.envelope import Envelope, VerifyOptions, verify
-from supervisor.allowlist import Allowlist
-from zeronode.errors import Expired, VerificationError
-from zeronode.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, ScriptError, Status, json_value
-from zeronode.settings import ScriptLimits
+from zeronode.api.jobs import ScriptError, Status
+from zeronode.node.authorizer import Authorizer
+from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, json_value
+from zeronode.node.settings import ScriptLimits
+from zeronode.protocol.envelope import Envelope, VerifyOptions, verify
+from zeronode.protocol.errors import Expired, VerificationError
 
 AST_CACHE_SIZE = 256
 
@@ -49,12 +49,12 @@ class Executor:
         node_id: str,
         limits: ScriptLimits,
         verify_options: VerifyOptions,
-        allowlist: Allowlist,
+        authorizer: Authorizer,
         sals: sal.NodeSals | None = None,
     ):
         self.node_id = node_id
         self.verify_options = verify_options
-        self.allowlist = allowlist
+        self.authorizer = authorizer
         self.engine = rhai.Engine(**limits.engine_kwargs())
         sal.register_all(self.engine, sals or sal.NodeSals())
         self._asts: OrderedDict[str, rhai.AST] = OrderedDict()
@@ -103,7 +103,7 @@ class Executor:
             return finish(Status.FAILED, error=ScriptError(type="WrongJob", message=f"job {job_id} carries envelope {envelope.id}"))
         if self.node_id not in envelope.targets:
             return finish(Status.FAILED, error=ScriptError(type="WrongNode", message=f"job is not for node {self.node_id}"))
-        if not self.allowlist.roles(envelope.signer) & {"deployer", "admin"}:
+        if not self.authorizer.may_deploy(envelope.signer):
             return finish(Status.FAILED, error=ScriptError(type="NotAuthorized", message=f"signer {envelope.signer} may not deploy on this node"))
 
         context = sal.JobContext(
@@ -146,6 +146,6 @@ def script_error(exc: rhai.RhaiError, kind: str | None = None) -> ScriptError:
 
 def run_envelope(payload: str) -> Any:
     """What rq records as every job's function. zeronode's runners never call it:
-    they run jobs with verification, the allowlist, cancellation and bounded
+    they run jobs with verification, the authorizer, cancellation and bounded
     output. A plain `rq worker` pointed at a zeronode queue lands here and fails."""
     raise RuntimeError("zeronode jobs run only on zeronode runners (zeronode runner --pool N)")

@@ -19,6 +19,8 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import as_text
 
+from zeronode.node.queue.keys import NodeKeys
+
 log = logging.getLogger("zeronode.runner")
 
 MONITOR_INTERVAL = 1.0  # seconds between ticks (runner.pool calls tick)
@@ -30,7 +32,7 @@ class Monitor:
         self.connection = queue.connection
         self.dead_after = dead_after
         # redis-py's lock releases only if it is still ours (a token, compared on release).
-        self.lock = self.connection.lock(f"zeronode:{queue.name}:monitor-lock", timeout=30)
+        self.lock = self.connection.lock(NodeKeys(queue.name).monitor_lock, timeout=30)
         self._held_since: dict[str, float] = {}
         self._last_look = 0.0
 

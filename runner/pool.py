@@ -18,14 +18,14 @@ from typing import Any
 import redis
 
 from runner.executor import Executor
-from supervisor.allowlist import Allowlist
 from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import Runner
 from sal.registry import NodeSals
 from zeronode import logs
-from zeronode.jobs import open_queue
-from zeronode.node import node_identity
-from zeronode.settings import NodeSettings
+from zeronode.node.authorizer import Authorizer
+from zeronode.node.identity import node_identity
+from zeronode.node.queue.jobs import open_queue
+from zeronode.node.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
 
@@ -39,7 +39,7 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
     executor = Executor(
-        identity.node_id, settings.limits, settings.verify, Allowlist(settings.authorized_keys_path),
+        identity.node_id, settings.limits, settings.verify, Authorizer(settings.authorized_keys_path),
         NodeSals.from_settings(settings),
     )
     runner = Runner(settings, executor, queue, name=name)

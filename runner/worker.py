@@ -27,17 +27,18 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
-
-import rhai
 from rq import SimpleWorker
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import as_text, now, utcformat
 
+import rhai
 from runner.executor import Executor
-from zeronode.jobs import Outcome, ScriptError, Status, cancel_key
-from zeronode.rq_layout import JobRecord, Layout, Started, Taken
-from zeronode.settings import NodeSettings
+from zeronode.api.jobs import ScriptError, Status
+from zeronode.node.queue.jobs import Outcome
+from zeronode.node.queue.keys import NodeKeys
+from zeronode.node.queue.rq_layout import JobRecord, Layout, Started, Taken
+from zeronode.node.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
 T = TypeVar("T")
@@ -69,7 +70,8 @@ class Runner(SimpleWorker):
         self.executor = executor
         self.queue = queue
         self.layout = Layout(queue, self.name)
-        self.cancel_prefix = cancel_key(queue, "")
+        self.keys = NodeKeys(queue.name)
+        self.cancel_prefix = self.keys.cancel_prefix
         self.started_registry = queue.started_job_registry
         self.canceled_registry = queue.canceled_job_registry
         self.running: Running | None = None
@@ -263,7 +265,7 @@ class Runner(SimpleWorker):
             running = self.running
             try:
                 if running is not None:
-                    if self.connection.exists(cancel_key(self.queue, running.record.id)):
+                    if self.connection.exists(self.keys.cancel(running.record.id)):
                         running.cancel("requested")
                     grace_over = self.stop_requested_at is not None and (
                         time.monotonic() - self.stop_requested_at > self.settings.stop_grace

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import rhai
-
 import zeronode
 from sal.errors import SalError
 from sal.hypervisor.functions import functions as hypervisor_functions
@@ -28,7 +27,8 @@ from sal.network.client import MyceliumClient
 from sal.network.functions import functions as network_functions
 from sal.storage import BtrfsStorage, Storage
 from sal.storage.functions import functions as storage_functions
-from zeronode.settings import NodeSettings
+from zeronode.node.settings import NodeSettings
+
 
 @dataclass
 class JobContext:

@@ -25,9 +25,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 
-from supervisor.service import Rejected, Supervisor
-from zeronode.http_auth import SignedRequest
-from zeronode.jobs import JobView, Status
+from supervisor.service import Supervisor
+from zeronode.api.auth import SignedRequest
+from zeronode.api.errors import Refused, ServiceError
+from zeronode.api.jobs import JobView, Status
 
 log = logging.getLogger("zeronode.supervisor")
 
@@ -55,8 +56,8 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     supervisor.metrics.registry.register(QueueDepth(supervisor))
     signed = SignedRequest(window=60)
 
-    @app.exception_handler(Rejected)
-    async def rejected(_request: Request, exc: Rejected) -> JSONResponse:
+    @app.exception_handler(Refused)
+    async def rejected(_request: Request, exc: Refused) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"detail": exc.body()})
 
     @app.exception_handler(Exception)
@@ -66,7 +67,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
 
     async def body_of(request: Request) -> bytes:
         """The body, refused as soon as it grows past MAX_BODY (never read whole first)."""
-        too_large = Rejected(413, "too_large", f"request body over {MAX_BODY} bytes")
+        too_large = Refused(413, "too_large", f"request body over {MAX_BODY} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_BODY:
             raise too_large
@@ -91,13 +92,13 @@ def create_app(supervisor: Supervisor) -> FastAPI:
         try:
             envelopes = json.loads(await body_of(request))
         except ValueError as exc:
-            raise Rejected(400, "invalid_json", f"not JSON: {exc}") from None
+            raise Refused(400, "invalid_json", f"not JSON: {exc}") from None
         if not isinstance(envelopes, list) or len(envelopes) > MAX_BATCH:
-            raise Rejected(422, "malformed", f"expected a JSON array of at most {MAX_BATCH} envelopes")
+            raise Refused(422, "malformed", f"expected a JSON array of at most {MAX_BATCH} envelopes")
         answers = await run_in_threadpool(supervisor.submit_many, [json.dumps(envelope) for envelope in envelopes])
         return [
             {"status_code": a.status, "error": a.body()}
-            if isinstance(a, Rejected)
+            if isinstance(a, ServiceError)
             else {"status_code": 200 if a.duplicate else 202, "job_id": a.job_id, "status": a.status, "duplicate": a.duplicate}
             for a in answers
         ]

@@ -3,7 +3,7 @@
 For each envelope, in this order: verify it (signature, window, size), check
 that it targets this node and that its signer may deploy here, compile the
 script, then claim its nonce and its id and enqueue it. The claims and the
-enqueue are one Lua script (zeronode/lua/accept.lua): atomic, so no envelope is
+enqueue are one Lua script (zeronode/node/queue/lua/accept.lua): atomic, so no envelope is
 ever claimed without its job, and one round trip for a whole batch.
 """
 
@@ -15,41 +15,30 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
-import rhai
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
-from supervisor.allowlist import Allowlist
-from zeronode.envelope import Envelope, verify
-from zeronode.errors import VerificationError, ZeronodeError
-from zeronode.jobs import RUN_FUNCTION, JobView, Status, cancel_key, open_queue, view
-from zeronode.node import NodeIdentity
-from zeronode.replay import ReplayGuard
-from zeronode.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, JobTemplate, Submission
-from zeronode.settings import NodeSettings
+import rhai
+from zeronode.api.errors import Refused, ServiceError, Unavailable
+from zeronode.api.jobs import JobView, Status
+from zeronode.node.authorizer import Authorizer
+from zeronode.node.identity import NodeIdentity
+from zeronode.node.queue.jobs import RUN_FUNCTION, open_queue, view
+from zeronode.node.queue.keys import NodeKeys
+from zeronode.node.queue.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, JobTemplate, Submission
+from zeronode.node.settings import NodeSettings
+from zeronode.protocol.envelope import Envelope, verify
+from zeronode.protocol.errors import VerificationError
+from zeronode.protocol.replay import ReplayGuard
 
 log = logging.getLogger("zeronode.supervisor")
 
 COMPILED_CACHE_SIZE = 1024
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)  # what rq's cancel may take off
 MAX_BACKOFF = 60
-
-
-class Rejected(ZeronodeError):
-    """An envelope or request the supervisor refuses: an HTTP status, a reason code, a message."""
-
-    def __init__(self, status: int, reason: str, message: str, **detail: Any):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-
-    def body(self) -> dict[str, Any]:
-        return {"reason": self.reason, "message": str(self), **self.detail}
 
 
 @dataclass(frozen=True)
@@ -80,13 +69,14 @@ def backoff(retries: int) -> list[int]:
 
 
 class Supervisor:
-    def __init__(self, settings: NodeSettings, connection: redis.Redis, identity: NodeIdentity, allowlist: Allowlist):
+    def __init__(self, settings: NodeSettings, connection: redis.Redis, identity: NodeIdentity, authorizer: Authorizer):
         self.settings = settings
         self.connection = connection
         self.node_id = identity.node_id
-        self.allowlist = allowlist
+        self.authorizer = authorizer
         self.queue = open_queue(connection, settings.queue)
-        self.guard = ReplayGuard(connection, prefix=f"zeronode:{settings.queue}:replay", options=settings.verify)
+        self.keys = NodeKeys(settings.queue)
+        self.guard = ReplayGuard(connection, prefix=self.keys.replay_prefix, options=settings.verify)
         self.engine = rhai.Engine(**settings.limits.engine_kwargs())  # to compile, never to run
         self._compiled: OrderedDict[str, None] = OrderedDict()
         self._compiled_lock = threading.Lock()  # requests run in FastAPI's thread pool
@@ -95,20 +85,20 @@ class Supervisor:
     # -- accepting -------------------------------------------------------
 
     def submit(self, raw: bytes | str) -> Accepted:
-        """Accept one envelope, or raise Rejected."""
+        """Accept one envelope, or raise Refused."""
         outcome = self.submit_many([raw])[0]
-        if isinstance(outcome, Rejected):
+        if isinstance(outcome, ServiceError):
             raise outcome
         return outcome
 
-    def submit_many(self, raws: list[bytes | str]) -> list[Accepted | Rejected]:
+    def submit_many(self, raws: list[bytes | str]) -> list[Accepted | ServiceError]:
         """Accept several envelopes with shared Redis round trips; one answer each, in order."""
-        answers: list[Accepted | Rejected | None] = [None] * len(raws)
+        answers: list[Accepted | ServiceError | None] = [None] * len(raws)
         checked: list[tuple[int, Envelope]] = []
         for index, raw in enumerate(raws):
             try:
                 checked.append((index, self.check(raw)))
-            except Rejected as rejection:
+            except Refused as rejection:
                 answers[index] = rejection
         if checked:
             try:
@@ -116,9 +106,9 @@ class Supervisor:
             except redis.RedisError as exc:
                 log.error("redis unavailable", extra={"error": str(exc)})
                 for index, _ in checked:
-                    answers[index] = Rejected(503, "unavailable", "the node's queue is unavailable; try again")
+                    answers[index] = Unavailable("the node's queue is unavailable; try again")
         for answer in answers:
-            if isinstance(answer, Rejected):
+            if isinstance(answer, ServiceError):
                 self.metrics.rejected.labels(answer.reason).inc()
             elif answer is not None and not answer.duplicate:
                 self.metrics.accepted.inc()
@@ -130,11 +120,11 @@ class Supervisor:
         try:
             envelope = verify(raw, options=self.settings.verify).envelope
         except VerificationError as exc:
-            raise Rejected(exc.http_status, exc.reason, str(exc)) from None
+            raise Refused(exc.http_status, exc.reason, str(exc)) from None
         if self.node_id not in envelope.targets:
-            raise Rejected(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
-        if not self.allowlist.roles(envelope.signer) & {"deployer", "admin"}:
-            raise Rejected(403, "not_authorized", f"signer {envelope.signer} may not deploy on this node")
+            raise Refused(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
+        if not self.authorizer.may_deploy(envelope.signer):
+            raise Refused(403, "not_authorized", f"signer {envelope.signer} may not deploy on this node")
         self.compile(envelope.script)
         self.metrics.verify_seconds.observe(time.perf_counter() - started)
         return envelope
@@ -147,7 +137,7 @@ class Supervisor:
         try:
             self.engine.compile(script, name="script")
         except rhai.RhaiError as exc:
-            raise Rejected(
+            raise Refused(
                 422, "compile_error", str(exc), line=exc.line, column=exc.column, error=exc.message
             ) from None
         with self._compiled_lock:
@@ -168,16 +158,16 @@ class Supervisor:
             elif code == DUPLICATE:
                 duplicates.append((index, envelope.id))
             elif code == ID_IN_USE:
-                answers[index] = Rejected(409, "id_in_use", f"job id {envelope.id} belongs to another envelope")
+                answers[index] = Refused(409, "id_in_use", f"job id {envelope.id} belongs to another envelope")
             else:
-                answers[index] = Rejected(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
+                answers[index] = Refused(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
         if duplicates:  # the same envelope again: answer with its job as it stands
             jobs = Job.fetch_many([job_id for _, job_id in duplicates], self.connection, serializer=self.queue.serializer)
             for (index, job_id), job in zip(duplicates, jobs, strict=True):
                 answers[index] = (
                     Accepted(job_id, view(job).status, duplicate=True)
                     if job is not None
-                    else Rejected(410, "gone", f"job {job_id} has ended and its record is no longer kept")
+                    else Refused(410, "gone", f"job {job_id} has ended and its record is no longer kept")
                 )
 
     @functools.cached_property
@@ -190,7 +180,7 @@ class Supervisor:
             job_id=envelope.id,
             payload=envelope.model_dump_json(),
             owner=f"{envelope.signer}:{envelope.nonce}",
-            id_key=f"zeronode:{self.queue.name}:owner:{envelope.id}",
+            id_key=self.keys.owner(envelope.id),
             # The id stays claimed while its job's record may exist (accept.lua also checks the record).
             id_ttl=validity + self.settings.result_ttl,
             nonce_key=self.guard.key(envelope),
@@ -236,7 +226,7 @@ class Supervisor:
     def _fetch(self, job_id: str) -> Job:
         job = Job.fetch_many([job_id], self.connection, serializer=self.queue.serializer)[0]
         if job is None:
-            raise Rejected(404, "not_found", f"no job {job_id} on this node")
+            raise Refused(404, "not_found", f"no job {job_id} on this node")
         return job
 
     # -- cancelling ------------------------------------------------------
@@ -244,16 +234,16 @@ class Supervisor:
     def cancel(self, job_id: str, requester: str) -> JobView:
         """Stop a queued or running job, at the request of its signer or an admin."""
         job = self._fetch(job_id)
-        if requester != job.meta.get("signer") and "admin" not in self.allowlist.roles(requester):
-            raise Rejected(403, "not_authorized", "only the job's signer or an admin may cancel it")
+        if requester != job.meta.get("signer") and not self.authorizer.is_admin(requester):
+            raise Refused(403, "not_authorized", "only the job's signer or an admin may cancel it")
         status = view(job).status
         if status == Status.CANCELED:
             return view(job)
         if status in (Status.FINISHED, Status.FAILED, Status.TIMED_OUT):
-            raise Rejected(409, "already_ended", f"job {job_id} has already ended ({status})")
+            raise Refused(409, "already_ended", f"job {job_id} has already ended ({status})")
         # The flag first: it stops a running script through its runner, and keeps a
         # runner from starting the job should one take it between here and rq's cancel.
-        self.connection.set(cancel_key(self.queue, job_id), requester, ex=self.settings.result_ttl)
+        self.connection.set(self.keys.cancel(job_id), requester, ex=self.settings.result_ttl)
         if job.get_status(refresh=True) in WAITING:
             try:
                 job.cancel()

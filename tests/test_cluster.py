@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from zeronode import keys
-from zeronode.coord_client import CoordClient
-from zeronode.envelope import new_envelope
+from zeronode.client.coord import CoordClient
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import new_envelope
 
 ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
 

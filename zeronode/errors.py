@@ -1,77 +1,7 @@
-"""Errors of the zeronode protocol, named after what went wrong.
-
-Each verification failure has a stable `reason` code, which services return
-in their JSON errors and clients can match on.
-"""
+"""The root of every error zeronode raises on purpose (the whole tree is drawn below, once the SALs are in)."""
 
 from __future__ import annotations
 
 
 class ZeronodeError(Exception):
     """Base of every error zeronode raises on purpose."""
-
-
-class KeyFileError(ZeronodeError):
-    """A key file is missing, unsafe (readable by others) or not a zeronode key."""
-
-
-class VerificationError(ZeronodeError):
-    """A signed envelope or request was refused."""
-
-    reason = "invalid"
-    http_status = 400
-
-
-class MalformedEnvelope(VerificationError):
-    reason = "malformed"
-    http_status = 422
-
-
-class InvalidJSON(MalformedEnvelope):
-    reason = "invalid_json"
-    http_status = 400
-
-
-class UnsupportedVersion(VerificationError):
-    reason = "unsupported_version"
-    http_status = 422
-
-
-class UnknownAlgorithm(VerificationError):
-    reason = "unknown_algorithm"
-    http_status = 422
-
-
-class MalformedKey(VerificationError):
-    reason = "malformed_key"
-    http_status = 422
-
-
-class BadSignature(VerificationError):
-    reason = "bad_signature"
-    http_status = 401
-
-
-class Expired(VerificationError):
-    reason = "expired"
-    http_status = 401
-
-
-class NotYetValid(VerificationError):
-    reason = "not_yet_valid"
-    http_status = 401
-
-
-class ScriptTooLarge(VerificationError):
-    reason = "too_large"
-    http_status = 413
-
-
-class Replayed(VerificationError):
-    reason = "replayed"
-    http_status = 409
-
-
-class PolicyNotMet(VerificationError):
-    reason = "policy_not_met"
-    http_status = 403

@@ -1,27 +1,25 @@
-"""A node's settings: one TOML file, overridden by ZERONODE_* environment variables.
+"""How every zeronode service reads its settings: a TOML file, overridden by environment variables.
 
-Every field has a default that works on a developer's machine, so
-`zeronode supervisor` and `zeronode runner` start with no file at all.
+Node, coordinator and ledger settings are each a `FileSettings` with their own
+environment prefix; they share the sources and the loading:
 
-    state_dir = "/var/lib/zeronode"
-    redis_url = "unix:///run/zeronode/redis.sock"
+    settings = NodeSettings.load(Path("/etc/zeronode/node.toml"), port=8301)
 
-    [limits]
-    max_operations = 100000000
-
-Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERATIONS=...
+Explicit arguments win over the environment (ZERONODE_..., nested fields as
+ZERONODE_LIMITS__MAX_OPERATIONS=...), which wins over the file. Every field has
+a default that works on a developer's machine, so each service starts with no
+file at all. A SettingsError says what is wrong, in one line.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from zeronode.envelope import VerifyOptions
 from zeronode.errors import ZeronodeError
 
 
@@ -29,66 +27,17 @@ class SettingsError(ZeronodeError):
     """The settings file or environment holds something invalid."""
 
 
-def default_state_dir() -> Path:
+def default_state_dir(name: str = "zeronode") -> Path:
+    """/var/lib/NAME as root, else $XDG_STATE_HOME/NAME (~/.local/state/NAME)."""
     if os.geteuid() == 0:
-        return Path("/var/lib/zeronode")
-    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "zeronode"
+        return Path("/var/lib") / name
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / name
 
 
-class ScriptLimits(BaseModel):
-    """The Rhai limits every job's script runs under (see docs/rhai-py.md)."""
+class FileSettings(BaseSettings):
+    """Settings from arguments, the environment and a TOML file, in that order of precedence."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_operations: int = Field(100_000_000, gt=0)
-    max_call_levels: int = Field(64, gt=0)
-    max_string_size: int = Field(4 * 1024 * 1024, gt=0)
-    max_array_size: int = Field(100_000, gt=0)
-    max_map_size: int = Field(10_000, gt=0)
-
-    def engine_kwargs(self) -> dict[str, int]:
-        return self.model_dump()
-
-
-class NodeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ZERONODE_", env_nested_delimiter="__", extra="forbid", frozen=True)
-
-    state_dir: Path = Field(default_factory=default_state_dir)
-    node_key: Path | None = Field(None, description="the node's private key; default: STATE_DIR/node.key")
-    node_id: str | None = Field(None, description="override the id derived from the node key (local clusters)")
-    authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
-    storage_root: Path | None = Field(None, description="the btrfs directory holding this node's volumes")
-    mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
-    hypervisor: Literal["auto", "cloud-hypervisor", "simulated"] = Field(
-        "auto", description="which VMM runs VMs; auto: cloud-hypervisor when on PATH, else the simulator (logged loudly)"
-    )
-    hypervisor_binary: str = Field("cloud-hypervisor", description="the cloud-hypervisor executable (name or path)")
-    vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
-    vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    host: str = "127.0.0.1"
-    port: int = Field(8300, ge=0, le=65535)
-    verify: VerifyOptions = VerifyOptions()
-    limits: ScriptLimits = ScriptLimits()
-    result_ttl: int = Field(7 * 86400, gt=0, description="seconds a finished job's record is kept")
-    heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
-    dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
-    stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
-    # The identity manager (`zeronode identity`, docs/ledger.md).
-    ledger_url: str | None = Field(None, description="the ledger's API, e.g. http://ledger.internal:8400")
-    uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
-    farm: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the farm this node belongs to")
-    owner: str | None = Field(None, max_length=128, description="who owns this node (free text, in the ledger)")
-    supervisor_url: str | None = Field(
-        None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
-    )
-
-    @model_validator(mode="after")
-    def _heartbeat_within_dead_after(self) -> NodeSettings:
-        if self.heartbeat_interval >= self.dead_after:
-            raise ValueError("heartbeat_interval must be shorter than dead_after, or live runners would look dead")
-        return self
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="forbid", frozen=True)
 
     @classmethod
     def settings_customise_sources(
@@ -99,11 +48,10 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Explicit arguments, then the environment, then the file.
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     @classmethod
-    def load(cls, config: Path | None = None, **overrides: Any) -> NodeSettings:
+    def load(cls, config: Path | None = None, **overrides: Any) -> Self:
         """Settings from `config` (TOML) and the environment; a SettingsError says what is wrong."""
         if config is not None and not Path(config).is_file():
             raise SettingsError(f"settings file {config} does not exist")
@@ -118,15 +66,3 @@ class NodeSettings(BaseSettings):
             raise SettingsError(f"invalid settings{f' in {config}' if config else ''}: {problems}") from None
         except (OSError, ValueError) as exc:  # unreadable file, TOML syntax
             raise SettingsError(f"cannot read settings file {config}: {exc}") from None
-
-    @property
-    def node_key_path(self) -> Path:
-        return self.node_key or self.state_dir / "node.key"
-
-    @property
-    def vm_state_dir(self) -> Path:
-        return self.vm_dir or self.state_dir / "vms"
-
-    @property
-    def authorized_keys_path(self) -> Path:
-        return self.authorized_keys or self.state_dir / "authorized_keys"

@@ -1,5 +1,5 @@
 """A control plane for the coordinator's tests: a real ledger (SQLite), coord apps on the session's Redis,
-and nodes that are either simulated supervisors (supervisor.fleet_simulator) or real ones."""
+and nodes that are either simulated supervisors (tests.support.fleet) or real ones."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from coord.settings import CoordSettings
 from coord.store import connect
 from ledger.app import create_app as create_ledger
 from ledger.database import Database
-from ledger.models import Capacity, NodeRegistration
 from ledger.settings import LedgerSettings
-from supervisor.fleet_simulator import Fleet, create_fleet, listeners, node_url
-from zeronode import keys
-from zeronode.coord_client import CoordClient
-from zeronode.envelope import Envelope, new_envelope
-from zeronode.ledger_client import LedgerClient
-
+from tests.support.fleet import Fleet, create_fleet, listeners, node_url
+from zeronode.api.ledger import Capacity, NodeRegistration
+from zeronode.client.coord import CoordClient
+from zeronode.client.ledger import LedgerClient
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import Envelope, new_envelope
 
 FLEET_ADDRESSES = 16  # the simulated supervisors' distinct origins (127.0.0.1-16), as distinct nodes have
 

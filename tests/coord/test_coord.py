@@ -7,7 +7,7 @@ import httpx
 import nacl.signing
 import pytest
 
-from zeronode.coord_client import CoordRefused
+from zeronode.api.errors import Refused
 
 from .conftest import tasks_by_node
 
@@ -75,16 +75,16 @@ def test_envelopes_are_verified_here_too(control_plane):
         ("{not json", 400, "invalid_json"),
         (json.dumps({**tampered, "extra": 1}), 422, "malformed"),
     ]:
-        with pytest.raises(CoordRefused) as refused:
+        with pytest.raises(Refused) as refused:
             control_plane.coord.submit(body)
         assert (refused.value.status, refused.value.reason) == (status, reason)
     assert control_plane.coord.submit(envelope)["duplicate"] is False
     assert control_plane.coord.submit(envelope)["duplicate"] is True  # the same envelope again: the same deployment
     other = control_plane.sign([node]).model_copy(update={"id": envelope.id, "signatures": []})
-    with pytest.raises(CoordRefused) as reused:
+    with pytest.raises(Refused) as reused:
         control_plane.coord.submit(other.signed_by(control_plane.client_key))
     assert (reused.value.status, reused.value.reason) == (409, "id_in_use")
-    with pytest.raises(CoordRefused) as missing:
+    with pytest.raises(Refused) as missing:
         control_plane.coord.deployment("no-such-deployment")
     assert missing.value.status == 404
 
@@ -93,7 +93,7 @@ def test_cancel_by_the_signer_stops_queued_and_running_work(control_plane):
     control_plane.fleet.run_time = 30
     node = control_plane.add_node()
     envelope = submitted_and_dispatched(control_plane, node)
-    with pytest.raises(CoordRefused) as stranger:
+    with pytest.raises(Refused) as stranger:
         control_plane.coord.cancel(envelope.id, nacl.signing.SigningKey.generate())
     assert stranger.value.status == 403
     unsigned = control_plane.coord.http.post(f"/v1/deployments/{envelope.id}/cancel")

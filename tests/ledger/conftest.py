@@ -31,9 +31,9 @@ import pytest
 from ledger.app import create_app
 from ledger.database import Database
 from ledger.settings import LedgerSettings
-from zeronode import keys
-from zeronode.http_auth import SignedRequestAuth
-from zeronode.ledger_client import LedgerClient
+from zeronode.client.ledger import LedgerClient
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 from ..conftest import collect_json_lines
 

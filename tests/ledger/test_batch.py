@@ -4,8 +4,8 @@ import json
 
 import nacl.signing
 
-from ledger.models import SignedRequestCopy
-from zeronode.http_auth import SIGNATURE_HEADER
+from zeronode.api.ledger import SignedRequestCopy
+from zeronode.protocol.signed_requests import SIGNATURE_HEADER
 
 from .conftest import REGISTRATION
 

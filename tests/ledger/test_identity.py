@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ledger.models import Capacity
 from ledger.schema import nodes
 from sal.network.simulator import SimulatedNode, create_simulator
-from zeronode.identity import AlreadyRunning, Backoff, IdentityManager, registration, reporter_lock
-from zeronode.ledger_client import LedgerClient
-from zeronode.node import node_identity
-from zeronode.settings import NodeSettings
+from zeronode.api.ledger import Capacity
+from zeronode.client.ledger import LedgerClient
+from zeronode.identity_manager.host import registration
+from zeronode.identity_manager.lock import AlreadyRunning, reporter_lock
+from zeronode.identity_manager.manager import IdentityManager
+from zeronode.node.identity import node_identity
+from zeronode.node.settings import NodeSettings
+from zeronode.retry import Backoff
 
 from .conftest import free_port
 

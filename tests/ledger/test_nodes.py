@@ -7,9 +7,14 @@ import nacl.signing
 import pytest
 from pydantic import ValidationError
 
-from ledger.models import Capacity, NodeRegistration
-from zeronode import keys
-from zeronode.http_auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignedRequestAuth
+from zeronode.api.ledger import Capacity, NodeRegistration
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignedRequestAuth,
+)
 
 from .conftest import REGISTRATION, registration
 

@@ -3,8 +3,8 @@
 import nacl.signing
 import pytest
 
-from zeronode import keys
-from zeronode.ledger_client import Conflict, NotFound
+from zeronode.api.errors import Conflict, NotFound
+from zeronode.protocol import keys
 
 from .conftest import REGISTRATION
 

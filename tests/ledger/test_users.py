@@ -5,9 +5,9 @@ import json
 import nacl.signing
 import pytest
 
-from ledger.models import NewUser
-from zeronode import keys
-from zeronode.ledger_client import LedgerRefused, NotFound
+from zeronode.api.errors import NotFound, Refused
+from zeronode.api.ledger import NewUser
+from zeronode.protocol import keys
 
 from .conftest import REGISTRATION, registration
 
@@ -118,6 +118,6 @@ def test_the_client_and_the_cli_manage_users(ledger, tmp_path, zn):
     assert client.user(public(dana)).roles == ["admin"]
     with pytest.raises(NotFound):
         client.user(public(nacl.signing.SigningKey.generate()))
-    with pytest.raises(LedgerRefused) as refused_by_client:
+    with pytest.raises(Refused) as refused_by_client:
         ledger.client(nacl.signing.SigningKey.generate()).create_user(NewUser(public_key=public(dana), name="x"))
     assert refused_by_client.value.status == 403

@@ -17,15 +17,15 @@ import nacl.signing
 import pytest
 import redis
 
-from supervisor.allowlist import Allowlist
 from supervisor.app import create_app
 from supervisor.service import Supervisor
-from zeronode import keys
-from zeronode.envelope import Envelope, new_envelope
-from zeronode.http_auth import SignedRequestAuth
-from zeronode.jobs import JobView
-from zeronode.node import NodeIdentity, node_identity
-from zeronode.settings import NodeSettings
+from zeronode.api.jobs import JobView
+from zeronode.node.authorizer import Authorizer
+from zeronode.node.identity import NodeIdentity, node_identity
+from zeronode.node.settings import NodeSettings
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import Envelope, new_envelope
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 from ..conftest import collect_json_lines
 
@@ -131,7 +131,7 @@ def node(tmp_path, redis_server, serve_app):
         f"{keys.public_key_text(client)}  # the client\n{keys.public_key_text(admin)} deployer admin\n"
     )
     connection = redis.Redis(unix_socket_path=str(redis_server))
-    service = Supervisor(settings, connection, identity, Allowlist(settings.authorized_keys_path))
+    service = Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
     with httpx.Client(base_url=serve_app(create_app(service)), timeout=30) as http:
         node = Node(settings, config, identity, client, admin, stranger, connection, service, http)
         yield node

@@ -14,8 +14,17 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.results import Result
 
-from zeronode.jobs import RUN_FUNCTION, cancel_key, open_queue
-from zeronode.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, REPLAYED, JobTemplate, Layout, Submission
+from zeronode.node.queue.jobs import RUN_FUNCTION, open_queue
+from zeronode.node.queue.keys import NodeKeys
+from zeronode.node.queue.rq_layout import (
+    ACCEPTED,
+    DUPLICATE,
+    ID_IN_USE,
+    REPLAYED,
+    JobTemplate,
+    Layout,
+    Submission,
+)
 
 WORKER = "twin-worker"
 TTL = 600
@@ -104,7 +113,7 @@ def start_the_rq_way(queue, job_id) -> tuple[Job, Execution]:
 def take_our_way(queue):
     layout = Layout(queue, WORKER)
     queue.connection.lrem(queue.key, 1, "rq-twin")  # leave ours at the head of the queue
-    taken = layout.take(TTL, cancel_key(queue, ""))
+    taken = layout.take(TTL, NodeKeys(queue.name).cancel_prefix)
     assert taken.record.id == "our-twin" and taken.started is not None
     return layout, taken
 

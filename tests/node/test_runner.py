@@ -4,7 +4,6 @@ import json
 import zlib
 
 import pytest
-
 from rq.job import Job
 
 from runner.pool import run_runner
@@ -92,8 +91,9 @@ def test_failed_job_is_retried_then_fails(node):
     node.post(envelope)
     run(node)
     # The retry waits out its backoff in the scheduled registry; release it as the monitor does.
-    from runner.monitor import Monitor
     import time
+
+    from runner.monitor import Monitor
 
     job = node.job(envelope.id)
     assert (job.status, job.attempts) == ("queued", 1)

@@ -10,8 +10,9 @@ from pathlib import Path
 from rq.job import Job, JobStatus
 
 from runner.pool import run_runner
-from zeronode.jobs import RUN_FUNCTION, cancel_key
-from zeronode.rq_layout import JobTemplate, Layout, Submission
+from zeronode.node.queue.jobs import RUN_FUNCTION
+from zeronode.node.queue.keys import NodeKeys
+from zeronode.node.queue.rq_layout import JobTemplate, Layout, Submission
 
 
 def plant(node, envelope, job_id=None):
@@ -55,7 +56,7 @@ def test_finish_after_the_monitor_took_the_job_back_writes_nothing(node):
     node.post(envelope)
     queue = node.supervisor.queue
     layout = Layout(queue, "slow-runner")
-    taken = layout.take(60, cancel_key(queue, ""))
+    taken = layout.take(60, NodeKeys(queue.name).cancel_prefix)
     queue.started_job_registry.cleanup(timestamp=time.time() + 3600)  # the monitor declares it dead
     assert Job.fetch(envelope.id, node.connection, serializer=queue.serializer).get_status() == JobStatus.FAILED
     with node.connection.pipeline() as pipe:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from zeronode import keys
+from zeronode.protocol import keys
 
 
 def reason(response):

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from zeronode import keys
+from zeronode.protocol import keys
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import json
 import nacl.signing
 import pytest
 
-from zeronode import keys
-from zeronode.envelope import DOMAIN, Envelope, Policy, VerifyOptions, new_envelope, verify
-from zeronode.errors import (
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import DOMAIN, Envelope, Policy, VerifyOptions, new_envelope, verify
+from zeronode.protocol.errors import (
     BadSignature,
     Expired,
     MalformedEnvelope,

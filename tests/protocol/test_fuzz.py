@@ -6,8 +6,8 @@ import nacl.signing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zeronode.envelope import DOMAIN, Envelope, new_envelope, verify
-from zeronode.errors import VerificationError
+from zeronode.protocol.envelope import DOMAIN, Envelope, new_envelope, verify
+from zeronode.protocol.errors import VerificationError
 
 KEY = nacl.signing.SigningKey.generate()
 VALID = json.loads(new_envelope("40 + 2", ["edge-1"], KEY, env={"A": "1"}).to_json())

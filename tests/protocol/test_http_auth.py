@@ -7,8 +7,9 @@ import nacl.signing
 import pytest
 from fastapi import Depends, FastAPI
 
-from zeronode import keys
-from zeronode.http_auth import SignedRequest, SignedRequestAuth, request_signing_bytes
+from zeronode.api.auth import SignedRequest
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import SignedRequestAuth, request_signing_bytes
 
 NOW = 1_800_000_000.0
 

@@ -6,8 +6,8 @@ import stat
 import nacl.signing
 import pytest
 
-from zeronode import keys
-from zeronode.errors import KeyFileError, MalformedKey
+from zeronode.protocol import keys
+from zeronode.protocol.errors import KeyFileError, MalformedKey
 
 
 def test_saved_key_is_private_and_loads_back(tmp_path):

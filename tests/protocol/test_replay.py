@@ -3,9 +3,9 @@
 import nacl.signing
 import pytest
 
-from zeronode.envelope import VerifyOptions, new_envelope, verify
-from zeronode.errors import Replayed
-from zeronode.replay import ReplayGuard
+from zeronode.protocol.envelope import VerifyOptions, new_envelope, verify
+from zeronode.protocol.errors import Replayed
+from zeronode.protocol.replay import ReplayGuard
 
 NOW = 1_800_000_000
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import nacl.signing
 import pytest
 
-from zeronode import keys
-from zeronode.envelope import DOMAIN, Envelope, verify
-from zeronode.http_auth import request_signing_bytes, verify_request
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import DOMAIN, Envelope, verify
+from zeronode.protocol.signed_requests import request_signing_bytes, verify_request
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "protocol-v1.json").read_text(encoding="utf-8"))
 SEEDS = {name: keys.b64url_decode(k["seed"], 32, "seed") for name, k in VECTORS["keys"].items()}

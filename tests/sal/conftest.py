@@ -7,8 +7,8 @@ import sys
 import time
 
 import pytest
-import rhai
 
+import rhai
 from sal import registry
 from sal.hypervisor import HypervisorClient, VmManager, VmmUnreachable
 from sal.storage import BtrfsStorage

@@ -4,8 +4,8 @@ import time
 from pathlib import Path
 
 import pytest
-import rhai
 
+import rhai
 from sal import registry
 from sal.hypervisor import VmManager
 from sal.network import MyceliumClient

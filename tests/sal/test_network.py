@@ -93,7 +93,6 @@ def test_unreachable_daemon_is_a_clear_error():
 
 def test_scripts_talk_over_the_network(two_nodes):
     import rhai
-
     from sal import registry
 
     a, b, _ = two_nodes

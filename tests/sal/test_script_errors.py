@@ -2,9 +2,10 @@
 or is caught by try/catch; a SAL the node lacks says what setting is missing."""
 
 import pytest
-import rhai
 
+import rhai
 from sal import registry
+
 
 @pytest.mark.parametrize(
     ("script", "message"),

@@ -1,8 +1,8 @@
 """The storage functions as deployment scripts call them: a real Rhai engine on a real btrfs."""
 
 import pytest
-import rhai
 
+import rhai
 from sal import registry
 from sal.storage import BtrfsStorage
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nacl.signing
 
-from zeronode import keys
-from zeronode.envelope import Envelope
-from zeronode.http_auth import request_signing_bytes
+from zeronode.protocol import keys
+from zeronode.protocol.envelope import Envelope
+from zeronode.protocol.signed_requests import request_signing_bytes
 
 SEEDS = {"alice": bytes(range(32)), "bob": bytes(range(32, 64))}
 

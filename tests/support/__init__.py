@@ -1,0 +1,1 @@
+"""Helpers the test packages share (and bench/ too): see each module."""

@@ -1,0 +1,9 @@
+"""What every zeronode service and client share on the wire: models, refusals, error handling.
+
+    errors.py    ServiceError (Refused, NotFound, Conflict, Unavailable), and reading error bodies back
+    handlers.py  the exception handlers every service installs: one JSON error body, never a traceback
+    bodies.py    request bodies, bounded as they stream and parsed strictly
+    auth.py      the signed-request check as a FastAPI dependency
+    jobs.py      a node's jobs as its supervisor shows them
+    ledger.py    what the ledger takes and answers: nodes, uptime reports, users
+"""

@@ -1,0 +1,97 @@
+"""A service's refusals, on both ends of the wire.
+
+A service answers a request it will not or cannot serve with an HTTP status
+and a JSON body `{"detail": {"reason": CODE, "message": TEXT, ...}}`. On the
+server side the handler raises `Refused` (the client's fault, 4xx) or
+`Unavailable` (5xx: try again later) and zeronode.api.handlers writes the body.
+On the client side `from_response` reads such a body back into the same
+exception, so a refusal keeps its status, reason and message from one end to
+the other. Transport failures (refused connection, timeout, DNS) are
+`Unavailable` too: retrying later may help, retrying a `Refused` will not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from zeronode.errors import ZeronodeError
+
+
+class ServiceError(ZeronodeError):
+    """A request a service did not serve: its HTTP `status` (None: never reached), `reason` code and message."""
+
+    status: int | None = None
+    reason = "error"
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str | None = None, **detail: Any):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        if reason is not None:
+            self.reason = reason
+        self.detail = detail
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body's `detail`."""
+        return {"reason": self.reason, "message": str(self), **self.detail}
+
+
+class Refused(ServiceError):
+    """The request was refused (4xx): asking the same again will not help. `reason` says why."""
+
+    status = 400
+    reason = "refused"
+
+    def __init__(self, status: int, reason: str, message: str, **detail: Any):
+        super().__init__(message, status=status, reason=reason, **detail)
+
+
+class NotFound(Refused):
+    """404: no such thing (a node the ledger does not know: register it)."""
+
+
+class Conflict(Refused):
+    """409: it clashes with what the service has (a reused id, a stale report)."""
+
+
+class Unavailable(ServiceError):
+    """The service could not be reached, timed out or failed (5xx): try again later."""
+
+    status = 503
+    reason = "unavailable"
+
+
+REFUSALS: dict[int, type[Refused]] = {404: NotFound, 409: Conflict}
+
+
+def detail_of(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
+    """(reason, message, other fields) of a zeronode error body, or of whatever else a server sent."""
+    try:
+        detail = response.json()["detail"]
+        reason, message = str(detail["reason"]), str(detail["message"])
+    except (ValueError, KeyError, TypeError):
+        return "refused" if response.status_code < 500 else "unavailable", response.text.strip()[:200], {}
+    return reason, message, {k: v for k, v in detail.items() if k not in ("reason", "message")}
+
+
+def from_response(response: httpx.Response, service: str) -> ServiceError:
+    """The error a failed answer from `service` (say "the ledger") stands for."""
+    reason, message, detail = detail_of(response)
+    status = response.status_code
+    if status >= 500:
+        return Unavailable(f"{service} failed: {message or status} ({reason}, HTTP {status})", status=status, reason=reason)
+    kind = REFUSALS.get(status, Refused)
+    return kind(status, reason, f"{message} ({reason}, HTTP {status})", **detail)
+
+
+def unreachable(error: httpx.TransportError, service: str, url: object) -> Unavailable:
+    """A transport failure (refused, reset, DNS, timeout) as the Unavailable it is."""
+    return Unavailable(f"{service} unreachable at {url}: {error or type(error).__name__}", reason="unreachable")
+
+
+def problems(errors: Iterable[dict]) -> str:
+    """Pydantic's (or FastAPI's) validation errors on one line: `where: what; ...`."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in errors)

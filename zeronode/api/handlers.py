@@ -1,0 +1,79 @@
+"""The exception handlers every zeronode service installs: one JSON error body, never a traceback.
+
+    {"detail": {"reason": "not_found", "message": "no job 1234 on this node"}}
+
+- ServiceError (Refused, Unavailable): its own status, reason and message.
+- A request FastAPI could not validate (a query parameter, a path): 422 malformed.
+- Starlette's HTTPException (an unknown route, a wrong method): its status, a reason code.
+- The foreign errors in FOREIGN: what a service's back end throws when it is away.
+- Anything else: logged with its traceback, answered 500 internal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zeronode.api.errors import ServiceError, problems
+
+# The foreign errors a service maps: what its back end raises when it is away, by qualified class
+# name, so that no service imports a back end it does not use: (status, reason, message).
+FOREIGN: dict[str, tuple[int, str, str]] = {
+    "redis.exceptions.RedisError": (503, "store_unavailable", "the service's Redis is unavailable; try again"),
+    "sqlalchemy.exc.OperationalError": (503, "database_unavailable", "database unavailable"),
+}
+REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+def error_response(status: int, reason: str, message: str, **detail) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": {"reason": reason, "message": message, **detail}})
+
+
+def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
+    """FOREIGN's classes among the modules this process has imported."""
+    found = {}
+    for name, answer in FOREIGN.items():
+        module, _, cls = name.rpartition(".")
+        if module in sys.modules and isinstance(getattr(sys.modules[module], cls, None), type):
+            found[getattr(sys.modules[module], cls)] = answer
+    return found
+
+
+def install(app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceError], None] | None = None) -> None:
+    """Answer every error of `app` as JSON; `on_error` sees each ServiceError (to count refusals)."""
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+        if on_error is not None:
+            on_error(exc)
+        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()})
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "malformed", problems(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if not isinstance(detail, dict):
+            detail = {"reason": REASONS.get(exc.status_code, "refused"), "message": str(exc.detail)}
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
+
+    for cls, (status, reason, message) in foreign_classes().items():
+
+        async def back_end_away(request: Request, exc: Exception, status=status, reason=reason, message=message):
+            log.warning("back end unavailable", extra={"path": request.url.path, "error": str(exc), "reason": reason})
+            return error_response(status, reason, message)
+
+        app.add_exception_handler(cls, back_end_away)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed", extra={"path": request.url.path})
+        return error_response(500, "internal", "internal error")

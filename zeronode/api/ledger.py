@@ -1,0 +1,164 @@
+"""What the ledger's API takes and answers, as pydantic models (shared with zeronode.client.ledger).
+
+Requests are strict, as envelopes are: unknown fields are refused and `"8"` is
+not 8, so a signed body means one thing only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from zeronode.protocol import keys
+from zeronode.protocol.errors import MalformedKey
+
+
+def _canonical_key(text: str) -> str:
+    try:
+        keys.parse_public_key(text)
+    except MalformedKey as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+def _ipv6(text: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        raise ValueError(f"not an IPv6 address: {text!r}") from None
+
+
+PublicKey = Annotated[str, AfterValidator(_canonical_key)]
+NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronode.keys.node_id
+FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+UnixTime = Annotated[int, Field(ge=0, le=2**53)]
+Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Role = Literal["admin", "deployer"]
+Status = Literal["online", "offline"]
+
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Capacity(BaseModel):
+    model_config = _STRICT
+
+    vcpus: Annotated[int, Field(ge=1, le=1_000_000)]
+    memory: Bytes
+    disk: Bytes
+
+
+class NodeRegistration(BaseModel):
+    """POST /v1/nodes, signed by the node's key: the node id derives from that key."""
+
+    model_config = _STRICT
+
+    farm: FarmName
+    owner: Annotated[str, StringConstraints(max_length=128)] | None = None
+    capacity: Capacity
+    supervisor_url: Annotated[str, StringConstraints(pattern=r"^https?://\S{1,500}$")] | None = None
+    mycelium_address: Annotated[str, StringConstraints(max_length=45), AfterValidator(_ipv6)] | None = None
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class UptimeReport(BaseModel):
+    """POST /v1/nodes/{id}/uptime, signed by the node: seconds since it booted, at `timestamp`."""
+
+    model_config = _STRICT
+
+    uptime: UnixTime
+    timestamp: UnixTime
+
+
+class NodeFilters(BaseModel):
+    """GET /v1/nodes: which nodes, a page at a time in id order; `after` is the last id of the previous page."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status | None = None
+    farm: FarmName | None = None
+    min_vcpus: Annotated[int, Field(ge=0)] | None = None
+    min_memory: Annotated[int, Field(ge=0)] | None = None
+    min_disk: Annotated[int, Field(ge=0)] | None = None
+    after: Annotated[str, StringConstraints(max_length=26)] | None = None
+    # These nodes only, comma-separated (at most 200, to keep the URL short): one request where a
+    # deployment to many nodes would otherwise ask for each.
+    ids: Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}(,[a-z2-7]{26}){0,199}$")] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class NodeView(BaseModel):
+    node_id: str
+    public_key: str
+    farm: str
+    owner: str | None
+    capacity: Capacity
+    supervisor_url: str | None
+    mycelium_address: str | None
+    version: str
+    registered_at: int
+    updated_at: int
+    status: Status
+    last_report_at: int | None
+    last_uptime: int | None
+    restarts: int
+
+
+class NodeDetail(NodeView):
+    """A node with its uptime percentages: proven up time over the period (or since registration, if later)."""
+
+    uptime_24h: float | None
+    uptime_30d: float | None
+
+
+class UptimeAccepted(BaseModel):
+    node_id: str
+    timestamp: int
+    uptime: int
+    restart: bool
+    duplicate: bool
+    restarts: int
+
+
+class SignedRequestCopy(BaseModel):
+    """One single-report request exactly as signed: a relay forwards it inside a batch."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    method: str
+    target: Annotated[str, StringConstraints(max_length=256)]
+    headers: dict[str, Annotated[str, StringConstraints(max_length=256)]]
+    body: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class UptimeBatch(BaseModel):
+    """POST /v1/uptime/batch: many reports, each verified on its own."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    reports: list[SignedRequestCopy]
+
+
+class NewUser(BaseModel):
+    """POST /v1/users, signed by an admin: creates the user, or replaces their name and rights."""
+
+    model_config = _STRICT
+
+    public_key: PublicKey
+    name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    roles: Annotated[list[Role], Field(max_length=2)] = []
+    nodes: Annotated[list[NodeId], Field(max_length=10_000)] = []
+    farms: Annotated[list[FarmName], Field(max_length=1_000)] = []
+
+
+class UserView(BaseModel):
+    public_key: str
+    name: str
+    roles: list[Role]
+    nodes: list[str]
+    farms: list[str]
+    source: Literal["ledger", "config"]
+    created_at: int | None
+    updated_at: int | None
+    may_deploy: bool | None = Field(None, description="with ?node=ID: whether this user may deploy on that node")

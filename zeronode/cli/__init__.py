@@ -1,0 +1,34 @@
+"""The `zeronode` command line: one module per command group, merged into one app here.
+
+    local.py     version, run                  this machine only
+    signing.py   keygen, sign, cosign, verify  keys and signed envelopes, offline
+    node.py      supervisor, runner, identity  a node's services
+    services.py  ledger, coord                 the control plane's services
+    fleet.py     deploy, status, nodes, jobs   asking coord, the ledger, a node
+    users.py     users add | show              a ledger's users and rights
+    up.py        up                            a local cluster (zeronode.dev)
+
+Each group is a Typer app of its own that imports only common.py (and views.py),
+never this package, so no module imports its caller. Every command reports
+failure as one line on stderr and a non-zero exit code, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from zeronode.cli import fleet, local, node, services, signing, up, users
+
+app = typer.Typer(
+    name="zeronode",
+    help="Signed Rhai deployments for fleets of edge nodes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for group in (local, signing, node, services, fleet, up):
+    app.add_typer(group.app)
+app.add_typer(users.app, name="users")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,74 @@
+"""What every command group shares: the consoles, the one-line failure, reading files and keys, options.
+
+Every command reports failure as one line on stderr and a non-zero exit code,
+never as a traceback: `fail(message)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from zeronode.protocol import keys
+from zeronode.protocol.errors import KeyFileError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"--env takes KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {what} {path}: {exc}")
+
+
+def load_key(path: Path):
+    try:
+        return keys.load_private_key(path)
+    except KeyFileError as exc:
+        fail(str(exc))
+
+
+def emit(text: str, out_path: Path | None) -> None:
+    """Print `text`, or write it to `out_path`."""
+    if out_path is None:
+        print(text)
+        return
+    try:
+        out_path.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out_path}: {exc.strerror}")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Node settings file (TOML)")]
+
+
+def node_settings(config: Path | None, **overrides):
+    from zeronode.node.settings import NodeSettings
+    from zeronode.settings import SettingsError
+
+    try:
+        return NodeSettings.load(config, **{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        fail(str(exc))
+
+LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
+CoordOption = Annotated[str, typer.Option("--coord", envvar="ZERONODE_COORD_URL", help="The coordinator's URL")]

@@ -1,0 +1,126 @@
+"""Asking the fleet: `zeronode deploy`, `status` (coord), `nodes` (the ledger), `jobs` (a node's supervisor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zeronode.cli.common import CoordOption, LedgerOption, fail, load_key, out, parse_env, read_text
+from zeronode.cli.views import deployment_table, follow
+
+app = typer.Typer()
+
+@app.command()
+def deploy(
+    script: Annotated[Path, typer.Argument(help="Rhai script to run on the targets")],
+    key: Annotated[Path, typer.Option("--key", help="Your private key file (signs the deployment)")],
+    target: Annotated[list[str], typer.Option("--target", help="A node id to run on (repeatable)")],
+    coord_url: CoordOption = "http://127.0.0.1:8200",
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress; exit 0 only when every node succeeded")] = False,
+    env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE made visible to the script as env.KEY")] = [],  # noqa: B006
+    timeout: Annotated[int, typer.Option(help="Seconds the script may run on a node")] = 60,
+    ttl: Annotated[int, typer.Option(help="Seconds the deployment stays valid")] = 3600,
+    retries: Annotated[int, typer.Option(help="Times a node retries a failed script")] = 0,
+) -> None:
+    """Sign SCRIPT and deploy it to the target nodes through the coordinator."""
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.coord import CoordClient
+    from zeronode.protocol.envelope import new_envelope
+
+    envelope = new_envelope(
+        read_text(script, "script"), target, load_key(key), timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env)
+    )
+    with CoordClient(coord_url) as client:
+        try:
+            client.submit(envelope)
+        except ServiceError as exc:
+            fail(str(exc))
+    out.print(f"deployment {envelope.id} submitted to {len(target)} node(s)", highlight=False)
+    if wait:
+        final = follow(coord_url, envelope.id, len(target))
+        raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+
+
+@app.command()
+def status(
+    deployment: Annotated[str, typer.Argument(help="The deployment's id")],
+    coord_url: CoordOption = "http://127.0.0.1:8200",
+    wait: Annotated[bool, typer.Option("--wait", help="Follow it until it ends")] = False,
+) -> None:
+    """Show a deployment's per-node progress and results."""
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.coord import CoordClient
+
+    if wait:
+        final = follow(coord_url, deployment, targets=0)
+        raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+    with CoordClient(coord_url) as client:
+        try:
+            out.print(deployment_table(client.deployment(deployment)))
+        except ServiceError as exc:
+            fail(str(exc))
+
+
+@app.command()
+def nodes(
+    ledger_url: LedgerOption = "http://127.0.0.1:8400",
+    status: Annotated[str | None, typer.Option(help="online or offline")] = None,
+    farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
+) -> None:
+    """List the nodes the ledger knows: id, status, uptime, capacity."""
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.ledger import LedgerClient
+
+    with LedgerClient(ledger_url) as ledger:
+        try:
+            found = ledger.nodes(status=status, farm=farm, limit=1000)
+        except ServiceError as exc:
+            fail(str(exc))
+    table = Table()
+    for column in ("node", "status", "uptime", "restarts", "vcpus", "memory", "disk", "farm", "supervisor"):
+        table.add_column(column)
+    for node in found:
+        uptime = "" if node.last_uptime is None else f"{node.last_uptime // 3600}h{node.last_uptime % 3600 // 60:02d}m"
+        table.add_row(
+            node.node_id, f"[{'green' if node.status == 'online' else 'red'}]{node.status}[/]", uptime, str(node.restarts),
+            str(node.capacity.vcpus), f"{node.capacity.memory >> 30} GiB", f"{node.capacity.disk >> 30} GiB", node.farm,
+            node.supervisor_url or "",
+        )
+    out.print(table)
+
+
+@app.command()
+def jobs(
+    node: Annotated[str, typer.Option("--node", help="The node's id")],
+    ledger_url: LedgerOption = "http://127.0.0.1:8400",
+    status: Annotated[str | None, typer.Option(help="queued, started, finished, failed, canceled")] = None,
+) -> None:
+    """List a node's recent jobs, from its supervisor (found through the ledger)."""
+    import httpx
+
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.ledger import LedgerClient
+
+    with LedgerClient(ledger_url) as ledger:
+        try:
+            record = ledger.node(node)
+        except ServiceError as exc:
+            fail(str(exc))
+    if not record.supervisor_url:
+        fail(f"node {node} registered no supervisor URL")
+    try:
+        response = httpx.get(f"{record.supervisor_url}/v1/jobs", params={"status": status} if status else {}, timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        fail(f"supervisor of {node} at {record.supervisor_url}: {exc}")
+    table = Table(title=f"jobs on {node}", title_justify="left")
+    for column in ("job", "status", "signer", "attempts", "ended", "result / error"):
+        table.add_column(column)
+    for job in response.json():
+        outcome = f"{job['error']['type']}: {job['error']['message']}" if job.get("error") else repr(job.get("result"))
+        table.add_row(job["id"], job["status"], (job.get("signer") or "")[:12], str(job["attempts"]),
+                      job.get("ended_at") or "", outcome)
+    out.print(table)

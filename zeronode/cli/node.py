@@ -1,0 +1,84 @@
+"""A node's services: `zeronode supervisor`, `zeronode runner`, `zeronode identity`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from zeronode.cli.common import ConfigOption, fail, node_settings, out
+from zeronode.protocol.errors import KeyFileError
+
+app = typer.Typer()
+
+@app.command()
+def supervisor(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run this node's supervisor: accepts signed jobs and queues them."""
+    import redis
+    import uvicorn
+
+    from supervisor.app import create_app
+    from supervisor.service import Supervisor
+    from zeronode import logs
+    from zeronode.node.authorizer import Authorizer
+    from zeronode.node.identity import node_identity
+
+    settings = node_settings(config, host=host, port=port)
+    logs.setup()
+    try:
+        identity = node_identity(settings)
+    except (KeyFileError, OSError) as exc:
+        fail(f"cannot load the node key: {exc}")
+    connection = redis.Redis.from_url(settings.redis_url)
+    service = Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
+    logging.getLogger("zeronode.supervisor").info(
+        "supervisor starting", extra={"node": identity.node_id, "host": settings.host, "port": settings.port}
+    )
+    uvicorn.run(create_app(service), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def runner(
+    config: ConfigOption = None,
+    pool: Annotated[int, typer.Option(help="Number of runner processes", min=1)] = 1,
+    burst: Annotated[bool, typer.Option(help="Run one runner in this process until the queue is empty")] = False,
+) -> None:
+    """Run this node's runners: they execute queued jobs."""
+    from runner.pool import Pool, run_runner
+    from zeronode import logs
+
+    settings = node_settings(config)
+    logs.setup()
+    if burst:
+        count = run_runner(settings, burst=True)
+        out.print(f"ran {count} jobs", highlight=False)
+        return
+    Pool(settings, pool).run()
+
+
+
+@app.command()
+def identity(
+    config: ConfigOption = None,
+    ledger_url: Annotated[str | None, typer.Option("--ledger", help="The ledger's URL (default: ledger_url in the settings)")] = None,
+) -> None:
+    """Run this node's identity manager: register it in the ledger, then report its uptime (at boot, for good)."""
+    from zeronode import logs
+    from zeronode.identity_manager import manager as identity_manager
+    from zeronode.identity_manager.lock import AlreadyRunning
+
+    settings = node_settings(config, ledger_url=ledger_url)
+    if not settings.ledger_url:
+        fail("no ledger to report to: set ledger_url in the settings (or ZERONODE_LEDGER_URL, or --ledger)")
+    logs.setup()
+    try:
+        identity_manager.run(settings)
+    except AlreadyRunning as exc:
+        fail(str(exc))
+    except (KeyFileError, OSError) as exc:
+        fail(f"cannot load the node key: {exc}")

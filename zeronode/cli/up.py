@@ -1,0 +1,99 @@
+"""`zeronode up`: a whole zeronode system on this machine, and the example scripts deployed through it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zeronode.cli.common import err, fail, out
+from zeronode.cli.views import deployment_table
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
+
+app = typer.Typer()
+
+def example_needs(script: str) -> set[str]:
+    """What an example says it needs, in its first line: `// needs: storage, network` (or `nothing`)."""
+    first = script.split("\n", 1)[0]
+    match = re.fullmatch(r"//\s*needs:\s*(.*)", first.strip())
+    return {need.strip() for need in match.group(1).split(",")} - {"nothing", ""} if match else set()
+
+
+@app.command()
+def up(
+    nodes_count: Annotated[int, typer.Option("--nodes", min=1, max=16, help="How many local nodes")] = 1,
+    once: Annotated[bool, typer.Option("--once", help="Deploy the examples, then stop everything and exit")] = False,
+    state_dir: Annotated[Path | None, typer.Option(help="Keep state and logs here (default: a temporary dir)")] = None,
+    storage_root: Annotated[Path | None, typer.Option(help="A btrfs directory: nodes get storage and VMs there")] = None,
+    examples: Annotated[Path, typer.Option(help="Deploy the scripts in this directory")] = EXAMPLES,
+) -> None:
+    """Run a whole zeronode system on this machine and deploy the example scripts through it."""
+    from zeronode.dev.cluster import ClusterError, LocalCluster
+
+    logging.disable(logging.CRITICAL)
+    cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root,
+                           on_progress=lambda line: out.print(f"[dim]up:[/] {line}", highlight=False))
+    signal.signal(signal.SIGTERM, interrupt)  # stop as cleanly on `kill` as on Ctrl-C
+    try:
+        with out.status("starting redis, the ledger, coord and the nodes..."):
+            cluster.start()
+        if storage_root:
+            cluster.prepare_images()
+        all_succeeded = deploy_examples(cluster, examples)
+        if once:
+            raise typer.Exit(0 if all_succeeded else 1)
+        out.print(f"\n[bold]zeronode is up.[/] coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
+                  f"admin key {cluster.admin_key_path}. Ctrl-C stops everything.", highlight=False)
+        while True:
+            time.sleep(0.5)
+            for service in cluster.restart_exited():
+                err.print(f"{service.name} exited; restarted it (restart {service.restarts}):\n{service.tail(3)}",
+                          highlight=False)
+    except ClusterError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with out.status("stopping..."):
+            cluster.stop()
+        out.print("stopped.", highlight=False)
+
+
+def interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def deploy_examples(cluster, examples: Path) -> bool:
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.coord import CoordClient
+    from zeronode.protocol.envelope import new_envelope
+
+    have = {"network"} | ({"storage", "image"} if cluster.storage_root else set())
+    targets = [node.node_id for node in cluster.local_nodes]
+    scripts = sorted(examples.glob("*.rhai")) if examples.is_dir() else []
+    if not scripts:
+        err.print(f"no example scripts in {examples}", highlight=False)
+        return False
+    all_succeeded = True
+    with CoordClient(cluster.coord_url) as client:
+        for path in scripts:
+            script = path.read_text()
+            if missing := example_needs(script) - have:
+                out.print(f"[yellow]skipped[/] {path.name}: needs {', '.join(sorted(missing))} (give --storage-root on a btrfs)")
+                continue
+            envelope = new_envelope(script, targets, cluster.admin_key, env={"APP": "demo", "NAME": "demo-vm"})
+            try:
+                client.submit(envelope)
+                *_, final = client.follow(envelope.id, timeout=120)
+            except ServiceError as exc:
+                fail(f"{path.name}: {exc}")
+            out.print(f"[bold]{path.name}[/]")
+            out.print(deployment_table(final))
+            all_succeeded &= final["status"] == "succeeded"
+    return all_succeeded

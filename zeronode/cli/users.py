@@ -1,0 +1,63 @@
+"""`zeronode users add | show`: a ledger's users and their rights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zeronode.cli.common import LedgerOption, fail, load_key
+
+app = typer.Typer(help="Users of a ledger and their rights.", no_args_is_help=True)
+
+# An option, not an argument: a base64url key may begin with "-", which an argument would take for an option.
+UserKeyOption = Annotated[str, typer.Option("--public-key", help="The user's public key")]
+
+
+@app.command("add")
+def users_add(
+    public_key: UserKeyOption,
+    name: Annotated[str, typer.Option(help="Who the user is")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
+    ledger_url: LedgerOption,
+    role: Annotated[list[str], typer.Option("--role", help="admin or deployer (repeatable)")] = [],  # noqa: B006
+    node: Annotated[list[str], typer.Option("--node", help="A node id the user may deploy on (repeatable)")] = [],  # noqa: B006
+    farm: Annotated[list[str], typer.Option("--farm", help="A farm the user may deploy on (repeatable)")] = [],  # noqa: B006
+) -> None:
+    """Create a user in the ledger, or replace their name and rights; print the user."""
+    from pydantic import ValidationError
+
+    from zeronode.api.errors import ServiceError, problems
+    from zeronode.api.ledger import NewUser
+    from zeronode.client.ledger import LedgerClient
+
+    try:
+        user = NewUser.model_validate({"public_key": public_key, "name": name, "roles": role, "nodes": node, "farms": farm})
+    except ValidationError as exc:
+        fail(problems(exc.errors()))
+    with LedgerClient(ledger_url, load_key(key)) as client:
+        try:
+            saved = client.create_user(user)
+        except ServiceError as exc:
+            fail(str(exc))
+    print(saved.model_dump_json(indent=2))
+
+
+@app.command("show")
+def users_show(
+    public_key: UserKeyOption,
+    ledger_url: LedgerOption,
+    node: Annotated[str | None, typer.Option(help="Also say whether the user may deploy on this node")] = None,
+    token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
+) -> None:
+    """Print a user's roles and rights as the ledger has them."""
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.ledger import LedgerClient
+
+    with LedgerClient(ledger_url, token=token) as client:
+        try:
+            user = client.user(public_key, node)
+        except ServiceError as exc:
+            fail(str(exc))
+    print(user.model_dump_json(indent=2))

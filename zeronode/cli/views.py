@@ -1,0 +1,45 @@
+"""How deployments look in a terminal: a table per deployment, and live progress until it ends."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+
+from zeronode.cli.common import fail, out
+
+MAX_ROWS = 50  # more nodes than this: live progress shows counts, the final table every node
+STATE_STYLE = {"succeeded": "green", "failed": "red", "canceled": "yellow", "running": "cyan", "dispatched": "cyan"}
+
+
+def deployment_table(view: dict[str, Any]) -> Table:
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(view["counts"].items()))
+    table = Table(title=f"deployment {view['id']}: {view['status']} ({counts})", title_justify="left")
+    table.add_column("node", no_wrap=True)
+    for column in ("state", "result / error", "attempts"):
+        table.add_column(column)
+    for task in view.get("tasks") or []:
+        style = STATE_STYLE.get(task["state"], "")
+        if task.get("error"):
+            line = f" (line {task['error']['line']})" if task["error"].get("line") else ""
+            outcome = f"{task['error']['reason']}: {task['error']['message']}{line}"
+        else:
+            outcome = "" if task.get("result") is None else json.dumps(task["result"], separators=(",", ":"))
+        table.add_row(task["node"], f"[{style}]{task['state']}[/]" if style else task["state"], outcome, str(task["attempts"]))
+    return table
+
+
+def follow(coord_url: str, deployment_id: str, targets: int) -> dict[str, Any]:
+    """Live progress until the deployment ends (per node when there are few); its final view."""
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.coord import CoordClient
+
+    with CoordClient(coord_url) as client, Live(console=out, refresh_per_second=8, transient=False) as live:
+        try:
+            for view in client.follow(deployment_id, tasks=targets <= MAX_ROWS):
+                live.update(deployment_table(view))
+        except ServiceError as exc:
+            fail(str(exc))
+    return view

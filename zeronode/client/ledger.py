@@ -1,0 +1,146 @@
+"""A client of the ledger's HTTP API (docs/ledger.md), with typed errors.
+
+    with LedgerClient("http://ledger:8400", node_key) as ledger:
+        ledger.register(registration)
+        ledger.report_uptime(uptime=3600)
+
+Writes are signed with the client's key (docs/protocol.md). Failures are
+zeronode.api.errors' Unavailable (unreachable, timed out, 5xx: worth retrying)
+or Refused (4xx, with the ledger's reason: retrying the same will not help;
+NotFound and Conflict are two of them).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, TypeVar
+
+import httpx
+import nacl.signing
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from zeronode.api.errors import Unavailable, from_response, unreachable
+from zeronode.api.ledger import (
+    NewUser,
+    NodeDetail,
+    NodeFilters,
+    NodeRegistration,
+    NodeView,
+    SignedRequestCopy,
+    UptimeAccepted,
+    UptimeReport,
+    UserView,
+)
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignedRequestAuth,
+)
+
+Answer = TypeVar("Answer")
+JSON = {"content-type": "application/json"}
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter:
+    return TypeAdapter(kind)  # once per answer type, not once per request
+
+
+class LedgerClient:
+    def __init__(
+        self,
+        base_url: str,
+        key: nacl.signing.SigningKey | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        """`key` signs writes (a node's key, an admin's); `token` is the ledger's read token, if it has one."""
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
+        self.key = key
+        self.auth = SignedRequestAuth(key) if key is not None else None
+
+    @property
+    def node_id(self) -> str:
+        """The id of the node whose key this client signs with."""
+        return keys.node_id(self._signer().public_key)
+
+    def _signer(self) -> SignedRequestAuth:
+        if self.auth is None:
+            raise ValueError("this ledger client has no key to sign with")
+        return self.auth
+
+    def _send(self, method: str, path: str, answer: type[Answer] | Any, *, body: BaseModel | None = None, **kwargs) -> Answer:
+        """The answer as `answer`; `body`, when given, is sent signed by this client's key."""
+        if body is not None:
+            kwargs.update(content=body.model_dump_json().encode(), headers=JSON, auth=self._signer())
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:  # refused, reset, DNS failure, timeout
+            raise unreachable(exc, "the ledger", self.http.base_url) from exc
+        if response.status_code >= 400:
+            raise from_response(response, "the ledger")
+        try:
+            return _adapter(answer).validate_json(response.content)
+        except ValidationError as exc:
+            raise Unavailable(f"unexpected answer from the ledger: {exc}") from None
+
+    # -- nodes -------------------------------------------------------------
+
+    def register(self, registration: NodeRegistration) -> NodeView:
+        """Register this client's node, or update its record."""
+        return self._send("POST", "/v1/nodes", NodeView, body=registration)
+
+    def report_uptime(self, uptime: int, timestamp: int | None = None) -> UptimeAccepted:
+        """Report this client's node's uptime (seconds since boot) at `timestamp` (default: now)."""
+        report = UptimeReport(uptime=uptime, timestamp=int(time.time()) if timestamp is None else timestamp)
+        return self._send("POST", f"/v1/nodes/{self.node_id}/uptime", UptimeAccepted, body=report)
+
+    def signed_report(self, uptime: int, timestamp: int) -> SignedRequestCopy:
+        """A report request signed now but not sent: what report_batch (or a relay) forwards."""
+        body = UptimeReport(uptime=uptime, timestamp=timestamp).model_dump_json().encode()
+        request = self.http.build_request("POST", f"/v1/nodes/{self.node_id}/uptime", content=body, headers=JSON)
+        next(self._signer().auth_flow(request))
+        return SignedRequestCopy(
+            method="POST",
+            target=request.url.raw_path.decode("ascii"),
+            headers={name: request.headers[name] for name in (KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)},
+            body=body.decode(),
+        )
+
+    def report_batch(self, copies: list[SignedRequestCopy]) -> list[dict[str, Any]]:
+        """Forward signed reports (anyone's) in one request; one {status_code, ...} per report, in order."""
+        batch = {"reports": [copy.model_dump() for copy in copies]}
+        return self._send("POST", "/v1/uptime/batch", list[dict[str, Any]], json=batch)
+
+    def node(self, node_id: str) -> NodeDetail:
+        return self._send("GET", f"/v1/nodes/{node_id}", NodeDetail)
+
+    def nodes(self, filters: NodeFilters | None = None, **criteria: Any) -> list[NodeView]:
+        """One page of nodes in id order, by NodeFilters or its fields: `nodes(status="online", farm="f1")`."""
+        filters = filters or NodeFilters(**criteria)
+        return self._send("GET", "/v1/nodes", list[NodeView], params=filters.model_dump(exclude_none=True))
+
+    # -- users -------------------------------------------------------------
+
+    def user(self, public_key: str, node: str | None = None) -> UserView:
+        """A user's roles and rights; with `node`, whether they may deploy there (`may_deploy`)."""
+        return self._send("GET", f"/v1/users/{public_key}", UserView, params={"node": node} if node else {})
+
+    def create_user(self, user: NewUser) -> UserView:
+        """Create a user or replace their rights; this client's key must be an admin's."""
+        return self._send("POST", "/v1/users", UserView, body=user)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> LedgerClient:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()

@@ -1,0 +1,319 @@
+"""A whole zeronode system on one machine, for development and demos: `zeronode up`.
+
+    redis-server          one, on a UNIX socket; coord uses database 0, node i database i
+    zeronode ledger       SQLite in the state dir; the generated admin key is its first admin
+    zeronode coord
+    per node:             a mycelium simulator (peered with the other nodes'), `zeronode identity`
+                          (registers the node, reports uptime), `zeronode supervisor`, `zeronode runner --pool 2`
+
+Every process is a real one, started with the same commands an operator uses,
+configured by generated TOML files, and logging to STATE_DIR/logs/. Each is
+started in its own session (Ctrl-C reaches only `up`, which then stops them
+in order) and is told to exit if `up` itself dies, so none is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nacl.signing
+
+from zeronode.errors import ZeronodeError
+from zeronode.protocol import keys
+
+PR_SET_PDEATHSIG = 1
+READY_TIMEOUT = 60.0
+
+
+class ClusterError(ZeronodeError):
+    """The local cluster could not start; the message says what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when `up` exits, however it exits (Linux only, best effort)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen
+    log: Path
+    restarts: int = 0
+
+    def tail(self, lines: int = 8) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalNode:
+    index: int
+    config: Path
+    supervisor_url: str
+    node_id: str = ""
+
+
+@dataclass
+class LocalCluster:
+    """Start with `start()`, stop with `stop()` (or use it as a context manager)."""
+
+    nodes: int = 1
+    state_dir: Path | None = None
+    runners: int = 2
+    storage_root: Path | None = None
+    report_interval: float = 2.0
+    services: list[Service] = field(default_factory=list)
+    local_nodes: list[LocalNode] = field(default_factory=list)
+    on_progress: object = print
+
+    def __post_init__(self) -> None:
+        self.temporary = self.state_dir is None
+        self.state_dir = Path(self.state_dir or tempfile.mkdtemp(prefix="zeronode-up-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = self.state_dir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
+        self.admin_key_path = self.state_dir / "admin.key"
+        self.ledger_url = f"http://127.0.0.1:{free_port()}"
+        self.coord_url = f"http://127.0.0.1:{free_port()}"
+        self.redis_socket = self.state_dir / "redis.sock"
+
+    # -- processes -----------------------------------------------------------------
+
+    def _popen(self, argv: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as output:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=self.state_dir,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+
+    def _spawn(self, name: str, argv: list[str]) -> Service:
+        log = self.logs / f"{name}.log"
+        service = Service(name, argv, self._popen(argv, log), log)
+        self.services.append(service)
+        return service
+
+    def restart_exited(self) -> list[Service]:
+        """Start again every service that exited (a crash, a kill): what a service manager would do."""
+        restarted = [service for service in self.services if service.process.poll() is not None]
+        for service in restarted:
+            service.process = self._popen(service.argv, service.log)
+            service.restarts += 1
+        if restarted:
+            self._write_description()
+        return restarted
+
+    def _wait(self, what: str, ready, services: list[Service]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not ready():
+            for service in services:
+                if service.process.poll() is not None:
+                    raise ClusterError(f"{service.name} exited with {service.process.returncode}:\n{service.tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{what} not ready within {READY_TIMEOUT:.0f} s; logs in {self.logs}")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _answers(url: str) -> bool:
+        """Whether GET `url` answers 200 now (a service's /health, the mycelium API)."""
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # -- start ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            raise ClusterError("redis-server is not installed: sudo apt-get install redis-server (Debian/Ubuntu)")
+        admin = keys.generate()
+        keys.save_private_key(admin, self.admin_key_path)
+        self.admin_key: nacl.signing.SigningKey = admin
+        admin_public = keys.public_key_text(admin)
+        coord_key = keys.generate()
+        keys.save_private_key(coord_key, self.state_dir / "coord.key")
+        coord_public = keys.public_key_text(coord_key)
+
+        self.on_progress(f"state and logs in {self.state_dir}")
+        redis = self._spawn("redis", [
+            redis_server, "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "700",
+            "--save", "", "--appendonly", "no", "--databases", str(max(16, self.nodes + 1)),
+        ])
+        self._wait("redis", self.redis_socket.exists, [redis])
+
+        ledger_config = self._write("ledger.toml", {
+            "data_dir": self.state_dir / "ledger", "port": int(self.ledger_url.rsplit(":", 1)[1]),
+            "admins": [admin_public], "report_interval": self.report_interval,
+        })
+        (self.state_dir / "ledger").mkdir(exist_ok=True)
+        ledger = self._spawn("ledger", [self.zeronode, "ledger", "--config", str(ledger_config)])
+        coord_config = self._write("coord.toml", {
+            "state_dir": self.state_dir / "coord", "key": self.state_dir / "coord.key",
+            "redis_url": f"unix://{self.redis_socket}?db=0", "ledger_url": self.ledger_url,
+            "port": int(self.coord_url.rsplit(":", 1)[1]), "admins": [admin_public], "offline_wait": 5.0,
+        })
+        coord = self._spawn("coord", [self.zeronode, "coord", "--config", str(coord_config)])
+        self._wait("ledger and coord", lambda: self._answers(f"{self.ledger_url}/health") and self._answers(f"{self.coord_url}/health"), [ledger, coord])
+        self.on_progress(f"ledger {self.ledger_url}, coord {self.coord_url}")
+
+        mycelium_ports = [free_port() for _ in range(self.nodes)]
+        started: list[Service] = []
+        for index in range(1, self.nodes + 1):
+            started += self._start_node(index, mycelium_ports, admin_public, coord_public)
+        self._wait("supervisors", lambda: all(self._answers(f"{n.supervisor_url}/health") for n in self.local_nodes), started)
+        self._wait("node registration", self._all_online, started)
+        for node in self.local_nodes:
+            self.on_progress(f"node {node.index}: {node.node_id} at {node.supervisor_url}")
+        self._write_description()
+
+    def _write_description(self) -> None:
+        (self.state_dir / "cluster.json").write_text(json.dumps(self.describe(), indent=2))
+
+    def describe(self) -> dict:
+        """Where everything is: what cluster.json in the state dir holds, for scripts and tests."""
+        return {
+            "ledger_url": self.ledger_url, "coord_url": self.coord_url, "admin_key": str(self.admin_key_path),
+            "coord_config": str(self.state_dir / "coord.toml"),
+            "nodes": [{"index": n.index, "node_id": n.node_id, "supervisor_url": n.supervisor_url, "config": str(n.config)}
+                      for n in self.local_nodes],
+            "processes": {service.name: service.process.pid for service in self.services},
+        }
+
+    def _start_node(self, index: int, mycelium_ports: list[int], admin: str, coord: str) -> list[Service]:
+        node_dir = self.state_dir / f"node{index}"
+        node_dir.mkdir(exist_ok=True)
+        (node_dir / "authorized_keys").write_text(f"{admin} deployer admin  # zeronode up's admin\n{coord} admin  # coord\n")
+        port = free_port()
+        mycelium_port = mycelium_ports[index - 1]
+        settings = {
+            "state_dir": node_dir, "redis_url": f"unix://{self.redis_socket}?db={index}", "port": port,
+            "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": "local",
+            "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
+        }
+        if self.storage_root:
+            settings["storage_root"] = self.storage_root / f"node{index}"
+            settings["storage_root"].mkdir(parents=True, exist_ok=True)
+            settings["hypervisor"] = "simulated"  # the demo image below has no real kernel
+        config = self._write(f"node{index}.toml", settings)
+        node = LocalNode(index, config, f"http://127.0.0.1:{port}")
+        self.local_nodes.append(node)
+        name = f"node{index}"
+        mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.simulator", "--port", str(mycelium_port)])
+        self._wait(f"{name}'s mycelium", lambda: self._answers(f"http://127.0.0.1:{mycelium_port}/api/v1/admin"), [mycelium])
+        for other in mycelium_ports[: index - 1]:  # peer both ways with the nodes started before: a connected overlay
+            for here, there in ((mycelium_port, other), (other, mycelium_port)):
+                httpx.post(f"http://127.0.0.1:{here}/api/v1/admin/peers", json={"endpoint": f"tcp://127.0.0.1:{there}"})
+        return [
+            mycelium,
+            self._spawn(f"{name}-identity", [self.zeronode, "identity", "--config", str(config)]),
+            self._spawn(f"{name}-supervisor", [self.zeronode, "supervisor", "--config", str(config)]),
+            self._spawn(f"{name}-runner", [self.zeronode, "runner", "--pool", str(self.runners), "--config", str(config)]),
+        ]
+
+    def prepare_images(self, name: str = "ubuntu") -> None:
+        """A placeholder image volume on each node's storage: a sparse disk and a stand-in kernel, enough
+        for VMs on the simulated hypervisor (the examples' deploy_vm.rhai)."""
+        from sal.storage import BtrfsStorage
+
+        for node in self.local_nodes:
+            storage = BtrfsStorage(self.storage_root / f"node{node.index}")
+            if storage.exists(name):
+                continue
+            volume = storage.create(name)
+            with open(volume.path / "disk.raw", "wb") as disk:
+                disk.truncate(64 * 1024 * 1024)
+            (volume.path / "vmlinux").write_bytes(b"placeholder kernel for the simulated hypervisor")
+
+    def _all_online(self) -> bool:
+        try:
+            nodes = httpx.get(f"{self.ledger_url}/v1/nodes", params={"status": "online", "limit": 1000}, timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        by_url = {node["supervisor_url"]: node["node_id"] for node in nodes}
+        for node in self.local_nodes:
+            node.node_id = by_url.get(node.supervisor_url, "")
+        return all(node.node_id for node in self.local_nodes)
+
+    def _write(self, name: str, settings: dict) -> Path:
+        path = self.state_dir / name
+        path.write_text("".join(f"{key} = {toml_value(value)}\n" for key, value in settings.items()))
+        return path
+
+    # -- stop ----------------------------------------------------------------------
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Stop every process, the last started first: SIGTERM, then SIGKILL after `grace` seconds."""
+        for service in reversed(self.services):
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for service in reversed(self.services):
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(service.process.pid, signal.SIGKILL)
+                service.process.wait()
+        self.services.clear()
+        self._stop_vms()
+        if self.temporary:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _stop_vms(self) -> None:
+        """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not."""
+        if not self.storage_root:
+            return
+        from sal.hypervisor import VmManager
+        from sal.storage import BtrfsStorage
+
+        for node in self.local_nodes:
+            vms = self.state_dir / f"node{node.index}" / "vms"
+            if vms.is_dir():
+                storage = BtrfsStorage(self.storage_root / f"node{node.index}")
+                VmManager(vms, storage, hypervisor="simulated").stop_all(timeout=1)
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

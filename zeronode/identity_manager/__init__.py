@@ -1,0 +1,22 @@
+"""The node identity manager (`zeronode identity`): the node's key, its record in the ledger, its uptime reports.
+
+    lock.py     one reporter per node (flock)
+    host.py     what the ledger should know of this host: capacity, addresses, drivers
+    manager.py  the loop: register, report, back off; `run` is the command
+
+It runs at boot (scripts/systemd/zeronode-identity.service) and for as long
+as the node does:
+
+1. Take the reporter lock (STATE_DIR/identity.lock, flock): one reporter per
+   node, so its reports stay monotonic. A second one exits with a message.
+2. Load the node key, creating it (0600) on the first run: the node id derives
+   from it, so it never changes across restarts.
+3. Register the node in the ledger: capacity read from the host, supervisor
+   URL, mycelium address. Registered again whenever any of that changes.
+4. Report the host's uptime every `uptime_interval` seconds.
+
+It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and
+unexpected errors are logged and retried with capped exponential backoff,
+and reporting resumes by itself when the ledger is back. A ledger that lost
+the node (404) gets it registered again.
+"""

@@ -1,0 +1,108 @@
+"""The identity manager's loop: register the node when needed, report its uptime, back off on failures.
+
+It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and
+unexpected errors are logged and retried with capped exponential backoff,
+and reporting resumes by itself when the ledger is back. A ledger that lost
+the node (404) gets it registered again.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from zeronode.api.errors import Conflict, NotFound, Refused, Unavailable
+from zeronode.api.ledger import NodeRegistration
+from zeronode.client.ledger import LedgerClient
+from zeronode.identity_manager.host import host_uptime, registration
+from zeronode.identity_manager.lock import reporter_lock
+from zeronode.node.identity import node_identity
+from zeronode.node.settings import NodeSettings
+from zeronode.protocol import keys
+from zeronode.retry import Backoff
+
+log = logging.getLogger("zeronode.identity")
+
+MAX_BACKOFF = 60.0
+
+
+class IdentityManager:
+    """Registers the node and reports its uptime until `stop` is set; never raises out of `run`."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        ledger: LedgerClient,
+        stop: threading.Event,
+        *,
+        read_registration: Callable[[NodeSettings], NodeRegistration] = registration,
+        uptime: Callable[[], int] = host_uptime,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.ledger = ledger
+        self.stop = stop
+        self.read_registration = read_registration
+        self.uptime = uptime
+        self.clock = clock
+        self.registered: NodeRegistration | None = None
+        self.backoff = Backoff(min(settings.uptime_interval, MAX_BACKOFF))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.stop.wait(self.cycle())
+
+    def cycle(self) -> float:
+        """Register if needed, report once; the seconds to wait before the next cycle."""
+        interval = self.settings.uptime_interval
+        try:
+            wanted = self.read_registration(self.settings)
+            if wanted != self.registered:
+                node = self.ledger.register(wanted)
+                self.registered = wanted
+                log.info("registered in the ledger", extra={"node": node.node_id, **wanted.model_dump(mode="json")})
+            answer = self.ledger.report_uptime(self.uptime(), timestamp=int(self.clock()))
+        except NotFound as exc:  # the ledger lost this node (a new database): register again
+            log.warning("the ledger does not know this node; registering again", extra={"error": str(exc)})
+            self.registered = None
+            return self.backoff.next()
+        except Conflict as exc:  # this clock went back: retrying sooner would not help
+            log.warning("uptime report refused as stale", extra={"error": str(exc)})
+            return interval
+        except Refused as exc:  # our fault (settings, clock): keep trying, loudly
+            log.error("the ledger refused", extra={"error": str(exc), "status": exc.status, "reason": exc.reason})
+            return self.backoff.next()
+        except Unavailable as exc:
+            delay = self.backoff.next()
+            log.warning("ledger unavailable, retrying", extra={"error": str(exc), "retry_in": round(delay, 1)})
+            return delay
+        except Exception:
+            delay = self.backoff.next()
+            log.exception("identity cycle failed, retrying", extra={"retry_in": round(delay, 1)})
+            return delay
+        self.backoff.reset()
+        log.info("uptime reported", extra={"uptime": answer.uptime, "timestamp": answer.timestamp, "restart": answer.restart})
+        return interval
+
+
+def run(settings: NodeSettings) -> None:
+    """`zeronode identity`: until SIGTERM or SIGINT. AlreadyRunning, KeyFileError or OSError before it starts."""
+    if not settings.ledger_url:
+        raise ValueError("no ledger_url in the settings")
+    with reporter_lock(settings.state_dir):
+        identity = node_identity(settings)
+        node_id = keys.node_id(identity.public_key)
+        log.info("identity loaded", extra={"node": node_id, "public_key": identity.public_key, "ledger": settings.ledger_url})
+        if settings.node_id and settings.node_id != node_id:
+            log.warning("node_id is overridden in the settings; the ledger knows this node by its key's id", extra={"node": node_id})
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        timeout = min(10.0, settings.uptime_interval)
+        with LedgerClient(settings.ledger_url, identity.key, timeout=timeout) as ledger:
+            IdentityManager(settings, ledger, stop).run()
+        log.info("identity manager stopped", extra={"node": node_id})
+

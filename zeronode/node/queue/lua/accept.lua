@@ -1,0 +1,37 @@
+-- Accept verified envelopes: claim each one's id and nonce and enqueue its job,
+-- atomically, so that no envelope is ever claimed without its job being queued.
+-- The job's hash is what rq's Queue.enqueue writes (zeronode/node/queue/rq_layout.py).
+--
+-- KEYS[1] rq's set of queues    KEYS[2] the queue list
+-- ARGV[1] the queue key         ARGV[2] how many envelopes
+-- then, per envelope: id key, owner (signer:nonce), id ttl, nonce key, envelope id,
+--                     nonce ttl, job key, n (hash field count), n fields and values
+--
+-- Returns one code per envelope: 0 queued, 1 the same envelope again,
+-- 2 its id belongs to another envelope, 3 its nonce was already used.
+
+local answers = {}
+local at = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local id_key, owner, id_ttl = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local nonce_key, envelope_id, nonce_ttl = ARGV[at + 3], ARGV[at + 4], tonumber(ARGV[at + 5])
+  local job_key, fields = ARGV[at + 6], tonumber(ARGV[at + 7])
+  local first_field = at + 8
+  at = first_field + 2 * fields
+
+  local id_owner = redis.call('GET', id_key)
+  if id_owner == owner then
+    answers[#answers + 1] = 1
+  elseif id_owner or redis.call('EXISTS', job_key) == 1 then
+    answers[#answers + 1] = 2
+  elseif redis.call('SET', nonce_key, envelope_id, 'NX', 'EX', nonce_ttl) == false then
+    answers[#answers + 1] = 3
+  else
+    redis.call('SET', id_key, owner, 'EX', id_ttl)
+    redis.call('HSET', job_key, unpack(ARGV, first_field, at - 1))
+    redis.call('SADD', KEYS[1], ARGV[1])
+    redis.call('RPUSH', KEYS[2], envelope_id)
+    answers[#answers + 1] = 0
+  end
+end
+return answers

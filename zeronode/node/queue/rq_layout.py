@@ -1,0 +1,278 @@
+"""rq's Redis layout, written directly on the three hot paths of a job.
+
+Going through rq's objects costs a job some 20 Redis commands, and on these
+machines a Redis round trip is 70-90 us and each pipelined command another
+25 us of client work. The supervisor's accept and a runner's take and finish
+are therefore written as the same keys, fields and encodings rq would write,
+one Lua script each (lua/*.lua; rq uses Lua scripts the same way). Everything
+else (retries, cancels, the monitor's recovery, the API's reads) stays with
+rq's own objects.
+
+tests/node/test_rq_layout.py runs each path beside rq's own on twin jobs and
+compares what each left in Redis, so an rq upgrade that changes the layout
+fails there first. rq is pinned to 3.x in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from base64 import b64encode
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, TypeVar
+from uuid import uuid4
+
+import redis
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
+from rq import Queue
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, ExecutionRegistry
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.utils import as_text, current_timestamp, now, utcformat
+
+T = TypeVar("T")
+
+EXECUTION_PREFIX = "rq:execution:"  # rq.executions.Execution.key
+# The fields of a job's hash that differ from one of our jobs to the next.
+PER_JOB_FIELDS = ("created_at", "enqueued_at", "data", "description", "meta", "timeout", "retries_left", "retry_intervals")
+
+
+def execution_key(job_id: str, execution_id: str) -> str:
+    return f"{EXECUTION_PREFIX}{job_id}:{execution_id}"
+
+
+class Scripts:
+    """The Lua scripts, called with EVALSHA directly: redis-py's Script objects
+    ask SCRIPT EXISTS before every pipeline, a round trip more per job."""
+
+    def __init__(self, connection: redis.Redis, *names: str):
+        self.connection = connection
+        self.sources = {name: (resources.files(__package__) / "lua" / f"{name}.lua").read_text() for name in names}
+        self.shas: dict[str, str] = {}
+        self.load()
+
+    def load(self) -> None:
+        self.shas = {name: self.connection.script_load(source) for name, source in self.sources.items()}
+
+    def call(self, client, name: str, keys: list, args: list):
+        return client.evalsha(self.shas[name], len(keys), *keys, *args)
+
+    def retrying(self, action: Callable[[], T]) -> T:
+        """Run `action`; if Redis forgot the scripts (it restarted), load them again and retry once."""
+        try:
+            return action()
+        except NoScriptError:
+            self.load()
+            return action()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One verified envelope for accept.lua: its claims and the job to queue."""
+
+    job_id: str
+    payload: str
+    owner: str  # signer:nonce
+    id_key: str
+    id_ttl: int
+    nonce_key: str
+    nonce_ttl: int
+    description: str
+    timeout: int
+    result_ttl: int
+    failure_ttl: int
+    meta: dict[str, Any]
+    retry_intervals: list[int]
+
+
+ACCEPTED, DUPLICATE, ID_IN_USE, REPLAYED = 0, 1, 2, 3
+
+
+class JobTemplate:
+    """The hash rq writes for one of our jobs, made once by rq and filled in per job."""
+
+    def __init__(self, queue: Queue, function: str):
+        self.queue = queue
+        self.function = function
+        prototype = queue.create_job(function, args=["template"], job_id="template", meta={})
+        queue._prepare_for_queue(prototype)  # origin, status, server version, as at enqueue
+        self.fields = {k: v for k, v in prototype.to_dict().items() if k not in PER_JOB_FIELDS}
+        self.scripts = Scripts(queue.connection, "accept")
+
+    def mapping(self, submission: Submission) -> dict[str, Any]:
+        """What `queue.enqueue(function, payload, ...)` writes into the job's hash."""
+        stamp = utcformat(now())
+        mapping = {
+            **self.fields,
+            "created_at": stamp,
+            "enqueued_at": stamp,
+            "data": zlib.compress(self.queue.serializer.dumps((self.function, None, [submission.payload], {}))),
+            "description": submission.description,
+            "meta": self.queue.serializer.dumps(submission.meta),
+            "timeout": submission.timeout,
+            "result_ttl": submission.result_ttl,
+            "failure_ttl": submission.failure_ttl,
+        }
+        if submission.retry_intervals:
+            mapping["retries_left"] = len(submission.retry_intervals)
+            mapping["retry_intervals"] = json.dumps(submission.retry_intervals)
+        return mapping
+
+    def accept(self, submissions: list[Submission]) -> list[int]:
+        """Claim and queue each submission atomically; one code each (ACCEPTED, DUPLICATE, ...)."""
+        args: list[Any] = [self.queue.key, len(submissions)]
+        for s in submissions:
+            mapping = self.mapping(s)
+            args += [s.id_key, s.owner, s.id_ttl, s.nonce_key, s.job_id, s.nonce_ttl, Job.key_for(s.job_id), len(mapping)]
+            args += [item for pair in mapping.items() for item in pair]
+        keys = [Queue.redis_queues_keys, self.queue.key]
+        return self.scripts.retrying(lambda: self.scripts.call(self.queue.connection, "accept", keys, args))
+
+
+@dataclass
+class JobRecord:
+    """What a runner needs of a job's hash (lua/take.lua returns it), without building an rq Job."""
+
+    id: str
+    payload: str
+    meta: dict[str, Any]
+    result_ttl: int | None
+    failure_ttl: int | None
+    retries_left: int
+
+    @classmethod
+    def from_fields(cls, job_id: str, values: list[bytes | None], serializer) -> JobRecord:
+        data, meta, result_ttl, failure_ttl, retries_left = values
+        _function, _instance, args, _kwargs = serializer.loads(zlib.decompress(data))
+        return cls(
+            id=job_id,
+            payload=args[0],
+            meta=serializer.loads(meta) if meta else {},
+            result_ttl=int(result_ttl) if result_ttl else None,
+            failure_ttl=int(failure_ttl) if failure_ttl else None,
+            retries_left=int(retries_left) if retries_left else 0,
+        )
+
+    @classmethod
+    def unreadable(cls, job_id: str) -> JobRecord:
+        """A job whose stored data cannot be decoded: enough of it to record its failure."""
+        return cls(id=job_id, payload="", meta={}, result_ttl=None, failure_ttl=None, retries_left=0)
+
+    def rq_job(self, queue: Queue) -> Job:
+        """rq's own Job, for the rare paths (retry, cancel, put back); one more round trip."""
+        job = Job.fetch(self.id, connection=queue.connection, serializer=queue.serializer)
+        job.meta = self.meta
+        return job
+
+
+@dataclass(frozen=True)
+class Started:
+    execution_id: str
+    at: datetime
+
+    def composite_key(self, job_id: str) -> str:
+        return f"{job_id}:{self.execution_id}"
+
+
+@dataclass
+class Taken:
+    """A job a runner took from the queue."""
+
+    record: JobRecord | None  # None: not to be run (deleted, or not in the queued state)
+    started: Started | None  # None: not started, because its cancellation was requested
+    unreadable: bool = False  # started, but its stored data cannot be decoded
+
+
+class Layout:
+    """One queue's keys, and a runner's take and finish, one Redis command each."""
+
+    def __init__(self, queue: Queue, worker_name: str):
+        self.queue = queue
+        self.connection = queue.connection
+        self.serializer = queue.serializer
+        self.worker_name = worker_name
+        self.wip_key = StartedJobRegistry.key_template.format(queue.name)
+        self.finished_key = FinishedJobRegistry.key_template.format(queue.name)
+        self.failed_key = FailedJobRegistry.key_template.format(queue.name)
+        self.worker_executions_key = WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
+        self.executions_prefix = ExecutionRegistry.key_template.format("")
+        self.scripts = Scripts(self.connection, "take", "finish")
+
+    def take(self, ttl: int, cancel_prefix: str, held_job_id: str = "", pipe: Pipeline | None = None):
+        """Take the next job (or `held_job_id`, already moved by BLMOVE) and start it.
+
+        Without `pipe`, returns the Taken job (None when the queue is empty). With
+        `pipe`, queues the call there and returns a function that turns the reply
+        into the Taken job.
+        """
+        started = Started(uuid4().hex, now())
+        keys = [self.queue.key, self.queue.intermediate_queue_key, self.wip_key, self.worker_executions_key]
+        args = [
+            self.worker_name, started.execution_id, utcformat(started.at), started.at.timestamp(),
+            int(started.at.timestamp()), ttl, cancel_prefix, Job.redis_job_namespace_prefix,
+            EXECUTION_PREFIX, self.executions_prefix, held_job_id,
+        ]
+
+        def taken(reply) -> Taken | None:
+            if reply is None:
+                return None
+            job_id, state, values = as_text(reply[0]), reply[1], reply[2]
+            if state == 2:
+                return Taken(None, None)
+            try:
+                record = JobRecord.from_fields(job_id, values, self.serializer)
+            except (ValueError, TypeError, KeyError, IndexError, zlib.error):
+                return Taken(JobRecord.unreadable(job_id), started if state == 0 else None, unreadable=True)
+            return Taken(record, started if state == 0 else None)
+
+        if pipe is None:
+            return taken(self.scripts.retrying(lambda: self.scripts.call(self.connection, "take", keys, args)))
+        self.scripts.call(pipe, "take", keys, args)
+        return taken
+
+    def _finish(self, pipe: Pipeline, record: JobRecord, started: Started, status: str, registry: str, ttl: int,
+                entry: dict[str, Any]) -> None:
+        ended = now()
+        entry = {
+            **entry,
+            "worker_name": self.worker_name,
+            "execution_id": started.execution_id,
+            "execution_started_at": started.at.timestamp(),
+            "execution_ended_at": ended.timestamp(),
+        }
+        keys = [
+            Job.key_for(record.id), execution_key(record.id, started.execution_id),
+            self.executions_prefix + record.id, self.wip_key, self.worker_executions_key,
+            registry, Result.get_key(record.id),
+        ]
+        args = [
+            record.id, started.execution_id, status, utcformat(ended), self.serializer.dumps(record.meta),
+            ttl, current_timestamp() + ttl,
+            *[item for pair in entry.items() for item in pair],
+        ]
+        self.scripts.call(pipe, "finish", keys, args)
+
+    def finish_success(self, pipe: Pipeline, record: JobRecord, started: Started, value: Any, ttl: int) -> None:
+        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
+        entry: dict[str, Any] = {"type": Result.Type.SUCCESSFUL.value}
+        if value is not None:
+            entry["return_value"] = b64encode(self.serializer.dumps(value)).decode()
+        self._finish(pipe, record, started, JobStatus.FINISHED.value, self.finished_key, ttl, entry)
+
+    def finish_failure(self, pipe: Pipeline, record: JobRecord, started: Started, exc_string: str, ttl: int) -> None:
+        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
+        entry = {"type": Result.Type.FAILED.value, "exc_string": b64encode(zlib.compress(exc_string.encode())).decode()}
+        self._finish(pipe, record, started, JobStatus.FAILED.value, self.failed_key, ttl, entry)
+
+    def end_execution(self, pipe: Pipeline, record: JobRecord, started: Started) -> None:
+        """What Execution.delete writes (for the rare endings that go through rq's objects)."""
+        composite = started.composite_key(record.id)
+        pipe.delete(execution_key(record.id, started.execution_id))
+        pipe.zrem(self.wip_key, composite)
+        pipe.zrem(self.executions_prefix + record.id, started.execution_id)
+        pipe.srem(self.worker_executions_key, composite)

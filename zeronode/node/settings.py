@@ -1,0 +1,89 @@
+"""A node's settings (supervisor, runners, identity manager): zeronode.settings loads them.
+
+    state_dir = "/var/lib/zeronode"
+    redis_url = "unix:///run/zeronode/redis.sock"
+
+    [limits]
+    max_operations = 100000000
+
+Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERATIONS=...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from zeronode.protocol.envelope import VerifyOptions
+from zeronode.settings import FileSettings, default_state_dir
+
+
+class ScriptLimits(BaseModel):
+    """The Rhai limits every job's script runs under (see docs/rhai-py.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_operations: int = Field(100_000_000, gt=0)
+    max_call_levels: int = Field(64, gt=0)
+    max_string_size: int = Field(4 * 1024 * 1024, gt=0)
+    max_array_size: int = Field(100_000, gt=0)
+    max_map_size: int = Field(10_000, gt=0)
+
+    def engine_kwargs(self) -> dict[str, int]:
+        return self.model_dump()
+
+
+class NodeSettings(FileSettings):
+    model_config = SettingsConfigDict(env_prefix="ZERONODE_")
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    node_key: Path | None = Field(None, description="the node's private key; default: STATE_DIR/node.key")
+    node_id: str | None = Field(None, description="override the id derived from the node key (local clusters)")
+    authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
+    storage_root: Path | None = Field(None, description="the btrfs directory holding this node's volumes")
+    mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
+    hypervisor: Literal["auto", "cloud-hypervisor", "simulated"] = Field(
+        "auto", description="which VMM runs VMs; auto: cloud-hypervisor when on PATH, else the simulator (logged loudly)"
+    )
+    hypervisor_binary: str = Field("cloud-hypervisor", description="the cloud-hypervisor executable (name or path)")
+    vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
+    vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    host: str = "127.0.0.1"
+    port: int = Field(8300, ge=0, le=65535)
+    verify: VerifyOptions = VerifyOptions()
+    limits: ScriptLimits = ScriptLimits()
+    result_ttl: int = Field(7 * 86400, gt=0, description="seconds a finished job's record is kept")
+    heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
+    dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
+    stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+    # The identity manager (`zeronode identity`, docs/ledger.md).
+    ledger_url: str | None = Field(None, description="the ledger's API, e.g. http://ledger.internal:8400")
+    uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
+    farm: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the farm this node belongs to")
+    owner: str | None = Field(None, max_length=128, description="who owns this node (free text, in the ledger)")
+    supervisor_url: str | None = Field(
+        None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_dead_after(self) -> NodeSettings:
+        if self.heartbeat_interval >= self.dead_after:
+            raise ValueError("heartbeat_interval must be shorter than dead_after, or live runners would look dead")
+        return self
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.node_key or self.state_dir / "node.key"
+
+    @property
+    def vm_state_dir(self) -> Path:
+        return self.vm_dir or self.state_dir / "vms"
+
+    @property
+    def authorized_keys_path(self) -> Path:
+        return self.authorized_keys or self.state_dir / "authorized_keys"
