@@ -15,7 +15,7 @@ from ledger import uptime
 from ledger.database import Database
 from ledger.schema import nodes
 from zeronode.api.errors import Refused
-from zeronode.api.ledger import Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
+from zeronode.api.ledger import Capabilities, Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
 from zeronode.protocol import keys
 
 log = logging.getLogger("zeronode.ledger")
@@ -35,6 +35,7 @@ def register(db: Database, public_key: str, registration: NodeRegistration, now:
         "supervisor_url": registration.supervisor_url,
         "mycelium_address": registration.mycelium_address,
         "version": registration.version,
+        "capabilities": registration.capabilities.model_dump(mode="json"),
         "updated_at": int(now),
     }
     try:
@@ -73,6 +74,7 @@ def view(row: sa.Row, now: float, offline_after: float) -> NodeView:
         supervisor_url=row.supervisor_url,
         mycelium_address=row.mycelium_address,
         version=row.version,
+        capabilities=Capabilities.model_validate(row.capabilities or {}),
         registered_at=row.registered_at,
         updated_at=row.updated_at,
         status=status(row, now, offline_after),

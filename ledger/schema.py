@@ -41,6 +41,8 @@ nodes = Table(
     Column("supervisor_url", String(512)),
     Column("mycelium_address", String(45)),
     Column("version", String(64), nullable=False),
+    # What the node's drivers are and can do (zeronode.api.ledger.Capabilities), read whole with the node.
+    Column("capabilities", sa.JSON),
     Column("registered_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     # The current boot's state, kept on the node's row so that an ordinary
@@ -83,8 +85,16 @@ schema_versions = Table(
     Column("applied_at", BigInteger, nullable=False),
 )
 
+
+
+def _add_capabilities(connection: sa.Connection) -> None:
+    """2: nodes report their drivers' fingerprints (nodes registered before report none until they register again)."""
+    column_type = sa.JSON().compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE nodes ADD COLUMN capabilities {column_type}"))
+
+
 # Step N+1 takes a version-N database to version N+1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = []
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities]
 LATEST = 1 + len(MIGRATIONS)
 
 

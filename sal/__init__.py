@@ -1,3 +1,8 @@
 """System abstraction layers (hypervisor, storage, network), exposed to Rhai.
 
-Arrives with issue #5 (SALs)."""
+Each SAL is a package with one shape: `base.py` (its interface, errors and
+value types), `drivers/` (one module or package per backend, each with
+`fingerprint()`), a simulator where the real backend cannot run here, and
+`functions.py` (what Rhai scripts call). `registry.py` holds the one table that
+picks each SAL's driver from the node's settings, and the one table of functions.
+"""

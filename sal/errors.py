@@ -1,14 +1,21 @@
-"""What every SAL shares: its error type, and the checking of map arguments from scripts."""
+"""What every SAL shares: its error type, and the checking of map arguments from scripts.
+
+SalError is a ZeronodeError, so the project has one error tree; each SAL's own
+errors (StorageError, NetworkError, HypervisorError, ...) derive from it, and
+callers that tolerate "the SAL refused" catch SalError alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from zeronode.errors import ZeronodeError
+
 Driver = TypeVar("Driver")
 
 
-class SalError(Exception):
+class SalError(ZeronodeError):
     """A SAL refused or failed an operation; the script sees its message and line."""
 
 

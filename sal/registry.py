@@ -1,60 +1,123 @@
-"""The one table of functions that Rhai scripts can call on a node.
+"""The node's SALs: which driver runs each (one table), and the one table of functions Rhai scripts call.
 
 A runner builds the node's SAL drivers once (NodeSals.from_settings) and
 registers every function of `functions(sals)` into its engine. Functions that
 need to know which job they serve (its node, its deadline, whether it was
 cancelled) read `current_job()`, which the runner sets around each eval.
-docs/rhai-api.md lists them.
+docs/rhai-api.md lists them. `fingerprint(settings)` says what the node can do,
+for its registration in the ledger.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import platform
+import shutil
 import socket
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import rhai
 import zeronode
+from sal.context import JobContext, current_job, running
 from sal.errors import SalError
+from sal.hypervisor.base import HypervisorDriver
+from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.functions import functions as hypervisor_functions
 from sal.hypervisor.manager import VmManager
-from sal.network.client import MyceliumClient
+from sal.network.base import Network
+from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.functions import functions as network_functions
-from sal.storage import BtrfsStorage, Storage
+from sal.storage.base import Storage
+from sal.storage.drivers.btrfs import BtrfsStorage
 from sal.storage.functions import functions as storage_functions
 from zeronode.node.settings import NodeSettings
 
+__all__ = ["DRIVERS", "JobContext", "NodeSals", "build", "current_job", "fingerprint", "functions", "node_info",
+           "register_all", "running"]
 
-@dataclass
-class JobContext:
-    job_id: str
-    signer: str
-    node_id: str
-    deadline: float  # time.monotonic() after which the script is out of time
+log = logging.getLogger("zeronode.sal")
 
 
-_current: ContextVar[JobContext | None] = ContextVar("zeronode_job", default=None)
+def _auto_hypervisor(settings: NodeSettings) -> HypervisorDriver:
+    """cloud-hypervisor when its binary is on PATH, else its simulator (the VM manager says so loudly)."""
+    return DRIVERS["hypervisor", "cloud-hypervisor" if shutil.which(settings.hypervisor_binary) else "simulated"](settings)
 
 
-def current_job() -> JobContext:
-    context = _current.get()
-    if context is None:
-        raise SalError("this function can only be called from a job")
-    return context
+# (SAL, the driver's name in the settings) -> the driver, made from the node's settings. A new driver is one
+# line here (and its own module or package under that SAL's drivers/). Building a driver has no side effects.
+DRIVERS: dict[tuple[str, str], Callable[[NodeSettings], Any]] = {
+    ("storage", "btrfs"): lambda settings: BtrfsStorage(settings.storage_root),
+    ("network", "mycelium"): lambda settings: MyceliumClient(settings.mycelium_url),
+    ("hypervisor", "cloud-hypervisor"): lambda settings: CloudHypervisor.installed(settings.hypervisor_binary),
+    ("hypervisor", "simulated"): lambda settings: CloudHypervisor.simulator(),
+    ("hypervisor", "auto"): _auto_hypervisor,
+}
+
+# Which setting names each SAL's driver, and the setting without which the node has no such SAL.
+SETTINGS = {
+    "storage": ("storage_driver", lambda settings: settings.storage_root is not None),
+    "network": ("network_driver", lambda settings: bool(settings.mycelium_url)),
+    "hypervisor": ("hypervisor", lambda settings: settings.storage_root is not None),  # VM disks live on storage
+}
 
 
-@contextlib.contextmanager
-def running(context: JobContext) -> Iterator[JobContext]:
-    token = _current.set(context)
+def build(sal: str, settings: NodeSettings) -> Any:
+    """The driver the settings name for `sal`, or None when they do not configure that SAL.
+
+    An unknown name is refused even then, naming the known ones: a typo should not wait for the day it matters."""
+    setting, configured = SETTINGS[sal]
+    name = getattr(settings, setting)
+    factory = DRIVERS.get((sal, name))
+    if factory is None:
+        known = ", ".join(sorted(driver for kind, driver in DRIVERS if kind == sal))
+        raise SalError(f"{setting} = {name!r} is not a {sal} driver; known: {known}")
+    return factory(settings) if configured(settings) else None
+
+
+@dataclass(frozen=True)
+class NodeSals:
+    """The node's SAL drivers; a missing one makes its functions fail with a clear message."""
+
+    storage: Storage | None = None
+    network: Network | None = None
+    vms: VmManager | None = None  # VM disks live on the storage pool: no storage, no VMs
+
+    @classmethod
+    def from_settings(cls, settings: NodeSettings) -> NodeSals:
+        storage, network, hypervisor = (build(sal, settings) for sal in ("storage", "network", "hypervisor"))
+        vms = VmManager(settings.vm_state_dir, storage, hypervisor, firmware=settings.vm_firmware) if hypervisor else None
+        return cls(storage=storage, network=network, vms=vms)
+
+
+def fingerprint(settings: NodeSettings) -> dict[str, dict | None]:
+    """The node's capabilities: each SAL's driver fingerprint, None for a SAL the node does not have.
+
+    Cheap and without side effects (no directory is made, no VMM started), and never raises: a SAL
+    whose driver cannot be built (a storage_root that is not a directory, cloud-hypervisor named but not
+    installed, an unknown driver name) is reported as None, and the reason logged at debug level.
+    """
+    storage, network = _built_or_none("storage", settings), _built_or_none("network", settings)
+    hypervisor = _built_or_none("hypervisor", settings) if storage else None
     try:
-        yield context
+        return {
+            "hypervisor": hypervisor.fingerprint().as_dict() if hypervisor else None,
+            "storage": storage.fingerprint().as_dict() if storage else None,
+            "network": network.fingerprint().as_dict() if network else None,
+        }
     finally:
-        _current.reset(token)
+        if network:
+            network.close()
+
+
+def _built_or_none(sal: str, settings: NodeSettings) -> Any:
+    try:
+        return build(sal, settings)
+    except SalError as exc:
+        log.debug("no driver to fingerprint", extra={"sal": sal, "error": str(exc)})
+        return None
 
 
 def node_info(sals: NodeSals) -> dict[str, Any]:
@@ -72,28 +135,6 @@ def node_info(sals: NodeSals) -> dict[str, Any]:
         # "simulated" means no guest code runs: deployments must be able to tell.
         "hypervisor": sals.vms.kind if sals.vms else None,
     }
-
-
-@dataclass(frozen=True)
-class NodeSals:
-    """The node's SAL drivers; a missing one makes its functions fail with a clear message."""
-
-    storage: Storage | None = None
-    network: MyceliumClient | None = None
-    vms: VmManager | None = None  # VM disks live on the storage pool: no storage, no VMs
-
-    @classmethod
-    def from_settings(cls, settings: NodeSettings) -> NodeSals:
-        storage = BtrfsStorage(settings.storage_root) if settings.storage_root else None
-        vms = VmManager(
-            settings.vm_state_dir, storage, hypervisor=settings.hypervisor, binary=settings.hypervisor_binary,
-            firmware=settings.vm_firmware,
-        ) if storage else None
-        return cls(
-            storage=storage,
-            network=MyceliumClient(settings.mycelium_url) if settings.mycelium_url else None,
-            vms=vms,
-        )
 
 
 def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:

@@ -72,3 +72,18 @@ def test_missing_file_and_bad_env_are_one_line(zn, tmp_path):
     bad_env = zn("run", str(script), "--env", "NOEQUALS")
     assert bad_env.returncode == 1
     assert bad_env.stderr.strip() == "error: --env takes KEY=VALUE, got 'NOEQUALS'"
+
+
+def test_a_runner_with_an_unknown_driver_or_no_storage_pool_says_so_in_one_line(zn, tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}"\nhypervisor = "qemu"\n')
+    result = zn("runner", "--burst", "--config", config)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot set up this node's drivers: hypervisor = 'qemu' is not a hypervisor driver; "
+        "known: auto, cloud-hypervisor, simulated"
+    ]
+    config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}/missing"\n')
+    result = zn("runner", "--burst", "--config", config)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: cannot set up this node's drivers: storage pool ")

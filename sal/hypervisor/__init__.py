@@ -1,22 +1,26 @@
-"""Hypervisor SAL: cloud-hypervisor VMs (client, VM manager, and a simulator for machines without the VMM)."""
+"""Hypervisor SAL: VMs. The driver interface and VM errors (base.py), the VM description (spec.py) and
+record (record.py), the generic VM layer (manager.py); drivers in drivers/ (cloud_hypervisor)."""
 
-from sal.hypervisor.client import (
+from sal.hypervisor.base import (
     DeviceConflict,
-    HypervisorClient,
+    HypervisorDriver,
     HypervisorError,
     InvalidVmConfig,
+    InvalidVmName,
     InvalidVmState,
+    VmExists,
     VmmFailure,
     VmmUnreachable,
     VmNotCreated,
+    VmNotFound,
 )
-from sal.hypervisor.config import DiskSpec, TapSpec, VmSpec
-from sal.hypervisor.manager import InvalidVmName, VmExists, VmManager, VmNotFound
+from sal.hypervisor.manager import VmManager
+from sal.hypervisor.spec import DiskSpec, TapSpec, VmSpec
 
 __all__ = [
     "DeviceConflict",
     "DiskSpec",
-    "HypervisorClient",
+    "HypervisorDriver",
     "HypervisorError",
     "InvalidVmConfig",
     "InvalidVmName",

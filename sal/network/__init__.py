@@ -1,13 +1,6 @@
-"""Network SAL: the mycelium overlay (client, and a simulator for machines without the daemon)."""
+"""Network SAL: the node on an overlay. The interface is here; drivers are in drivers/ (mycelium), and
+simulator.py stands in for the mycelium daemon where it cannot be installed."""
 
-from sal.network.client import (
-    MalformedEndpoint,
-    Message,
-    MyceliumClient,
-    NetworkError,
-    PeerExists,
-    PeerNotFound,
-    ReplyTimeout,
-)
+from sal.network.base import MalformedEndpoint, Message, Network, NetworkError, PeerExists, PeerNotFound, ReplyTimeout
 
-__all__ = ["MalformedEndpoint", "Message", "MyceliumClient", "NetworkError", "PeerExists", "PeerNotFound", "ReplyTimeout"]
+__all__ = ["MalformedEndpoint", "Message", "Network", "NetworkError", "PeerExists", "PeerNotFound", "ReplyTimeout"]

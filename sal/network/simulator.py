@@ -5,7 +5,9 @@ pubkey lookup answers {"publicKey": ...}, and GET /messages answers 204 when not
 Several simulators make a network: a peer endpoint is another simulator's own
 address, and a message for a peer's key or subnet is handed to it over HTTP
 (POST /_sim/deliver, the simulator's stand-in for the overlay). One hop only:
-enough for nodes that peer with each other.
+enough for nodes that peer with each other. Every answer carries the header
+`x-zeronode-simulator: mycelium` (sal.fingerprint), so the mycelium driver's
+fingerprint says "simulated".
 
     python -m sal.network.simulator --port 8989
 """
@@ -28,6 +30,8 @@ from urllib.parse import unquote
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+
+from sal.fingerprint import SIMULATOR_HEADER
 
 ENDPOINT = re.compile(r"(tcp|quic)://(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d{1,5})")
 MESSAGE_ID = re.compile(r"[0-9a-f]{16}")
@@ -76,9 +80,28 @@ class SimulatedNode:
         return {"nodeSubnet": self.subnet, "nodeIp": self.ip, "nodePubkey": self.pk, "nodeStartTime": self.started}
 
 
+class MarkAnswers:
+    """ASGI middleware adding the simulator header to every answer (plain ASGI: long-polled answers pass untouched)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def marked(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (SIMULATOR_HEADER.encode(), b"mycelium")]}
+            await send(message)
+
+        await self.app(scope, receive, marked)
+
+
 def create_simulator(node: SimulatedNode | None = None) -> FastAPI:
     node = node or SimulatedNode()
     app = FastAPI(title="mycelium simulator")
+    app.add_middleware(MarkAnswers)
     app.state.node = node
     arrived = asyncio.Condition()
     client = httpx.AsyncClient(timeout=5)

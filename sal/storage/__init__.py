@@ -1,10 +1,8 @@
-"""Storage SAL: volumes, snapshots, quotas and replication (btrfs)."""
+"""Storage SAL: volumes, snapshots, quotas and replication. The interface is here; drivers are in drivers/ (btrfs)."""
 
 from sal.storage.base import InvalidName, Storage, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
-from sal.storage.btrfs import BtrfsStorage
 
 __all__ = [
-    "BtrfsStorage",
     "InvalidName",
     "Storage",
     "StorageError",

@@ -1,9 +1,10 @@
 """The storage SAL's interface: volumes (btrfs subvolumes) under one pool root.
 
-A driver implements `Storage`. Names are checked here, before any driver
-touches the filesystem: one path component of letters, digits, '.', '_' and
-'-', not starting with a dot, at most 64 characters. So no name can be
-absolute, climb out with '..', or carry a separator.
+A driver implements `Storage` (sal/storage/drivers/: btrfs). Names are
+checked here, before any driver touches the filesystem: one path component of
+letters, digits, '.', '_' and '-', not starting with a dot, at most 64
+characters. So no name can be absolute, climb out with '..', or carry a
+separator.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from sal.errors import SalError
+from sal.fingerprint import Fingerprint
+
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 
 
-class StorageError(Exception):
+class StorageError(SalError):
     """A storage operation failed; the message says what and why."""
 
 
@@ -72,6 +76,7 @@ class Usage:
 class Storage(Protocol):
     root: Path
 
+    def fingerprint(self) -> Fingerprint: ...
     def create(self, name: str, *, quota_bytes: int | None = None) -> Volume: ...
     def delete(self, name: str, *, recursive: bool = False) -> None: ...
     def info(self, name: str) -> Volume: ...

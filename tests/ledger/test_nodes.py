@@ -83,6 +83,9 @@ BAD_REGISTRATIONS = [
     (registration(supervisor_url="ftp://x"), 422, "malformed"),
     ({**REGISTRATION, "is_admin": True}, 422, "malformed"),
     ({k: v for k, v in REGISTRATION.items() if k != "capacity"}, 422, "malformed"),
+    (registration(capabilities={"hypervisor": {"driver": "Cloud Hypervisor"}}), 422, "malformed"),
+    (registration(capabilities={"storage": {"driver": "btrfs", "simulated": "no"}}), 422, "malformed"),
+    (registration(capabilities={"gpu": {"driver": "nvidia"}}), 422, "malformed"),
 ]
 
 

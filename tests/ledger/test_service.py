@@ -5,12 +5,9 @@ import sqlalchemy as sa
 
 from ledger.database import Database
 from ledger.schema import LATEST, SchemaTooNew, schema_versions
+from tests.support.answers import detail
 
 from .conftest import REGISTRATION
-
-
-def detail(response) -> tuple[int, str]:
-    return response.status_code, response.json()["detail"]["reason"]
 
 
 def test_the_schema_is_created_once_and_kept_across_restarts(make_ledger, node_key):
@@ -20,6 +17,25 @@ def test_the_schema_is_created_once_and_kept_across_restarts(make_ledger, node_k
     assert len(second.get("/v1/nodes").json()) == 1
     with second.db.reading() as connection:
         assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [LATEST]
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_nodes(make_ledger, node_key):
+    first = make_ledger()
+    assert first.signed("POST", "/v1/nodes", node_key, REGISTRATION).status_code == 201
+    with first.db.writing() as connection:  # back to schema 1, as a ledger before capabilities left it
+        connection.execute(sa.text("ALTER TABLE nodes DROP COLUMN capabilities"))
+        connection.execute(sa.delete(schema_versions))
+        connection.execute(schema_versions.insert(), {"version": 1, "applied_at": 0})
+    second = make_ledger()  # migrates on start
+    [node] = second.get("/v1/nodes").json()
+    assert node["capabilities"] == {"hypervisor": None, "storage": None, "network": None}
+    drivers = {"hypervisor": {"driver": "cloud-hypervisor", "simulated": True}, "storage": {"driver": "btrfs"}}
+    assert second.signed("POST", "/v1/nodes", node_key, {**REGISTRATION, "capabilities": drivers}).status_code == 200
+    [node] = second.get("/v1/nodes").json()
+    assert node["capabilities"]["hypervisor"] == {"driver": "cloud-hypervisor", "simulated": True, "version": None, "features": []}
+    assert node["capabilities"]["storage"]["driver"] == "btrfs" and node["capabilities"]["network"] is None
+    with second.db.reading() as connection:
+        assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [1, LATEST]
 
 
 def test_a_database_from_a_newer_ledger_is_refused(database_url, tmp_path, zn):

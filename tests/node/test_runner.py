@@ -7,8 +7,8 @@ import pytest
 from rq.job import Job
 
 from runner.pool import run_runner
-from sal.hypervisor import VmManager
-from sal.storage import BtrfsStorage
+from sal.registry import NodeSals
+from sal.storage.drivers.btrfs import BtrfsStorage
 
 
 def run(node):
@@ -136,7 +136,7 @@ def test_a_deployment_runs_a_vm_that_outlives_the_job(node, pool_dir, short_dir)
     job = node.wait(envelope.id)
     assert (job.status, job.result) == ("finished", ["Running", "simulated"])
 
-    vms = VmManager(settings.vm_state_dir, BtrfsStorage(pool_dir), hypervisor="simulated")
+    vms = NodeSals.from_settings(settings).vms
     try:
         assert vms.info("app")["state"] == "Running"  # the job is over; the VM runs on
     finally:

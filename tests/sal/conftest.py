@@ -10,8 +10,9 @@ import pytest
 
 import rhai
 from sal import registry
-from sal.hypervisor import HypervisorClient, VmManager, VmmUnreachable
-from sal.storage import BtrfsStorage
+from sal.hypervisor import VmManager, VmmUnreachable
+from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
+from sal.storage.drivers.btrfs import BtrfsStorage
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def vmm(short_dir):
     """A simulated cloud-hypervisor process, started as the VM manager starts one; its client."""
     socket = short_dir / "api.sock"
     process = subprocess.Popen(
-        [sys.executable, "-m", "sal.hypervisor.simulator", "--api-socket", f"path={socket}"],
+        [sys.executable, "-m", "sal.hypervisor.drivers.cloud_hypervisor.simulator", "--api-socket", f"path={socket}"],
         stderr=subprocess.DEVNULL,
     )
     client = HypervisorClient(socket)
@@ -55,7 +56,7 @@ def storage(pool_dir):
 
 @pytest.fixture
 def vm_manager(storage, short_dir):
-    manager = VmManager(short_dir / "vms", storage, hypervisor="simulated")
+    manager = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())
     yield manager
     manager.stop_all(timeout=1)
 

@@ -8,9 +8,10 @@ import pytest
 import rhai
 from sal import registry
 from sal.hypervisor import VmManager
-from sal.network import MyceliumClient
+from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
+from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.simulator import create_simulator
-from sal.storage import BtrfsStorage
+from sal.storage.drivers.btrfs import BtrfsStorage
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 
@@ -24,7 +25,7 @@ def run_example(pool_dir, serve_app, short_dir):
     peer = serve_app(create_simulator())
     network.add_peer("tcp://" + peer.removeprefix("http://"))
     storage = BtrfsStorage(pool_dir)
-    vms = VmManager(short_dir / "vms", storage, hypervisor="simulated")
+    vms = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())
     engine = rhai.Engine()
     registry.register_all(engine, registry.NodeSals(storage=storage, network=network, vms=vms))
     printed = []

@@ -6,7 +6,6 @@ import pytest
 from sal.hypervisor import (
     DeviceConflict,
     DiskSpec,
-    HypervisorClient,
     InvalidVmConfig,
     InvalidVmState,
     TapSpec,
@@ -15,6 +14,7 @@ from sal.hypervisor import (
     VmNotCreated,
     VmSpec,
 )
+from sal.hypervisor.drivers.cloud_hypervisor import HypervisorClient
 
 
 @pytest.fixture

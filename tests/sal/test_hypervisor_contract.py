@@ -10,11 +10,12 @@ import jsonschema
 import pytest
 import yaml
 
-from sal.hypervisor import DiskSpec, HypervisorClient, TapSpec, VmSpec
-from sal.hypervisor.openapi import SPEC_RESOURCE
+from sal.hypervisor import DiskSpec, TapSpec, VmSpec
+from sal.hypervisor.drivers.cloud_hypervisor import HypervisorClient
+from sal.hypervisor.drivers.cloud_hypervisor.openapi import SPEC_RESOURCE
 
 SPEC_FILE = Path(__file__).resolve().parents[3] / "shared" / "specs" / "cloud-hypervisor.yaml"
-SHIPPED = Path(__file__).resolve().parents[2] / "sal" / "hypervisor" / SPEC_RESOURCE
+SHIPPED = Path(__file__).resolve().parents[2] / "sal" / "hypervisor" / "drivers" / "cloud_hypervisor" / SPEC_RESOURCE
 
 
 @pytest.fixture(scope="module")

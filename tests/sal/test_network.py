@@ -2,7 +2,8 @@
 
 import pytest
 
-from sal.network import MalformedEndpoint, MyceliumClient, PeerExists, PeerNotFound, ReplyTimeout
+from sal.network import MalformedEndpoint, PeerExists, PeerNotFound, ReplyTimeout
+from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.simulator import create_simulator
 
 

@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
-from sal.network import MyceliumClient
+from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.simulator import create_simulator
 
 SPEC_FILE = Path(__file__).resolve().parents[3] / "shared" / "specs" / "mycelium-api.yaml"

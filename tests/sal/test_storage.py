@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from sal.storage import BtrfsStorage, InvalidName, StorageError, VolumeExists, VolumeNotFound
+from sal.storage import InvalidName, StorageError, VolumeExists, VolumeNotFound
+from sal.storage.drivers.btrfs import BtrfsStorage
 
 MIB = 1024 * 1024
 

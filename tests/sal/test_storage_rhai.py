@@ -4,7 +4,7 @@ import pytest
 
 import rhai
 from sal import registry
-from sal.storage import BtrfsStorage
+from sal.storage.drivers.btrfs import BtrfsStorage
 
 
 @pytest.fixture

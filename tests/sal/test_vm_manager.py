@@ -11,19 +11,12 @@ import btrfsutil
 import pytest
 
 from sal.errors import SalError
-from sal.hypervisor import HypervisorClient, InvalidVmName, VmExists, VmManager, VmmFailure, VmNotFound
-from sal.hypervisor.manager import resolve_hypervisor
+from sal.hypervisor import InvalidVmName, VmExists, VmManager, VmmFailure, VmNotFound
+from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
 from sal.storage import VolumeNotFound
+from tests.support.processes import alive
 
 from .conftest import make_image
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0] != "Z"
 
 
 def test_create_start_stop_delete(vm_manager, storage):
@@ -61,13 +54,13 @@ def test_create_start_stop_delete(vm_manager, storage):
 def test_a_restarted_manager_finds_its_running_vms(storage, short_dir):
     make_image(storage)
     state_dir = short_dir / "vms"
-    first = VmManager(state_dir, storage, hypervisor="simulated")
+    first = VmManager(state_dir, storage, CloudHypervisor.simulator())
     first.create("web1", image="ubuntu")
     first.create("web2", image="ubuntu")
     pid = first.start("web1")["pid"]
     del first  # what a runner restart leaves: the files and the VMM process
 
-    second = VmManager(state_dir, storage, hypervisor="simulated")
+    second = VmManager(state_dir, storage, CloudHypervisor.simulator())
     try:
         assert [(vm["name"], vm["state"], vm["pid"]) for vm in second.list()] == [
             ("web1", "Running", pid), ("web2", "Stopped", None)
@@ -83,15 +76,16 @@ def test_a_vm_outlives_the_runner_process_that_started_it(storage, short_dir):
     make_image(storage)
     state_dir = short_dir / "vms"
     starter = (
-        "import sys; from pathlib import Path; from sal.storage import BtrfsStorage; from sal.hypervisor import VmManager;"
-        f"m = VmManager(Path({str(state_dir)!r}), BtrfsStorage(Path({str(storage.root)!r})), hypervisor='simulated');"
+        "import sys; from pathlib import Path; from sal.storage.drivers.btrfs import BtrfsStorage;"
+        "from sal.hypervisor import VmManager; from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor;"
+        f"m = VmManager(Path({str(state_dir)!r}), BtrfsStorage(Path({str(storage.root)!r})), CloudHypervisor.simulator());"
         "m.create('web1', image='ubuntu'); m.start('web1'); print('up', flush=True); sys.stdin.read()"
     )
     runner = subprocess.Popen([sys.executable, "-c", starter], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert runner.stdout.readline().strip() == "up"
     runner.send_signal(signal.SIGKILL)
     runner.wait()
-    manager = VmManager(state_dir, storage, hypervisor="simulated")
+    manager = VmManager(state_dir, storage, CloudHypervisor.simulator())
     try:
         info = manager.info("web1")
         assert info["state"] == "Running" and alive(info["pid"])
@@ -130,12 +124,12 @@ def test_images_without_a_kernel_boot_the_node_firmware(storage, short_dir):
     make_image(storage, "debian", kernel=False)
     firmware = short_dir / "hypervisor-fw"
     firmware.write_bytes(b"fw")
-    without = VmManager(short_dir / "vms", storage, hypervisor="simulated")
+    without = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())
     with pytest.raises(SalError, match="no vmlinux and the node has no vm_firmware"):
         without.create("web1", image="debian")
     assert not storage.exists("web1-root") and without.list() == []  # a refused create leaves nothing
 
-    manager = VmManager(short_dir / "vms", storage, hypervisor="simulated", firmware=firmware)
+    manager = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator(), firmware=firmware)
     try:
         socket = manager.create("web1", image="debian")["api_socket"]
         manager.start("web1")
@@ -193,16 +187,8 @@ def test_the_record_on_disk_is_what_a_restart_needs(vm_manager, storage, short_d
     assert btrfsutil.is_subvolume(storage.root / "web1-root")
 
 
-def test_simulated_or_real_is_chosen_by_setting_and_path(tmp_path):
-    assert resolve_hypervisor("simulated", "sh") is None
-    assert resolve_hypervisor("auto", "no-such-hypervisor") is None
-    assert resolve_hypervisor("auto", "sh").endswith("/sh")
-    with pytest.raises(SalError, match="not installed"):
-        resolve_hypervisor("cloud-hypervisor", "no-such-hypervisor")
-
-
 def test_an_unusable_state_dir_is_refused(storage, tmp_path):
-    manager = VmManager(tmp_path / ("x" * 90), storage, hypervisor="simulated")
+    manager = VmManager(tmp_path / ("x" * 90), storage, CloudHypervisor.simulator())
     make_image(storage)
     with pytest.raises(SalError, match="too long for the VM's API socket"):
         manager.create("web1", image="ubuntu")

@@ -49,6 +49,33 @@ class Capacity(BaseModel):
     disk: Bytes
 
 
+# A SAL driver's name, as sal.registry's table and a node's settings spell it.
+DRIVER_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+DriverName = Annotated[str, StringConstraints(pattern=DRIVER_NAME)]
+
+
+class Driver(BaseModel):
+    """Which driver runs one of a node's SALs, and what it can do (the SAL's fingerprint)."""
+
+    model_config = _STRICT
+
+    driver: DriverName
+    # True when a simulator stands in for the real daemon or VMM: no guest code runs, say.
+    simulated: bool = False
+    version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    features: Annotated[list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=32)] = []
+
+
+class Capabilities(BaseModel):
+    """A node's SAL drivers; a SAL the node does not have is None."""
+
+    model_config = _STRICT
+
+    hypervisor: Driver | None = None
+    storage: Driver | None = None
+    network: Driver | None = None
+
+
 class NodeRegistration(BaseModel):
     """POST /v1/nodes, signed by the node's key: the node id derives from that key."""
 
@@ -60,6 +87,7 @@ class NodeRegistration(BaseModel):
     supervisor_url: Annotated[str, StringConstraints(pattern=r"^https?://\S{1,500}$")] | None = None
     mycelium_address: Annotated[str, StringConstraints(max_length=45), AfterValidator(_ipv6)] | None = None
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    capabilities: Capabilities = Capabilities()
 
 
 class UptimeReport(BaseModel):
@@ -97,6 +125,7 @@ class NodeView(BaseModel):
     supervisor_url: str | None
     mycelium_address: str | None
     version: str
+    capabilities: Capabilities
     registered_at: int
     updated_at: int
     status: Status

@@ -70,7 +70,7 @@ def nodes(
     status: Annotated[str | None, typer.Option(help="online or offline")] = None,
     farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
 ) -> None:
-    """List the nodes the ledger knows: id, status, uptime, capacity."""
+    """List the nodes the ledger knows: id, status, uptime, capacity, drivers."""
     from zeronode.api.errors import ServiceError
     from zeronode.client.ledger import LedgerClient
 
@@ -80,16 +80,25 @@ def nodes(
         except ServiceError as exc:
             fail(str(exc))
     table = Table()
-    for column in ("node", "status", "uptime", "restarts", "vcpus", "memory", "disk", "farm", "supervisor"):
+    for column in ("node", "status", "uptime", "restarts", "vcpus", "memory", "disk", "drivers", "farm", "supervisor"):
         table.add_column(column)
     for node in found:
         uptime = "" if node.last_uptime is None else f"{node.last_uptime // 3600}h{node.last_uptime % 3600 // 60:02d}m"
         table.add_row(
             node.node_id, f"[{'green' if node.status == 'online' else 'red'}]{node.status}[/]", uptime, str(node.restarts),
-            str(node.capacity.vcpus), f"{node.capacity.memory >> 30} GiB", f"{node.capacity.disk >> 30} GiB", node.farm,
-            node.supervisor_url or "",
+            str(node.capacity.vcpus), f"{node.capacity.memory >> 30} GiB", f"{node.capacity.disk >> 30} GiB",
+            drivers(node.capabilities), node.farm, node.supervisor_url or "",
         )
     out.print(table)
+
+
+def drivers(capabilities) -> str:
+    """'hypervisor: cloud-hypervisor (simulated), storage: btrfs': what runs each SAL the node has."""
+    return ", ".join(
+        f"{sal}: {driver.driver}{' (simulated)' if driver.simulated else ''}"
+        for sal, driver in capabilities
+        if driver is not None
+    )
 
 
 @app.command()

@@ -50,16 +50,21 @@ def runner(
 ) -> None:
     """Run this node's runners: they execute queued jobs."""
     from runner.pool import Pool, run_runner
+    from sal.errors import SalError
+    from sal.registry import NodeSals
     from zeronode import logs
 
     settings = node_settings(config)
     logs.setup()
+    try:  # here, once, rather than in every runner process the pool would start again and again
+        NodeSals.from_settings(settings)
+    except SalError as exc:
+        fail(f"cannot set up this node's drivers: {exc}")
     if burst:
         count = run_runner(settings, burst=True)
         out.print(f"ran {count} jobs", highlight=False)
         return
     Pool(settings, pool).run()
-
 
 
 @app.command()

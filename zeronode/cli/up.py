@@ -31,13 +31,14 @@ def up(
     once: Annotated[bool, typer.Option("--once", help="Deploy the examples, then stop everything and exit")] = False,
     state_dir: Annotated[Path | None, typer.Option(help="Keep state and logs here (default: a temporary dir)")] = None,
     storage_root: Annotated[Path | None, typer.Option(help="A btrfs directory: nodes get storage and VMs there")] = None,
+    hypervisor: Annotated[str, typer.Option(help="The nodes' hypervisor driver (the demo image needs the simulator)")] = "simulated",
     examples: Annotated[Path, typer.Option(help="Deploy the scripts in this directory")] = EXAMPLES,
 ) -> None:
     """Run a whole zeronode system on this machine and deploy the example scripts through it."""
     from zeronode.dev.cluster import ClusterError, LocalCluster
 
     logging.disable(logging.CRITICAL)
-    cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root,
+    cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root, hypervisor=hypervisor,
                            on_progress=lambda line: out.print(f"[dim]up:[/] {line}", highlight=False))
     signal.signal(signal.SIGTERM, interrupt)  # stop as cleanly on `kill` as on Ctrl-C
     try:

@@ -85,6 +85,9 @@ class LocalCluster:
     state_dir: Path | None = None
     runners: int = 2
     storage_root: Path | None = None
+    # The nodes' hypervisor driver (a name in sal.registry's table). The demo image that
+    # prepare_images makes has no real kernel, so the default is the simulator.
+    hypervisor: str = "simulated"
     report_interval: float = 2.0
     services: list[Service] = field(default_factory=list)
     local_nodes: list[LocalNode] = field(default_factory=list)
@@ -218,7 +221,7 @@ class LocalCluster:
         if self.storage_root:
             settings["storage_root"] = self.storage_root / f"node{index}"
             settings["storage_root"].mkdir(parents=True, exist_ok=True)
-            settings["hypervisor"] = "simulated"  # the demo image below has no real kernel
+            settings["hypervisor"] = self.hypervisor
         config = self._write(f"node{index}.toml", settings)
         node = LocalNode(index, config, f"http://127.0.0.1:{port}")
         self.local_nodes.append(node)
@@ -238,10 +241,8 @@ class LocalCluster:
     def prepare_images(self, name: str = "ubuntu") -> None:
         """A placeholder image volume on each node's storage: a sparse disk and a stand-in kernel, enough
         for VMs on the simulated hypervisor (the examples' deploy_vm.rhai)."""
-        from sal.storage import BtrfsStorage
-
         for node in self.local_nodes:
-            storage = BtrfsStorage(self.storage_root / f"node{node.index}")
+            storage = self._node_sals(node).storage
             if storage.exists(name):
                 continue
             volume = storage.create(name)
@@ -287,14 +288,17 @@ class LocalCluster:
         """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not."""
         if not self.storage_root:
             return
-        from sal.hypervisor import VmManager
-        from sal.storage import BtrfsStorage
-
         for node in self.local_nodes:
-            vms = self.state_dir / f"node{node.index}" / "vms"
-            if vms.is_dir():
-                storage = BtrfsStorage(self.storage_root / f"node{node.index}")
-                VmManager(vms, storage, hypervisor="simulated").stop_all(timeout=1)
+            if (self.state_dir / f"node{node.index}" / "vms").is_dir():
+                self._node_sals(node).vms.stop_all(timeout=1)
+
+    @staticmethod
+    def _node_sals(node: LocalNode):
+        """The node's SAL drivers, as its runners build them from its settings file."""
+        from sal.registry import NodeSals
+        from zeronode.node.settings import NodeSettings
+
+        return NodeSals.from_settings(NodeSettings.load(node.config))
 
     def __enter__(self) -> LocalCluster:
         try:

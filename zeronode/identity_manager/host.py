@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import zeronode
-from sal.network.client import MyceliumClient, NetworkError
-from zeronode.api.ledger import Capacity, NodeRegistration
+from sal import registry
+from sal.errors import SalError
+from zeronode.api.ledger import Capabilities, Capacity, NodeRegistration
 from zeronode.node.settings import NodeSettings
 
 log = logging.getLogger("zeronode.identity")
@@ -29,18 +30,19 @@ def host_capacity(storage: Path) -> Capacity:
     )
 
 
-def mycelium_address(url: str | None) -> str | None:
-    """The node's overlay address from its mycelium daemon, or None when there is none or it does not answer."""
-    if not url:
-        return None
-    client = MyceliumClient(url, timeout=5)
+def overlay_address(settings: NodeSettings) -> str | None:
+    """The node's overlay address from its network SAL, or None when it has none or its daemon does not answer."""
     try:
-        return client.info()["nodeIp"]
-    except (NetworkError, KeyError, TypeError, ValueError) as exc:
-        log.debug("no mycelium address", extra={"mycelium": url, "error": str(exc)})
+        network = registry.build("network", settings)
+    except SalError as exc:  # a driver name the registry does not know: the runners will say so too
+        log.error("no network driver", extra={"error": str(exc)})
         return None
+    if network is None:
+        return None
+    try:
+        return network.address()
     finally:
-        client.close()
+        network.close()
 
 
 def registration(settings: NodeSettings) -> NodeRegistration:
@@ -52,6 +54,8 @@ def registration(settings: NodeSettings) -> NodeRegistration:
         owner=settings.owner,
         capacity=host_capacity(storage),
         supervisor_url=settings.supervisor_url or f"http://{host}:{settings.port}",
-        mycelium_address=mycelium_address(settings.mycelium_url),
+        mycelium_address=overlay_address(settings),
         version=zeronode.__version__,
+        # Which drivers run the node's SALs, and whether a simulator stands in for any of them.
+        capabilities=Capabilities.model_validate(registry.fingerprint(settings)),
     )

@@ -12,11 +12,11 @@ Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERA
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from zeronode.api.ledger import DRIVER_NAME
 from zeronode.protocol.envelope import VerifyOptions
 from zeronode.settings import FileSettings, default_state_dir
 
@@ -43,10 +43,16 @@ class NodeSettings(FileSettings):
     node_key: Path | None = Field(None, description="the node's private key; default: STATE_DIR/node.key")
     node_id: str | None = Field(None, description="override the id derived from the node key (local clusters)")
     authorized_keys: Path | None = Field(None, description="signers allowed here; default: STATE_DIR/authorized_keys")
+    # The SALs' drivers are names in sal.registry's table, which checks them (and names the known ones) when
+    # a runner builds them: a new driver is one line there, not a second edit here.
+    storage_driver: str = Field("btrfs", pattern=DRIVER_NAME, description="the storage SAL's driver")
     storage_root: Path | None = Field(None, description="the btrfs directory holding this node's volumes")
+    network_driver: str = Field("mycelium", pattern=DRIVER_NAME, description="the network SAL's driver")
     mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
-    hypervisor: Literal["auto", "cloud-hypervisor", "simulated"] = Field(
-        "auto", description="which VMM runs VMs; auto: cloud-hypervisor when on PATH, else the simulator (logged loudly)"
+    hypervisor: str = Field(
+        "auto", pattern=DRIVER_NAME,
+        description="the hypervisor SAL's driver: cloud-hypervisor, simulated (its API simulator: no guest runs), "
+        "or auto: cloud-hypervisor when on PATH, else simulated (logged loudly)",
     )
     hypervisor_binary: str = Field("cloud-hypervisor", description="the cloud-hypervisor executable (name or path)")
     vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")

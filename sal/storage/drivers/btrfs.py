@@ -15,10 +15,13 @@ from typing import BinaryIO
 
 import btrfsutil
 
+from sal.fingerprint import Fingerprint, tool_version
 from sal.storage.base import NAME, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
 
 BTRFS = "btrfs"
 COMMAND_TIMEOUT = 600
+DRIVER = "btrfs"
+FEATURES = ("snapshots", "quotas", "send_receive")
 
 
 def _run(*args: str, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> str:
@@ -42,6 +45,15 @@ class BtrfsStorage:
             raise StorageError(f"storage pool {root} is not a directory")
         self.root = root.resolve()
         self._quotas_enabled = False
+
+    def fingerprint(self) -> Fingerprint:
+        """btrfs, with btrfs-progs' version; no features when the pool root is not on a btrfs (nothing would work)."""
+        try:
+            btrfsutil.subvolume_id(self.root)  # any path on a btrfs has one; elsewhere it fails
+            features = FEATURES
+        except (btrfsutil.BtrfsUtilError, OSError):
+            features = ()
+        return Fingerprint(DRIVER, version=tool_version(BTRFS), features=features)
 
     # -- paths -----------------------------------------------------------
 

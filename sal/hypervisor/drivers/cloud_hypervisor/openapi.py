@@ -1,7 +1,7 @@
 """cloud-hypervisor's own API description, as data: the simulator checks request bodies with it.
 
 `cloud-hypervisor.yaml` beside this file is upstream's `vmm/src/api/openapi/cloud-hypervisor.yaml`
-(workspace version 54.0.0), copied unchanged so the simulator needs nothing outside the package.
+(workspace version 54.0.0: client.API_VERSION), copied unchanged so the simulator needs nothing outside the package.
 """
 
 from __future__ import annotations

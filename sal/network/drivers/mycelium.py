@@ -1,66 +1,34 @@
-"""A client of the mycelium daemon's HTTP API (default http://127.0.0.1:8989), the real one or the simulator."""
+"""The network SAL on mycelium: a client of the daemon's HTTP API (default http://127.0.0.1:8989).
+
+The same code talks to the real daemon and to sal.network.simulator; the
+simulator marks its answers (sal.fingerprint.SIMULATOR_HEADER), which is how
+`fingerprint()` tells them apart.
+"""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import httpx
 
-from sal.errors import SalError
+from sal.fingerprint import SIMULATOR_HEADER, Fingerprint
+from sal.network.base import MalformedEndpoint, Message, NetworkError, PeerExists, PeerNotFound, ReplyTimeout
 
 DEFAULT_URL = "http://127.0.0.1:8989"
+DRIVER = "mycelium"
+FEATURES = ("peers", "routes", "messages", "topics", "replies", "pubkey_lookup")
+# A fingerprint or an address is asked for at boot: a daemon that is slow to answer must not hold the node up.
+QUICK_TIMEOUT = 5.0
 
 
-class NetworkError(SalError):
-    """The mycelium daemon refused a request or could not be reached."""
-
-
-class PeerExists(NetworkError):
-    pass
-
-
-class PeerNotFound(NetworkError):
-    pass
-
-
-class MalformedEndpoint(NetworkError):
-    pass
-
-
-class ReplyTimeout(NetworkError):
-    """No reply arrived within the timeout; `message_id` is the message that was sent."""
-
-    def __init__(self, message: str, message_id: str):
-        super().__init__(message)
-        self.message_id = message_id
-
-
-@dataclass(frozen=True)
-class Message:
-    id: str
-    src_ip: str
-    src_pk: str
-    dst_ip: str | None
-    dst_pk: str | None
-    topic: bytes | None
-    payload: bytes
-
-    @classmethod
-    def from_json(cls, data: dict) -> Message:
-        topic = data.get("topic")
-        return cls(
-            id=data["id"], src_ip=data["srcIp"], src_pk=data["srcPk"], dst_ip=data.get("dstIp"), dst_pk=data.get("dstPk"),
-            topic=base64.b64decode(topic) if topic is not None else None, payload=base64.b64decode(data["payload"]),
-        )
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id, "src_ip": self.src_ip, "src_pk": self.src_pk,
-            "topic": self.topic.decode(errors="replace") if self.topic is not None else None,
-            "payload": self.payload.decode(errors="replace"),
-        }
+def message_of(data: dict) -> Message:
+    """A message as the daemon's API carries it (base64 payload and topic)."""
+    topic = data.get("topic")
+    return Message(
+        id=data["id"], src_ip=data["srcIp"], src_pk=data["srcPk"], dst_ip=data.get("dstIp"), dst_pk=data.get("dstPk"),
+        topic=base64.b64decode(topic) if topic is not None else None, payload=base64.b64decode(data["payload"]),
+    )
 
 
 def destination(to: str) -> dict[str, str]:
@@ -69,19 +37,37 @@ def destination(to: str) -> dict[str, str]:
 
 
 class MyceliumClient:
+    """The `Network` driver for mycelium."""
+
     def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None):
         self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
             return self.http.request(method, f"/api/v1{path}", **kwargs)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise NetworkError(f"mycelium is unreachable at {self.http.base_url}: {exc}") from exc
 
     def _ok(self, response: httpx.Response, *codes: int) -> httpx.Response:
         if response.status_code not in codes:
             raise NetworkError(f"mycelium answered {response.status_code}: {response.text.strip()[:200]}")
         return response
+
+    def fingerprint(self) -> Fingerprint:
+        """One GET /api/v1/admin. A daemon that does not answer: not simulated, no features (and mycelium's API
+        does not say its version, so that is None)."""
+        try:
+            response = self.http.get("/api/v1/admin", timeout=QUICK_TIMEOUT)
+        except (httpx.HTTPError, httpx.InvalidURL):
+            return Fingerprint(DRIVER)
+        simulated = response.headers.get(SIMULATOR_HEADER) == DRIVER
+        return Fingerprint(DRIVER, simulated=simulated, features=FEATURES if response.status_code == 200 else ())
+
+    def address(self) -> str | None:
+        try:
+            return self._ok(self._request("GET", "/admin", timeout=QUICK_TIMEOUT), 200).json()["nodeIp"]
+        except (NetworkError, KeyError, TypeError, ValueError):
+            return None
 
     def info(self) -> dict:
         """{nodeSubnet, nodeIp, nodePubkey, ...}"""
@@ -125,7 +111,7 @@ class MyceliumClient:
             message_id = response.json()["id"]
             raise ReplyTimeout(f"no reply to message {message_id} within {reply_timeout} s", message_id)
         if response.status_code == 200:
-            return Message.from_json(response.json())
+            return message_of(response.json())
         return self._ok(response, 201).json()["id"]
 
     def receive(self, *, topic: bytes | None = None, timeout: int = 0, peek: bool = False) -> Message | None:
@@ -136,7 +122,7 @@ class MyceliumClient:
         response = self._request("GET", "/messages", params=params, timeout=timeout + self.http.timeout.read)
         if response.status_code == 204:
             return None
-        return Message.from_json(self._ok(response, 200).json())
+        return message_of(self._ok(response, 200).json())
 
     def reply(self, message: Message, payload: bytes) -> None:
         body = {"dst": {"pk": message.src_pk}, "payload": base64.b64encode(payload).decode()}

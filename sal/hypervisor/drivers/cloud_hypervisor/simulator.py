@@ -2,7 +2,7 @@
 
 Like the real VMM, one process holds at most one VM, and it is started the same way:
 
-    python -m sal.hypervisor.simulator --api-socket path=/run/vm/web1.sock
+    python -m sal.hypervisor.drivers.cloud_hypervisor.simulator --api-socket path=/run/vm/web1.sock
 
 No guest code runs. What is real is the API: every request body is checked
 against the upstream spec (shipped beside this file), the VM moves through
@@ -33,9 +33,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from sal.hypervisor import openapi
+from sal.hypervisor.drivers.cloud_hypervisor import openapi
+from sal.hypervisor.drivers.cloud_hypervisor.client import API_VERSION
 
-VERSION = "v54.0.0"
 log = logging.getLogger("zeronode.hypervisor.simulator")
 
 
@@ -96,7 +96,7 @@ class SimulatedVmm:
     # -- the API ---------------------------------------------------------------------
 
     def ping(self) -> dict[str, Any]:
-        return {"version": VERSION, "build_version": f"{VERSION}-zeronode-simulator", "pid": os.getpid(), "features": []}
+        return {"version": API_VERSION, "build_version": f"{API_VERSION}-zeronode-simulator", "pid": os.getpid(), "features": []}
 
     def create(self, config: dict[str, Any]) -> None:
         if self.config is not None:

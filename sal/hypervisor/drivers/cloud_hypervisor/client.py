@@ -1,8 +1,8 @@
 """A client of cloud-hypervisor's REST API on its UNIX socket (`--api-socket path=...`).
 
-The same code talks to the real VMM and to sal.hypervisor.simulator. Each
+The same code talks to the real VMM and to the simulator beside it. Each
 method is one endpoint; an error answer becomes the exception named after what
-went wrong, carrying the VMM's own messages.
+went wrong (sal.hypervisor.base), carrying the VMM's own messages.
 
     vmm = HypervisorClient("/var/lib/zeronode/vms/web1/api.sock")
     vmm.create(VmSpec(kernel="/images/vmlinux", vcpus=2, memory_mib=1024))
@@ -17,42 +17,20 @@ from typing import Any
 
 import httpx
 
-from sal.errors import SalError
-from sal.hypervisor.config import DiskSpec, TapSpec, VmSpec, without_none
+from sal.hypervisor.base import (
+    DeviceConflict,
+    HypervisorError,
+    InvalidVmConfig,
+    InvalidVmState,
+    VmmFailure,
+    VmmUnreachable,
+    VmNotCreated,
+)
+from sal.hypervisor.drivers.cloud_hypervisor.vm_config import vm_config, without_none
+from sal.hypervisor.spec import DiskSpec, TapSpec, VmSpec
 
-
-class HypervisorError(SalError):
-    """The VMM refused or failed a request; `status` and `messages` are its answer."""
-
-    def __init__(self, message: str, status: int | None = None, messages: list[str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.messages = messages or []
-
-
-class VmmUnreachable(HypervisorError):
-    """Nothing answers on the API socket: the VMM is not running."""
-
-
-class VmNotCreated(HypervisorError):
-    """404: there is no VM in this VMM, or no device with that id."""
-
-
-class InvalidVmState(HypervisorError):
-    """405: the VM is not in a state for that action (e.g. pause when not running)."""
-
-
-class InvalidVmConfig(HypervisorError):
-    """400: the VMM refused the configuration or request body."""
-
-
-class DeviceConflict(HypervisorError):
-    """409: a device with the same id or path exists."""
-
-
-class VmmFailure(HypervisorError):
-    """500 or another status: the action failed inside the VMM."""
-
+# The API this client speaks, and the simulator serves: upstream's OpenAPI file of that release (openapi.py).
+API_VERSION = "v54.0.0"
 
 ERRORS: dict[int, type[HypervisorError]] = {
     404: VmNotCreated,
@@ -97,7 +75,7 @@ class HypervisorClient:
 
     def create(self, spec: VmSpec | dict[str, Any]) -> None:
         """Create the VM (not booted). A dict is sent as a raw VmConfig."""
-        self._call("PUT", "vm.create", spec.to_vm_config() if isinstance(spec, VmSpec) else spec)
+        self._call("PUT", "vm.create", vm_config(spec) if isinstance(spec, VmSpec) else spec)
 
     def boot(self) -> None:
         self._call("PUT", "vm.boot")
@@ -155,6 +133,12 @@ class HypervisorClient:
 
     def close(self) -> None:
         self.http.close()
+
+    def __enter__(self) -> HypervisorClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def messages_of(response: httpx.Response) -> list[str]:

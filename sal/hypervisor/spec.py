@@ -1,8 +1,8 @@
-"""A small typed description of a VM, and the cloud-hypervisor VmConfig it becomes.
+"""A small typed description of a VM, the same for every hypervisor driver.
 
-VmConfig has dozens of knobs; a node needs a handful. `VmSpec.to_vm_config()`
-writes only what we set, leaving the VMM's defaults for the rest, and is the
-single place the API's units live (memory in bytes, CPUs as boot/max).
+A VMM's own configuration has dozens of knobs; a node needs a handful. Each
+driver turns a VmSpec into its VMM's terms (cloud-hypervisor: drivers/cloud_hypervisor/vm_config.py).
+The VM record keeps it as `as_dict()`.
 """
 
 from __future__ import annotations
@@ -49,21 +49,6 @@ class VmSpec:
         if self.memory_mib < 64:
             raise ValueError(f"memory must be at least 64 MiB, got {self.memory_mib}")
 
-    def to_vm_config(self) -> dict[str, Any]:
-        payload = {key: value for key in ("kernel", "firmware", "cmdline", "initramfs") if (value := getattr(self, key))}
-        config: dict[str, Any] = {
-            "cpus": {"boot_vcpus": self.vcpus, "max_vcpus": self.vcpus},
-            "memory": {"size": self.memory_mib * MIB},
-            "payload": payload,
-            "serial": {"mode": "File", "file": self.serial_file} if self.serial_file else {"mode": "Null"},
-            "console": {"mode": "Off"},
-        }
-        if self.disks:
-            config["disks"] = [without_none(asdict(disk)) for disk in self.disks]
-        if self.taps:
-            config["net"] = [without_none(asdict(tap)) for tap in self.taps]
-        return config
-
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -75,6 +60,3 @@ class VmSpec:
             "taps": tuple(TapSpec(**tap) for tap in data.get("taps", ())),
         })
 
-
-def without_none(entry: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in entry.items() if value is not None}

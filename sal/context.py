@@ -1,0 +1,37 @@
+"""Which job a SAL function serves: the runner sets it around each eval, functions read `current_job()`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from sal.errors import SalError
+
+
+@dataclass
+class JobContext:
+    job_id: str
+    signer: str
+    node_id: str
+    deadline: float  # time.monotonic() after which the script is out of time
+
+
+_current: ContextVar[JobContext | None] = ContextVar("zeronode_job", default=None)
+
+
+def current_job() -> JobContext:
+    context = _current.get()
+    if context is None:
+        raise SalError("this function can only be called from a job")
+    return context
+
+
+@contextlib.contextmanager
+def running(context: JobContext) -> Iterator[JobContext]:
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

@@ -1,0 +1,1 @@
+"""The storage SAL's drivers, one module each; sal.registry's table names them."""

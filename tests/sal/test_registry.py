@@ -1,0 +1,91 @@
+"""sal.registry: the one table of drivers, the node's SALs built from its settings, and its fingerprint."""
+
+import pytest
+from pydantic import ValidationError
+
+from sal import registry
+from sal.errors import SalError
+from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
+from sal.hypervisor.drivers.cloud_hypervisor.client import API_VERSION
+from sal.network.simulator import create_simulator
+from sal.storage.drivers.btrfs import BtrfsStorage
+from zeronode.api.ledger import Capabilities
+from zeronode.node.settings import NodeSettings
+
+
+def settings(base, **fields):
+    return NodeSettings(state_dir=base / "state", **fields)
+
+
+def hypervisor(tmp_path, choice, binary):
+    return registry.build("hypervisor", settings(tmp_path, storage_root=tmp_path, hypervisor=choice, hypervisor_binary=binary))
+
+
+def test_simulated_or_real_is_chosen_by_setting_and_path(tmp_path):
+    assert hypervisor(tmp_path, "simulated", "sh").binary is None
+    assert hypervisor(tmp_path, "auto", "no-such-hypervisor").binary is None
+    assert hypervisor(tmp_path, "auto", "sh").binary.endswith("/sh")
+    with pytest.raises(SalError, match="not installed"):
+        hypervisor(tmp_path, "cloud-hypervisor", "no-such-hypervisor")
+
+
+def test_auto_without_the_binary_is_cloud_hypervisors_simulator(tmp_path):
+    driver = hypervisor(tmp_path, "auto", "no-such-hypervisor")
+    assert isinstance(driver, CloudHypervisor) and driver.simulated and driver.name == "cloud-hypervisor"
+    assert not hypervisor(tmp_path, "auto", "sh").simulated
+
+
+def test_an_unknown_driver_is_refused_with_the_known_ones(tmp_path):
+    # Refused even on a node without storage, where no hypervisor would be built: a typo shows at once.
+    with pytest.raises(SalError, match="hypervisor = 'qemu' is not a hypervisor driver; known: auto, cloud-hypervisor, simulated"):
+        registry.NodeSals.from_settings(settings(tmp_path, hypervisor="qemu"))
+    with pytest.raises(SalError, match="storage_driver = 'zfs' is not a storage driver; known: btrfs"):
+        registry.NodeSals.from_settings(settings(tmp_path, storage_driver="zfs"))
+    with pytest.raises(SalError, match="network_driver = 'yggdrasil' is not a network driver; known: mycelium"):
+        registry.NodeSals.from_settings(settings(tmp_path, network_driver="yggdrasil"))
+    with pytest.raises(ValidationError, match="hypervisor"):  # not even a driver's name
+        settings(tmp_path, hypervisor="Cloud Hypervisor")
+
+
+def test_the_settings_name_each_sals_driver(pool_dir, short_dir):
+    sals = registry.NodeSals.from_settings(
+        settings(short_dir, storage_root=pool_dir, hypervisor="simulated", mycelium_url="http://127.0.0.1:9")
+    )
+    try:
+        assert isinstance(sals.storage, BtrfsStorage) and sals.storage.root == pool_dir.resolve()
+        assert sals.vms.kind == "simulated" and sals.vms.driver.name == "cloud-hypervisor"
+        assert sals.vms.state_dir == short_dir / "state" / "vms"
+        assert sals.network.address() is None  # nothing answers there
+    finally:
+        sals.network.close()
+    assert registry.NodeSals.from_settings(settings(short_dir)) == registry.NodeSals()  # configured: nothing
+
+
+def test_the_nodes_fingerprint(pool_dir, tmp_path, serve_app):
+    node = settings(tmp_path, storage_root=pool_dir, hypervisor="simulated", mycelium_url=serve_app(create_simulator()))
+    capabilities = registry.fingerprint(node)
+    assert capabilities == {
+        "hypervisor": {"driver": "cloud-hypervisor", "simulated": True, "version": API_VERSION,
+                       "features": ["kernel_boot", "firmware_boot", "disks", "taps"]},
+        "storage": {"driver": "btrfs", "simulated": False, "version": capabilities["storage"]["version"],
+                    "features": ["snapshots", "quotas", "send_receive"]},
+        "network": {"driver": "mycelium", "simulated": True, "version": None,
+                    "features": ["peers", "routes", "messages", "topics", "replies", "pubkey_lookup"]},
+    }
+    assert capabilities["storage"]["version"].startswith("v")  # btrfs-progs'
+    assert Capabilities.model_validate(capabilities).hypervisor.simulated  # what the ledger takes
+    assert not (tmp_path / "state").exists()  # no VM directory made: a fingerprint has no side effects
+
+
+def test_a_fingerprint_reports_what_the_node_lacks_as_none(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    for storage_root in (None, tmp_path / "absent", not_a_dir):
+        assert registry.fingerprint(settings(tmp_path, storage_root=storage_root, hypervisor="simulated")) == {
+            "hypervisor": None, "storage": None, "network": None,  # no storage: no VM disks, no VMs
+        }
+    assert not (tmp_path / "absent").exists() and not (tmp_path / "state").exists()
+    # cloud-hypervisor named but not installed, and an unknown driver: reported as missing, not raised.
+    missing_binary = settings(tmp_path, storage_root=tmp_path, hypervisor="cloud-hypervisor", hypervisor_binary="no-such")
+    assert registry.fingerprint(missing_binary)["hypervisor"] is None
+    assert registry.fingerprint(settings(tmp_path, storage_root=tmp_path, hypervisor="qemu"))["hypervisor"] is None
