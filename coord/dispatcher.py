@@ -30,10 +30,12 @@ import time
 import httpx
 import nacl.signing
 
-from coord.nodes import LedgerUnavailable, NodeDirectory
+from coord.nodes import NodeDirectory
 from coord.settings import CoordSettings
 from coord.store import Deployment, Store, Task, TaskError, TaskState
 from coord.supervisors import SupervisorClients
+from zeronode import retry
+from zeronode.api.errors import Unavailable, detail_of
 from zeronode.protocol.signed_requests import SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
@@ -49,10 +51,6 @@ JOB_STATES = {
 MAX_BACKOFF = 30.0
 FIRST_POLL = 0.1  # seconds after dispatch; then every 1.5 times longer, up to MAX_POLL_INTERVAL
 MAX_POLL_INTERVAL = 2.0
-
-
-def backoff(attempts: int) -> float:
-    return min(0.5 * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
 
 
 class Dispatcher:
@@ -154,7 +152,7 @@ class Dispatcher:
             return self._fail(task, "expired", f"the envelope expired before node {task.node} accepted it")
         try:
             record = await self.nodes.get(task.node)
-        except LedgerUnavailable as exc:
+        except Unavailable as exc:
             return self._retry(task, "ledger_unavailable", str(exc))
         if record is None:
             return self._fail(task, "unknown_node", f"node {task.node} is not in the ledger")
@@ -181,7 +179,7 @@ class Dispatcher:
             return now + FIRST_POLL
         if response.status_code >= 500:
             return self._retry(task, "supervisor_error", f"supervisor of {task.node} answered {response.status_code}")
-        reason, message = refusal(response)
+        reason, message, _ = detail_of(response)
         return self._fail(task, reason, f"node {task.node} refused the envelope: {message}")
 
     # -- dispatched or running: follow the job ---------------------------------------
@@ -189,7 +187,7 @@ class Dispatcher:
     async def _track(self, task: Task, canceled_by: str | None) -> float | None:
         now = time.time()
         if task.unreachable_since is not None:  # the node may have moved: ask the ledger where it is now
-            with contextlib.suppress(LedgerUnavailable):
+            with contextlib.suppress(Unavailable):
                 record = await self.nodes.get(task.node)
                 if record and record.supervisor_url:
                     task.supervisor_url = record.supervisor_url
@@ -223,7 +221,7 @@ class Dispatcher:
             return self._end(task, state, detail)
         task.state = state
         task.polls += 1
-        return now + min(FIRST_POLL * 1.5**task.polls, MAX_POLL_INTERVAL)
+        return now + retry.delay(task.polls, first=FIRST_POLL, factor=1.5, cap=MAX_POLL_INTERVAL)
 
     async def _send_cancel(self, url: str, task: Task) -> None:
         try:
@@ -244,22 +242,11 @@ class Dispatcher:
     def _retry(self, task: Task, reason: str, message: str) -> float:
         task.attempts += 1
         task.error = TaskError(reason=reason, message=f"{message} (attempt {task.attempts}, retrying)")
-        return time.time() + backoff(task.attempts)
+        return time.time() + retry.delay(task.attempts - 1, first=0.5, cap=MAX_BACKOFF)
 
     def _unreachable(self, task: Task, now: float, why: str) -> float | None:
         task.unreachable_since = task.unreachable_since or now
         if now - task.unreachable_since >= self.settings.lost_after:
             return self._fail(task, "node_unreachable", f"lost contact with node {task.node}: {why}")
         task.polls += 1
-        return now + min(0.5 * 1.5 ** min(task.polls, 10), MAX_POLL_INTERVAL * 2)
-
-
-def refusal(response: httpx.Response) -> tuple[str, str]:
-    """(reason, message) from a service's JSON error, {"detail": {"reason", "message"}}, or plain text."""
-    try:
-        detail = response.json().get("detail")
-    except (ValueError, AttributeError):
-        detail = None
-    if isinstance(detail, dict):
-        return str(detail.get("reason", "refused")), str(detail.get("message", ""))
-    return "refused", f"{response.status_code} {response.text[:200]}"
+        return now + retry.delay(min(task.polls, 10), first=0.5, factor=1.5, cap=MAX_POLL_INTERVAL * 2)

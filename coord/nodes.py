@@ -15,9 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-
-class LedgerUnavailable(Exception):
-    """The ledger did not answer, or answered 5xx: ask again later."""
+from zeronode.api.errors import Unavailable, detail_of, unreachable
 
 
 @dataclass(frozen=True)
@@ -46,14 +44,15 @@ class NodeDirectory:
         try:
             response = await self.http.get(f"{self.ledger_url}/v1/nodes/{node_id}", headers=self.headers)
         except httpx.HTTPError as exc:
-            raise LedgerUnavailable(f"ledger unreachable: {exc}") from exc
+            raise unreachable(exc, "the ledger", self.ledger_url) from exc
         if response.status_code in (404, 422):  # unknown, or not even a node id
             record = None
         elif response.status_code == 200:
             data = response.json()
             record = NodeRecord(node_id, data["status"] == "online", data.get("supervisor_url"))
         else:
-            raise LedgerUnavailable(f"ledger answered {response.status_code}: {response.text[:200]}")
+            # Whatever the ledger's answer, asking again later is this lookup's only remedy.
+            raise Unavailable(f"the ledger answered {response.status_code}: {detail_of(response)[1]}", status=response.status_code)
         self._remember(node_id, record)
         return record
 

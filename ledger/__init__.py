@@ -8,5 +8,7 @@
     uptime     judging reports, restarts, up intervals, uptime percentages
     reports    reports as signed requests, alone or in batches
     users      users, roles and deployment rights
-    app        the HTTP API (FastAPI)
+    metrics    what /metrics counts
+    routes/    the HTTP API, one router per resource, and its typed dependencies
+    app        the FastAPI app: the routers, the shared error handlers
 """

@@ -22,6 +22,7 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 import rhai
+from zeronode import retry
 from zeronode.api.errors import Refused, ServiceError, Unavailable
 from zeronode.api.jobs import JobView, Status
 from zeronode.node.authorizer import Authorizer
@@ -38,7 +39,7 @@ log = logging.getLogger("zeronode.supervisor")
 
 COMPILED_CACHE_SIZE = 1024
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)  # what rq's cancel may take off
-MAX_BACKOFF = 60
+MAX_BACKOFF = 60  # seconds: the longest wait before a job's retry
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Metrics:
 
 def backoff(retries: int) -> list[int]:
     """Seconds to wait before each retry: 1, 2, 4, ... capped at a minute."""
-    return [min(MAX_BACKOFF, 2**attempt) for attempt in range(retries)]
+    return [int(retry.delay(attempt, cap=MAX_BACKOFF)) for attempt in range(retries)]
 
 
 class Supervisor:

@@ -1,21 +1,27 @@
-"""The signed-request check as a FastAPI dependency (the protocol is in zeronode.protocol.signed_requests)."""
+"""The signed-request check as a FastAPI dependency (the protocol is in zeronode.protocol.signed_requests).
+
+An app's factory configures the check once, with the app's window and clock,
+and handlers take the key that signed through the `Signer` type:
+
+    app.state.signed_request = SignedRequest(window=settings.request_window)
+
+    @router.post("/v1/users")
+    async def create_user(signer: Signer): ...
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import DEFAULT_WINDOW, verify_request
 
 
 class SignedRequest:
-    """FastAPI dependency: the public key that signed the request, or a 401 with a JSON reason.
-
-        @app.post("/v1/users")
-        async def create_user(signer: str = Depends(SignedRequest())): ...
-    """
+    """FastAPI dependency: the public key that signed the request, or a 401 with a JSON reason."""
 
     def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.time):
         self.window = window
@@ -37,3 +43,12 @@ class SignedRequest:
             )
         except VerificationError as exc:
             raise HTTPException(status_code=401, detail={"reason": exc.reason, "message": str(exc)}) from None
+
+
+async def signer(request: Request) -> str:
+    """The public key that signed `request`, as checked by the SignedRequest of its app (app.state.signed_request)."""
+    check: SignedRequest = request.app.state.signed_request
+    return await check(request)
+
+
+Signer = Annotated[str, Depends(signer)]

@@ -87,7 +87,7 @@ def from_response(response: httpx.Response, service: str) -> ServiceError:
     return kind(status, reason, f"{message} ({reason}, HTTP {status})", **detail)
 
 
-def unreachable(error: httpx.TransportError, service: str, url: object) -> Unavailable:
+def unreachable(error: httpx.HTTPError, service: str, url: object) -> Unavailable:
     """A transport failure (refused, reset, DNS, timeout) as the Unavailable it is."""
     return Unavailable(f"{service} unreachable at {url}: {error or type(error).__name__}", reason="unreachable")
 

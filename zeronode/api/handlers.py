@@ -68,7 +68,10 @@ def install(app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceErr
     for cls, (status, reason, message) in foreign_classes().items():
 
         async def back_end_away(request: Request, exc: Exception, status=status, reason=reason, message=message):
-            log.warning("back end unavailable", extra={"path": request.url.path, "error": str(exc), "reason": reason})
+            # The driver's own error where there is one (SQLAlchemy's `orig`): SQLAlchemy's text adds the
+            # statement, its parameters and a link, several lines for each failed request.
+            error = getattr(exc, "orig", None) or exc
+            log.warning("back end unavailable", extra={"path": request.url.path, "error": str(error), "reason": reason})
             return error_response(status, reason, message)
 
         app.add_exception_handler(cls, back_end_away)

@@ -1,0 +1,8 @@
+"""The ledger's routes, one router per resource; ledger.app puts them together.
+
+    nodes.py         /v1/nodes: registration, listing, one node
+    uptime.py        uptime reports: one node's, and batches of them
+    users.py         /v1/users: users and their rights
+    operations.py    /health, /ping, /metrics
+    dependencies.py  what the handlers take from the app, and who may read or write
+"""

@@ -1,0 +1,72 @@
+"""What the ledger's handlers take from their app, as typed dependencies, and who may read or write.
+
+The objects are the ones ledger.app.create_app puts on app.state. Every
+dependency here is `async`: FastAPI runs a plain `def` one in its thread pool,
+and the report endpoint's SQLite path stays inline on the event loop.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ledger.database import Database
+from ledger.metrics import Metrics
+from ledger.settings import LedgerSettings
+from zeronode.api.auth import signer
+from zeronode.api.errors import Refused
+
+MAX_BODY = 4 * 1024 * 1024
+
+
+async def settings(request: Request) -> LedgerSettings:
+    return request.app.state.settings
+
+
+async def database(request: Request) -> Database:
+    return request.app.state.db
+
+
+async def clock(request: Request) -> Callable[[], float]:
+    """The ledger's time, for signatures, reports and status (a test's clock in the tests)."""
+    return request.app.state.clock
+
+
+async def metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[LedgerSettings, Depends(settings)]
+DatabaseDep = Annotated[Database, Depends(database)]
+ClockDep = Annotated[Callable[[], float], Depends(clock)]
+MetricsDep = Annotated[Metrics, Depends(metrics)]
+
+
+async def require_declared_length(request: Request) -> None:
+    """Writes declare their length, at most MAX_BODY, before anything is read: no unbounded read."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise Refused(411, "length_required", "a write must declare its Content-Length")
+    if int(declared) > MAX_BODY:
+        raise Refused(413, "too_large", f"request body over {MAX_BODY} bytes")
+
+
+async def write_signer(request: Request) -> str:
+    """The key that signed a write, checked once its length is known to be bounded (the check reads the body)."""
+    await require_declared_length(request)
+    return await signer(request)
+
+
+WriteSigner = Annotated[str, Depends(write_signer)]
+
+
+async def require_read_token(request: Request, settings: SettingsDep) -> None:
+    """Reads are open, or need `Authorization: Bearer TOKEN` when the settings have a read_token."""
+    if settings.read_token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not secrets.compare_digest(given.encode(), f"Bearer {settings.read_token}".encode()):
+        raise Refused(401, "bad_token", "reads need 'Authorization: Bearer TOKEN' with the ledger's read token")

@@ -1,0 +1,28 @@
+"""/health (checks the database), /ping (does nothing: a liveness probe) and /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ledger.routes.dependencies import DatabaseDep, MetricsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health(db: DatabaseDep) -> JSONResponse:
+    healthy = db.ping()
+    return JSONResponse(status_code=200 if healthy else 503, content={"status": "ok" if healthy else "database unavailable"})
+
+
+@router.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# A plain `def`, run in the thread pool: a scrape counts the nodes in the database (metrics.NodeCounts).
+@router.get("/metrics")
+def scrape(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

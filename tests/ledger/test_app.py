@@ -1,0 +1,37 @@
+"""The ledger's app around its modules: every route in the OpenAPI document, and a 503 with the
+shared JSON body (zeronode.api.handlers) when the database is away."""
+
+import httpx
+
+from ledger.app import create_app
+from ledger.database import Database
+from ledger.settings import LedgerSettings
+from tests.support.answers import openapi_routes
+
+ROUTES = {
+    ("POST", "/v1/nodes"),
+    ("GET", "/v1/nodes"),
+    ("GET", "/v1/nodes/{node_id}"),
+    ("POST", "/v1/nodes/{node_id}/uptime"),
+    ("POST", "/v1/uptime/batch"),
+    ("POST", "/v1/users"),
+    ("GET", "/v1/users/{public_key}"),
+    ("GET", "/health"),
+    ("GET", "/ping"),
+    ("GET", "/metrics"),
+}
+
+
+def test_openapi_lists_every_route_and_needs_no_read_token(make_ledger):
+    assert openapi_routes(make_ledger(read_token="s3cret").get("/openapi.json")) == ROUTES
+
+
+def test_a_database_away_is_503(tmp_path, serve_app):
+    db = Database(f"sqlite:///{tmp_path / 'gone' / 'ledger.db'}")
+    (tmp_path / "gone").rmdir()  # nothing is open yet: the first request finds no database to open
+    with httpx.Client(base_url=serve_app(create_app(LedgerSettings(data_dir=tmp_path), db)), timeout=10) as http:
+        response = http.get("/v1/nodes")
+        assert response.status_code == 503
+        assert response.json() == {"detail": {"reason": "database_unavailable", "message": "database unavailable"}}
+        assert http.get("/health").status_code == 503
+    db.close()
