@@ -21,7 +21,6 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,53 +32,31 @@ import nacl.signing
 from rich.console import Console
 from rich.progress import track
 
-# This directory holds bench/ledger.py, which would shadow the ledger package; the fleet simulator
-# lives in the tests' helpers, imported from the repository root.
+# The fleet simulator and the other helpers live in the tests' support package, imported from the
+# repository root; this directory comes off the path, as its ledger.py would shadow the ledger package.
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
 from tests.support.fleet import node_url  # noqa: E402
-from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
+from tests.support.health import status, wait_healthy  # noqa: E402
+from tests.support.nodes import new_node_key, register_node  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import ZERONODE, stop  # noqa: E402
+from tests.support.redis_server import start_redis_server  # noqa: E402
+from tests.support.waiting import wait_until  # noqa: E402
 from zeronode.client.coord import CoordClient  # noqa: E402
-from zeronode.client.ledger import LedgerClient  # noqa: E402
-from zeronode.protocol import keys  # noqa: E402
 from zeronode.protocol.envelope import new_envelope  # noqa: E402
 
 FLEET_ADDRESSES = 64  # distinct origins for the simulated supervisors, as distinct nodes have
 
 console = Console()
-ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, path: str = "/health") -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        assert process.poll() is None, f"{process.args} exited"
-        try:
-            if httpx.get(url + path, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"{url} did not come up"
-        time.sleep(0.05)
 
 
 def register(ledger_url: str, fleet_port: int, index: int) -> tuple[str, str]:
     """A node registered and online in the ledger, its supervisor in the fleet: (id, supervisor URL)."""
-    key = nacl.signing.SigningKey.generate()
-    node_id = keys.node_id(keys.public_key_text(key))
+    key, node_id = new_node_key()
     url = node_url(fleet_port, index, node_id, FLEET_ADDRESSES)
-    with LedgerClient(ledger_url, key) as ledger:
-        ledger.register(NodeRegistration(
-            farm="bench", capacity=Capacity(vcpus=2, memory=1 << 30, disk=10 << 30), supervisor_url=url, version="bench",
-        ))
-        ledger.report_uptime(100)
+    register_node(ledger_url, key, url, farm="bench", version="bench")
     return node_id, url
 
 
@@ -118,8 +95,8 @@ def main() -> None:
         return processes[-1]
 
     try:
-        redis_socket = state / "redis.sock"
-        spawn("redis-server", "--port", "0", "--unixsocket", str(redis_socket), "--save", "", "--appendonly", "no")
+        redis_process, redis_socket = start_redis_server(state)
+        processes.append(redis_process)
         ledger_port, coord_port, fleet_port = free_port(), free_port(), free_port()
         ledger_url, coord_url = f"http://127.0.0.1:{ledger_port}", f"http://127.0.0.1:{coord_port}"
         (state / "ledger.toml").write_text(f'data_dir = "{state}/ledger"\nport = {ledger_port}\nreport_interval = 600\n')
@@ -130,10 +107,11 @@ def main() -> None:
         ledger = spawn(ZERONODE, "ledger", "--config", str(state / "ledger.toml"))
         fleet = spawn(sys.executable, "-m", "tests.support.fleet", "--port", str(fleet_port),
                       "--addresses", str(FLEET_ADDRESSES), "--latency", str(args.latency), "--run-time", str(args.run_time))
-        wait_healthy(ledger_url, ledger)
-        wait_healthy(f"http://127.0.0.1:{fleet_port}", fleet, "/n/x/v1/jobs/x")
+        wait_healthy(ledger_url, 60, ledger)
+        fleet_job = f"http://127.0.0.1:{fleet_port}/n/x/v1/jobs/x"  # answers 404: the fleet has no health route
+        wait_until(lambda: status(fleet_job) is not None, 60, "the fleet to answer", interval=0.05, process=fleet)
         coord = spawn(ZERONODE, "coord", "--config", str(state / "coord.toml"))
-        wait_healthy(coord_url, coord)
+        wait_healthy(coord_url, 60, coord)
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(register, ledger_url, fleet_port, index) for index in range(args.nodes)]
@@ -154,10 +132,7 @@ def main() -> None:
         for process in reversed(processes):
             process.terminate()
         for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop(process, 10)
         shutil.rmtree(state, ignore_errors=True)
 
 

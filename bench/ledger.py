@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,16 +32,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import nacl.signing
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The helpers live in the tests' support package, imported from the repository root; this directory
+# comes off the path, as this very file would shadow the ledger package.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").resolve() != ROOT / "bench")]
 
 from ledger import nodes  # noqa: E402
 from ledger.database import Database  # noqa: E402
+from tests.support.health import wait_healthy  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import ZERONODE, stop  # noqa: E402
 from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
 from zeronode.protocol import keys  # noqa: E402
 from zeronode.protocol.signed_requests import (
@@ -97,12 +101,6 @@ async def drive(port: int, requests: list[bytes], connections: int) -> tuple[flo
     return time.perf_counter() - started, answers
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def register(database_url: str, fleet: list[Node]) -> None:
     """The fleet registered before the ledger starts (setup, not measured)."""
     db = Database(database_url)
@@ -117,16 +115,13 @@ def register(database_url: str, fleet: list[Node]) -> None:
 def start_ledger(workdir: Path, database_url: str, port: int) -> subprocess.Popen:
     config = workdir / "ledger.toml"
     config.write_text(f'database_url = "{database_url}"\nport = {port}\nmax_batch = 10000\n')
-    zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-    process = subprocess.Popen([zeronode, "ledger", "--config", str(config)], stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("the ledger did not start")
+    process = subprocess.Popen([ZERONODE, "ledger", "--config", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", 60, process)
+    except AssertionError:
+        stop(process, 10)
+        raise
+    return process
 
 
 def rate(count: int, seconds: float) -> float:
@@ -189,8 +184,7 @@ def main() -> None:
             rounds[BATCHED].append(rate(args.nodes, seconds))
     finally:
         if ledger is not None:
-            ledger.terminate()
-            ledger.wait(30)
+            stop(ledger, 30)
         shutil.rmtree(workdir, ignore_errors=True)
 
     results = {name: statistics.median(values) for name, values in rounds.items()}

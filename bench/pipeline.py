@@ -19,7 +19,6 @@ import contextlib
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,11 +35,18 @@ from rich.table import Table
 from rq import SimpleWorker
 from rq.job import Job
 
-sys.path.insert(0, str(Path(__file__).parent))  # rq_noop, the baseline's job function
+# The helpers live in the tests' support package, imported from the repository root; this directory
+# stays on the path after it: rq_noop, the baseline's job function, is imported from here.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from runner.executor import Executor  # noqa: E402
 from runner.worker import Runner  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
+from tests.support.health import wait_healthy  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.processes import ZERONODE, stop  # noqa: E402
+from tests.support.redis_server import start_redis_server  # noqa: E402
 from zeronode.node.authorizer import Authorizer  # noqa: E402
 from zeronode.node.identity import node_identity  # noqa: E402
 from zeronode.node.queue.jobs import open_queue  # noqa: E402
@@ -56,21 +62,6 @@ ROUNDED = (
     "runner drain (verify + Rhai)",
     "supervisor accept, batches of 100",
 )
-
-
-def start_redis(directory: Path) -> tuple[subprocess.Popen, Path]:
-    sock = directory / "redis.sock"
-    process = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            redis.Redis(unix_socket_path=str(sock)).ping()
-            return process, sock
-        except (redis.ConnectionError, FileNotFoundError):
-            time.sleep(0.02)
-    raise RuntimeError("redis-server did not start")
 
 
 def rate(count: int, seconds: float) -> float:
@@ -107,27 +98,18 @@ def in_process(target, *args) -> multiprocessing.process.BaseProcess:
 @contextlib.contextmanager
 def supervisor_process(settings: NodeSettings, workdir: Path):
     """`zeronode supervisor` in a process of its own, as a node runs it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     config = workdir / "node.toml"
     config.write_text(
         f'state_dir = "{settings.state_dir}"\nredis_url = "{settings.redis_url}"\nqueue = "{settings.queue}"\nport = {port}\n'
     )
-    zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-    process = subprocess.Popen([zeronode, "supervisor", "--config", str(config)], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([ZERONODE, "supervisor", "--config", str(config)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{url}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_healthy(url, 60, process)
         yield url
     finally:
-        process.terminate()
-        process.wait(30)
+        stop(process, 30)
 
 
 def main() -> None:
@@ -137,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     n, rounds_count = args.jobs, args.rounds
     workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-"))
-    redis_process, sock = start_redis(workdir)
+    redis_process, sock = start_redis_server(workdir)
     connection = redis.Redis(unix_socket_path=str(sock))
     results: dict[str, float] = {}
     try:
@@ -226,7 +208,7 @@ def main() -> None:
             worker.join(10)
             zn_latency = latencies(connection, ids, supervisor.queue.serializer)
     finally:
-        redis_process.terminate()
+        stop(redis_process, 10)
         shutil.rmtree(workdir, ignore_errors=True)
 
     table = Table(title=f"{n} jobs a round, medians of {rounds_count} rounds, {os.cpu_count()} cores")

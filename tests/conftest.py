@@ -1,77 +1,53 @@
 """Fixtures shared by every test package: real servers and a real btrfs, made and removed by the tests."""
 
 import contextlib
-import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import btrfsutil
 import pytest
 import redis
-import uvicorn
 
-
-def collect_json_lines(stream, into: list[dict]) -> threading.Thread:
-    """Append each JSON log line a process writes on `stream` to `into` (plain lines as {"msg": line})."""
-
-    def read() -> None:
-        for line in stream:
-            try:
-                into.append(json.loads(line))
-            except ValueError:
-                into.append({"msg": line.rstrip()})
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    return reader
+from tests.support.processes import ZERONODE, ZeronodeProcess, stop
+from tests.support.redis_server import start_redis_server
+from tests.support.serving import BackgroundServer
 
 
 @pytest.fixture(scope="session")
 def zn():
     """Run the installed `zeronode` command as a user would: zn("verify", path) -> CompletedProcess."""
-    binary = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-    assert binary, "the zeronode console script is not installed in this environment"
+    assert ZERONODE, "the zeronode console script is not installed in this environment"
 
     def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-        return subprocess.run([binary, *map(str, args)], capture_output=True, text=True, timeout=60, **kwargs)
+        return subprocess.run([ZERONODE, *map(str, args)], capture_output=True, text=True, timeout=60, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def services():
+    """services(*args) -> ZeronodeProcess: `zeronode ARGS...` as a process, stopped at the end of the test."""
+    started: list[ZeronodeProcess] = []
+
+    def start(*args) -> ZeronodeProcess:
+        started.append(ZeronodeProcess(*args))
+        return started[-1]
+
+    yield start
+    for service in started:
+        service.stop()
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A private redis-server on a Unix socket, for the whole session."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed; run scripts/install-system-packages"
-    directory = tmp_path_factory.mktemp("redis")
-    socket = directory / "redis.sock"
-    process = subprocess.Popen(
-        [binary, "--port", "0", "--unixsocket", str(socket), "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", str(directory)],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(unix_socket_path=str(socket))
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except (redis.ConnectionError, FileNotFoundError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("redis-server did not start") from None
-            time.sleep(0.02)
+    process, socket = start_redis_server(tmp_path_factory.mktemp("redis"))
     yield socket
-    process.terminate()
-    process.wait(10)
+    stop(process, 10)
 
 
 @pytest.fixture
@@ -86,29 +62,15 @@ def redis_client(redis_server):
 @pytest.fixture
 def serve_app():
     """Serve an ASGI app with uvicorn on a free loopback port; returns its base URL."""
-    servers = []
+    servers: list[BackgroundServer] = []
 
     def start(app) -> str:
-        listener = socket.socket()
-        # Accepted sockets inherit this; without it uvicorn answers each request 40 ms late (delayed ACK).
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        listener.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-        thread.start()
-        servers.append((server, thread, listener))
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        host, port = listener.getsockname()
-        return f"http://{host}:{port}"
+        servers.append(BackgroundServer(app))
+        return servers[-1].url
 
     yield start
-    for server, thread, listener in servers:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture

@@ -5,37 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.health import healthy
+from tests.support.processes import ZERONODE, alive
+from tests.support.waiting import wait_until
 from zeronode.client.coord import CoordClient
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import new_envelope
-
-ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +97,7 @@ def test_coord_restarted_mid_deployment_resumes_tracking(cluster):
     os.kill(coord_pid, signal.SIGKILL)
     wait_until(lambda: pids(cluster)["coord"] != coord_pid, 30, "coord's restart by up")
     with CoordClient(cluster["coord_url"]) as coord:
-        wait_until(lambda: _healthy(cluster["coord_url"]), 30, "the new coord")
+        wait_until(lambda: healthy(cluster["coord_url"]), 30, "the new coord")
         *_, final = coord.follow(envelope.id, timeout=60)
     assert final["status"] == "succeeded" and sorted(t["result"] for t in final["tasks"]) == sorted(nodes)
 
@@ -174,13 +156,6 @@ def test_ctrl_c_stops_every_process(cluster):
     assert left == []
     # The runner pools' own children (runner processes) are gone too.
     assert not subprocess.run(["pgrep", "-f", str(cluster["state"])], capture_output=True).stdout
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_up_says_what_to_install_when_redis_is_missing(tmp_path):

@@ -3,13 +3,10 @@ and nodes that are either simulated supervisors (tests.support.fleet) or real on
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass, field
 
 import nacl.signing
 import pytest
-import uvicorn
 
 from coord.app import create_app as create_coord
 from coord.settings import CoordSettings
@@ -17,11 +14,9 @@ from coord.store import connect
 from ledger.app import create_app as create_ledger
 from ledger.database import Database
 from ledger.settings import LedgerSettings
-from tests.support.fleet import Fleet, create_fleet, listeners, node_url
-from zeronode.api.ledger import Capacity, NodeRegistration
+from tests.support.fleet import Fleet, listeners, node_url, serve_in_background
+from tests.support.nodes import new_node_key, register_node
 from zeronode.client.coord import CoordClient
-from zeronode.client.ledger import LedgerClient
-from zeronode.protocol import keys
 from zeronode.protocol.envelope import Envelope, new_envelope
 
 FLEET_ADDRESSES = 16  # the simulated supervisors' distinct origins (127.0.0.1-16), as distinct nodes have
@@ -40,16 +35,9 @@ class ControlPlane:
 
     def add_node(self, *, online: bool = True, supervisor_url: str | None = None) -> str:
         """Register a node in the ledger (its supervisor simulated by the fleet unless given); its id."""
-        key = nacl.signing.SigningKey.generate()
-        node_id = keys.node_id(keys.public_key_text(key))
+        key, node_id = new_node_key()
         url = supervisor_url or node_url(self.fleet_port, len(self.node_keys), node_id, FLEET_ADDRESSES)
-        with LedgerClient(self.ledger_url, key) as ledger:
-            ledger.register(NodeRegistration(
-                farm="test", capacity=Capacity(vcpus=2, memory=1 << 30, disk=10 << 30),
-                supervisor_url=url, version="test",
-            ))
-            if online:
-                ledger.report_uptime(100)
+        register_node(self.ledger_url, key, url, online=online)
         self.node_keys[node_id] = key
         return node_id
 
@@ -74,12 +62,7 @@ def control_plane(tmp_path, serve_app, redis_server, redis_client):
     database.migrate()
     ledger_url = serve_app(create_ledger(ledger_settings, database))
     fleet = Fleet(run_time=0.2)
-    sockets = listeners(0, FLEET_ADDRESSES)
-    fleet_server = uvicorn.Server(uvicorn.Config(create_fleet(fleet), log_level="warning", lifespan="off"))
-    fleet_thread = threading.Thread(target=fleet_server.run, kwargs={"sockets": sockets}, daemon=True)
-    fleet_thread.start()
-    while not fleet_server.started:
-        time.sleep(0.01)
+    fleet_server = serve_in_background(fleet, listeners(0, FLEET_ADDRESSES))
     coord_key = nacl.signing.SigningKey.generate()
     clients: list[CoordClient] = []
 
@@ -92,13 +75,11 @@ def control_plane(tmp_path, serve_app, redis_server, redis_client):
         clients.append(CoordClient(serve_app(create_coord(settings, connection, coord_key)), timeout=30))
         return clients[-1]
 
-    plane = ControlPlane(ledger_url, fleet, sockets[0].getsockname()[1], nacl.signing.SigningKey.generate(), coord_key, make_coord)
+    client_key = nacl.signing.SigningKey.generate()
+    plane = ControlPlane(ledger_url, fleet, fleet_server.port, client_key, coord_key, make_coord)
     plane.coord = make_coord()
     yield plane
     for client in clients:
         client.close()
     database.close()
-    fleet_server.should_exit = True
-    fleet_thread.join(10)
-    for listener in sockets:
-        listener.close()
+    fleet_server.stop()

@@ -12,15 +12,11 @@ import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -31,19 +27,10 @@ import pytest
 from ledger.app import create_app
 from ledger.database import Database
 from ledger.settings import LedgerSettings
+from tests.support.waiting import wait_until
 from zeronode.client.ledger import LedgerClient
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import SignedRequestAuth
-
-from ..conftest import collect_json_lines
-
-ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def postgres_bindir() -> Path:
@@ -85,16 +72,17 @@ def postgres_server():
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     server = PostgresServer(base, port)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            server.admin().close()
-            break
-        except psycopg.OperationalError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"postgres did not start: {process.stderr.read()[-2000:]}") from None
-            time.sleep(0.05)
+
+    def accepting() -> bool:
+        server.admin().close()
+        return True
+
+    try:
+        wait_until(accepting, 30, "postgres to accept connections", interval=0.05, process=process,
+                   ignoring=(psycopg.OperationalError,))
+    except AssertionError:
+        process.kill()
+        raise RuntimeError(f"postgres did not start: {process.stderr.read()[-2000:]}") from None
     yield server
     subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast", "-w"], capture_output=True)
     process.wait(30)
@@ -218,67 +206,3 @@ def registered(ledger, node_key) -> str:
     response = ledger.signed("POST", "/v1/nodes", node_key, REGISTRATION)
     assert response.status_code == 201, response.text
     return response.json()["node_id"]
-
-
-# -- real processes ---------------------------------------------------------
-
-
-@dataclass
-class Service:
-    """A `zeronode` command running as its own process; its JSON log lines are collected."""
-
-    args: list[str]
-    process: subprocess.Popen = field(init=False)
-    reader: threading.Thread = field(init=False)
-    logs: list[dict] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.process = subprocess.Popen([ZERONODE, *self.args], stderr=subprocess.PIPE, text=True, start_new_session=True)
-        self.reader = collect_json_lines(self.process.stderr, self.logs)
-
-    def wait_for_log(self, condition, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for entry in list(self.logs):
-                if condition(entry):
-                    return entry
-            assert self.process.poll() is None, f"{self.args[0]} exited ({self.process.returncode}): {self.logs[-5:]}"
-            time.sleep(0.05)
-        raise AssertionError(f"{self.args[0]}: timed out waiting for a log line: {self.logs[-5:]}")
-
-    def stop(self) -> int:
-        """SIGTERM, then its exit status, once its last log lines are in `logs`."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            status = self.process.wait(5)
-        self.reader.join(5)
-        return status
-
-
-@pytest.fixture
-def services():
-    """services(*args) -> Service: `zeronode ARGS...` as a process, stopped at the end of the test."""
-    started: list[Service] = []
-
-    def start(*args) -> Service:
-        service = Service([str(arg) for arg in args])
-        started.append(service)
-        return service
-
-    yield start
-    for service in started:
-        service.stop()
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)

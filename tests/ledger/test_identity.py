@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from ledger.schema import nodes
 from sal.network.simulator import SimulatedNode, create_simulator
+from tests.support.ports import free_port
 from zeronode.api.ledger import Capacity
 from zeronode.client.ledger import LedgerClient
 from zeronode.identity_manager.host import registration
@@ -20,8 +21,6 @@ from zeronode.identity_manager.manager import IdentityManager
 from zeronode.node.identity import node_identity
 from zeronode.node.settings import NodeSettings
 from zeronode.retry import Backoff
-
-from .conftest import free_port
 
 
 def meminfo_total() -> int:

@@ -2,7 +2,9 @@
 
 import httpx
 
-from .conftest import free_port, wait_until
+from tests.support.health import wait_healthy
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 def configs(tmp_path, database_url: str) -> tuple:
@@ -19,15 +21,8 @@ def configs(tmp_path, database_url: str) -> tuple:
 def start_ledger(services, config, url):
     ledger = services("ledger", "--config", config)
     ledger.wait_for_log(lambda entry: entry["msg"] == "ledger starting")
-    wait_until(lambda: healthy(url), 30, "the ledger to answer")
+    wait_healthy(url, 30, ledger.process)
     return ledger
-
-
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def node(url: str, node_id: str) -> dict:

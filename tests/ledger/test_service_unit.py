@@ -4,7 +4,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .conftest import ZERONODE
+from tests.support.processes import ZERONODE
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-identity-service"
 

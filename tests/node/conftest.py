@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +13,8 @@ import redis
 
 from supervisor.app import create_app
 from supervisor.service import Supervisor
+from tests.support.processes import ZeronodeProcess
+from tests.support.waiting import wait_until
 from zeronode.api.jobs import JobView
 from zeronode.node.authorizer import Authorizer
 from zeronode.node.identity import NodeIdentity, node_identity
@@ -27,43 +23,16 @@ from zeronode.protocol import keys
 from zeronode.protocol.envelope import Envelope, new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
 
-from ..conftest import collect_json_lines
 
-
-class RunnerPool:
-    """`zeronode runner --pool N` as a real process; its JSON log lines are collected."""
+class RunnerPool(ZeronodeProcess):
+    """`zeronode runner --pool N` as a real process, once its N runners are up; its JSON log lines are collected."""
 
     def __init__(self, config: Path, size: int):
-        binary = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-        self.process = subprocess.Popen(
-            [binary, "runner", "--pool", str(size), "--config", str(config)],
-            stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
-        self.logs: list[dict] = []
-        collect_json_lines(self.process.stderr, self.logs)
+        super().__init__("runner", "--pool", size, "--config", config)
         self.wait_for(lambda entries: sum(e["msg"] == "runner started" for e in entries) >= size, 60, "runners to start")
-
-    def wait_for(self, condition, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition(list(self.logs)):
-                return
-            if self.process.poll() is not None:
-                raise AssertionError(f"runner pool exited ({self.process.returncode}) waiting for {what}: {self.logs[-5:]}")
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}: {self.logs[-5:]}")
 
     def runner_pids(self) -> list[int]:
         return [e["pid"] for e in self.logs if e.get("msg") == "runner process started"]
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            if self.process.poll() is None:
-                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -96,13 +65,14 @@ class Node:
         return JobView.model_validate(response.json())
 
     def wait(self, job_id: str, until=lambda v: v.status not in ("queued", "started"), timeout: float = 30) -> JobView:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.job(job_id)
-            if until(job):
-                return job
-            assert time.monotonic() < deadline, f"job {job_id} still {job.status} after {timeout} s"
-            time.sleep(0.05)
+        last: JobView | None = None
+
+        def ready() -> JobView | None:
+            nonlocal last
+            last = self.job(job_id)
+            return last if until(last) else None
+
+        return wait_until(ready, timeout, lambda: f"job {job_id} (still {last.status})", interval=0.05)
 
     def cancel(self, job_id: str, key: nacl.signing.SigningKey) -> httpx.Response:
         return self.http.post(f"/v1/jobs/{job_id}/cancel", auth=SignedRequestAuth(key))
@@ -136,5 +106,5 @@ def node(tmp_path, redis_server, serve_app):
         node = Node(settings, config, identity, client, admin, stranger, connection, service, http)
         yield node
         for pool in node.pools:
-            pool.stop()
+            pool.stop(timeout=60)
     connection.close()

@@ -1,44 +1,13 @@
 """The node as an operator runs it: `zeronode supervisor` and `zeronode runner` processes, a client using the CLI."""
 
-import json
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import httpx
-import pytest
 
-ZERONODE = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.health import wait_healthy
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
-@pytest.fixture
-def processes():
-    started = []
-
-    def start(*args):
-        process = subprocess.Popen([ZERONODE, *map(str, args)], stderr=subprocess.PIPE, text=True)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server, processes, zn):
+def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server, services, zn):
     port = free_port()
     config = tmp_path / "node.toml"
     config.write_text(
@@ -50,19 +19,11 @@ def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server,
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "authorized_keys").write_text(f"{public}\n")
 
-    supervisor = processes("supervisor", "--config", config)
-    processes("runner", "--pool", "2", "--config", config)
+    supervisor = services("supervisor", "--config", config)
+    services("runner", "--pool", "2", "--config", config)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            health = httpx.get(f"{base}/health", timeout=1)
-            break
-        except httpx.TransportError:
-            assert supervisor.poll() is None, supervisor.stderr.read()
-            assert time.monotonic() < deadline, "supervisor did not come up"
-            time.sleep(0.1)
-    node_id = health.json()["node"]
+    wait_healthy(base, 30, supervisor.process)
+    node_id = httpx.get(f"{base}/health", timeout=1).json()["node"]
 
     script = tmp_path / "deploy.rhai"
     script.write_text('print(`deploying to ${node_info().id}`);\n#{ node: node_info().id, region: env.REGION }')
@@ -73,19 +34,19 @@ def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server,
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
 
-    deadline = time.monotonic() + 30
-    while (job := httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5).json())["status"] in ("queued", "started"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
+    def ended() -> dict | None:
+        view = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()
+        return view if view["status"] not in ("queued", "started") else None
+
+    job = wait_until(ended, 30, f"job {job_id} to end")
     assert job["status"] == "finished"
     assert job["result"] == {"node": node_id, "region": "eu"}
     assert job["output"] == [f"deploying to {node_id}"]
 
     # The node's key was created on first start, private, and the logs are JSON lines.
     assert ((tmp_path / "state" / "node.key").stat().st_mode & 0o777) == 0o600
-    supervisor.terminate()
-    supervisor.wait(30)
-    lines = [json.loads(line) for line in supervisor.stderr.read().splitlines() if line.startswith("{")]
+    supervisor.stop(30)
+    lines = supervisor.logs
     assert any(line["msg"] == "job accepted" and line["job"] == job_id for line in lines)
 
 

@@ -1,15 +1,13 @@
 """What a runner does when the queue, Redis or its operator misbehave (found in review)."""
 
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from rq.job import Job, JobStatus
 
 from runner.pool import run_runner
+from tests.support.processes import ZERONODE
 from zeronode.node.queue.jobs import RUN_FUNCTION
 from zeronode.node.queue.keys import NodeKeys
 from zeronode.node.queue.rq_layout import JobTemplate, Layout, Submission
@@ -79,8 +77,7 @@ def test_undecodable_job_fails_and_the_runner_goes_on(node):
 def test_a_second_sigterm_does_not_kill_a_busy_runner(node):
     envelope = node.sign('sleep(2); "done"')
     node.post(envelope)
-    zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent))
-    runner = subprocess.Popen([zeronode, "runner", "--burst", "--config", str(node.config)], stderr=subprocess.DEVNULL)
+    runner = subprocess.Popen([ZERONODE, "runner", "--burst", "--config", str(node.config)], stderr=subprocess.DEVNULL)
     node.wait(envelope.id, until=lambda job: job.status == "started")
     runner.send_signal(signal.SIGTERM)
     time.sleep(1.2)  # rq's own handler would force-exit on a second signal after a second

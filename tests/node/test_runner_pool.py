@@ -6,6 +6,8 @@ import time
 
 from rq.job import Job
 
+from tests.support.waiting import wait_until
+
 KILL_RECOVERY_LIMIT = 30  # seconds: the bound for recovering a dead runner's job
 
 
@@ -94,10 +96,8 @@ def test_many_jobs_on_a_pool_of_two_each_finish_exactly_once(node):
     envelopes = [node.sign(f"let i = {i}; sleep(0.005); i * i") for i in range(200)]
     answers = node.supervisor.submit_many([e.to_json() for e in envelopes])
     assert all(not hasattr(answer, "reason") for answer in answers)
-    deadline = time.monotonic() + 120
-    while node.supervisor.queue.finished_job_registry.get_job_count() < len(envelopes):
-        assert time.monotonic() < deadline, "jobs did not all finish"
-        time.sleep(0.2)
+    finished = node.supervisor.queue.finished_job_registry
+    wait_until(lambda: finished.get_job_count() >= len(envelopes), 120, "the jobs all to finish", interval=0.2)
     serializer = node.supervisor.queue.serializer
     for i, envelope in enumerate(envelopes):
         job = node.job(envelope.id)

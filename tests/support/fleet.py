@@ -21,12 +21,13 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from zeronode.protocol.envelope import verify
 from zeronode.protocol.errors import VerificationError
+
+from .serving import BackgroundServer, listener, uvicorn_server
 
 
 @dataclass
@@ -123,12 +124,8 @@ def listeners(port: int, addresses: int) -> list[socket.socket]:
     """Listening sockets on 127.0.0.1 ... 127.0.0.N, all on `port` (0: a free one, the same for all)."""
     sockets: list[socket.socket] = []
     for index in range(addresses):
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK stalls on small answers
-        listener.bind((f"127.0.0.{index + 1}", port))
-        port = listener.getsockname()[1]
-        sockets.append(listener)
+        sockets.append(listener(f"127.0.0.{index + 1}", port))
+        port = sockets[-1].getsockname()[1]
     return sockets
 
 
@@ -138,8 +135,13 @@ def node_url(port: int, index: int, node: str, addresses: int) -> str:
 
 
 def serve(fleet: Fleet, sockets: list[socket.socket]) -> None:
-    server = uvicorn.Server(uvicorn.Config(create_fleet(fleet), log_level="warning", lifespan="off"))
-    server.run(sockets=sockets)
+    """Serve the fleet on `sockets` in the foreground, until interrupted."""
+    uvicorn_server(create_fleet(fleet), lifespan="off").run(sockets=sockets)
+
+
+def serve_in_background(fleet: Fleet, sockets: list[socket.socket]) -> BackgroundServer:
+    """Serve the fleet on `sockets` from a thread of this process, until the result's `stop()`."""
+    return BackgroundServer(create_fleet(fleet), sockets, lifespan="off")
 
 
 def main() -> None:
