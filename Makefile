@@ -1,4 +1,4 @@
-# make test   build everything a fresh machine lacks, then run the tests
+# make test   build everything a fresh machine lacks, check the import contract, then run the tests
 # make demo   run the main job: a local cluster, the examples deployed through it
 # make bench  run the benchmarks
 # Re-running is quick: each step is redone only when its inputs changed.
@@ -10,7 +10,9 @@ RHAI_SOURCES := $(shell find rhai-py/src rhai-py/python -name '*.rs' -o -name '*
 
 .PHONY: install test demo bench clean
 
+# The import contract first (pyproject.toml's [tool.importlinter]: docs/architecture.md), then every test.
 test: install
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -1,4 +1,70 @@
-"""The root of every error zeronode raises on purpose (the whole tree is drawn below, once the SALs are in)."""
+"""The root of every error zeronode raises on purpose, and the whole tree under it.
+
+Each error is defined beside the code that raises it (the module in the right
+column); this drawing is the one place that shows them all, and
+tests/test_architecture.py holds it to the code in both directions.
+
+    ZeronodeError
+    ├── SettingsError                 zeronode.settings: a settings file or variable is invalid
+    ├── KeyFileError                  zeronode.protocol.errors: a key file is missing, unsafe or not a key
+    ├── VerificationError             zeronode.protocol.errors: an envelope or signed request refused (reason, http_status)
+    │   ├── MalformedEnvelope
+    │   │   └── InvalidJSON
+    │   ├── UnsupportedVersion
+    │   ├── UnknownAlgorithm
+    │   ├── MalformedKey
+    │   ├── BadSignature
+    │   ├── Expired
+    │   ├── NotYetValid
+    │   ├── ScriptTooLarge
+    │   ├── Replayed
+    │   └── PolicyNotMet
+    ├── ServiceError                  zeronode.api.errors: a request a service did not serve (status, reason, message)
+    │   ├── Refused                   4xx: the caller's fault; raised by a service, and by a client reading its answer
+    │   │   ├── NotFound              404
+    │   │   └── Conflict              409
+    │   └── Unavailable               5xx, or never reached: try again later
+    ├── AuthorizedKeysError           zeronode.node.authorizer: a bad line in a node's authorized_keys
+    ├── AlreadyRunning                zeronode.identity_manager.lock: another identity manager reports for this node
+    ├── ClusterError                  zeronode.dev.cluster: `zeronode up` could not start
+    ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger
+    └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
+        ├── StorageError              sal.storage.base
+        │   ├── InvalidName
+        │   ├── VolumeNotFound
+        │   └── VolumeExists
+        ├── NetworkError              sal.network.base
+        │   ├── PeerExists
+        │   ├── PeerNotFound
+        │   ├── MalformedEndpoint
+        │   └── ReplyTimeout
+        ├── VmNotFound                sal.hypervisor.base
+        ├── VmExists
+        ├── InvalidVmName
+        └── HypervisorError           sal.hypervisor.base: the VMM refused or failed (status, messages)
+            ├── VmmUnreachable
+            ├── VmNotCreated
+            ├── InvalidVmState
+            ├── InvalidVmConfig
+            ├── DeviceConflict
+            └── VmmFailure
+
+Foreign errors become these where they enter, each kind in one table:
+
+| foreign error                                   | becomes                                   | where |
+|-------------------------------------------------|-------------------------------------------|-------|
+| httpx transport errors (refused, reset, timeout) | Unavailable                               | zeronode.api.errors.unreachable |
+| an error answer from a zeronode service          | Refused / NotFound / Conflict / Unavailable | zeronode.api.errors.from_response (REFUSALS) |
+| redis, SQLAlchemy errors inside a service        | HTTP 503 with a reason                    | zeronode.api.handlers.FOREIGN |
+| pydantic validation errors                       | 422 malformed / VerificationError         | zeronode.api.bodies.parse_body, zeronode.protocol.envelope |
+| btrfsutil errors, `btrfs` exit codes             | StorageError                              | sal.storage.drivers.btrfs |
+| cloud-hypervisor's HTTP statuses                 | the HypervisorError family                | sal.hypervisor.drivers.cloud_hypervisor.client (ERRORS) |
+| mycelium's HTTP statuses                         | the NetworkError family                   | sal.network.drivers.mycelium |
+| Rhai's errors                                    | a job's ScriptError                       | runner.executor.script_error |
+
+Services answer every error as `{"detail": {"reason": ..., "message": ...}}`
+(zeronode.api.handlers); the CLI prints any of them as one line.
+"""
 
 from __future__ import annotations
 
