@@ -1,6 +1,6 @@
 """Nodes in the ledger: registration by the node's own key, and reading them back with their status.
 
-A node's id derives from its public key (zeronode.keys.node_id), and only a
+A node's id derives from its public key (zeronode.protocol.keys.node_id), and only a
 request signed by that key reaches `register`: registering again updates the
 record (a node that moved or grew), it never adds a second one.
 """

@@ -1,7 +1,7 @@
 """A runner: an rq worker that runs signed scripts, one at a time, with few Redis round trips.
 
 rq's SimpleWorker spends about 20 Redis round trips on each job. A busy
-runner here spends one, writing rq's own layout (zeronode.rq_layout) so that
+runner here spends one, writing rq's own layout (zeronode.node.queue.rq_layout) so that
 rq's tools still see correct statuses, registries and results. In one pipeline:
 
     finish: the last job's result or failure, its outcome in the job's meta

@@ -31,7 +31,6 @@ from sal.network.base import Network
 from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.functions import functions as network_functions
 from sal.storage.base import Storage
-from sal.storage.drivers.btrfs import BtrfsStorage
 from sal.storage.functions import functions as storage_functions
 from zeronode.node.settings import NodeSettings
 
@@ -46,10 +45,20 @@ def _auto_hypervisor(settings: NodeSettings) -> HypervisorDriver:
     return DRIVERS["hypervisor", "cloud-hypervisor" if shutil.which(settings.hypervisor_binary) else "simulated"](settings)
 
 
+def _btrfs(settings: NodeSettings) -> Storage:
+    # Imported here: btrfsutil is the optional [btrfs] extra, and a node without storage (or its identity
+    # manager, which only fingerprints) must not need it.
+    try:
+        from sal.storage.drivers.btrfs import BtrfsStorage
+    except ImportError as exc:
+        raise SalError(f"the btrfs storage driver needs btrfsutil: pip install 'zeronode[btrfs]' ({exc})") from None
+    return BtrfsStorage(settings.storage_root)
+
+
 # (SAL, the driver's name in the settings) -> the driver, made from the node's settings. A new driver is one
 # line here (and its own module or package under that SAL's drivers/). Building a driver has no side effects.
 DRIVERS: dict[tuple[str, str], Callable[[NodeSettings], Any]] = {
-    ("storage", "btrfs"): lambda settings: BtrfsStorage(settings.storage_root),
+    ("storage", "btrfs"): _btrfs,
     ("network", "mycelium"): lambda settings: MyceliumClient(settings.mycelium_url),
     ("hypervisor", "cloud-hypervisor"): lambda settings: CloudHypervisor.installed(settings.hypervisor_binary),
     ("hypervisor", "simulated"): lambda settings: CloudHypervisor.simulator(),

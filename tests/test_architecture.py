@@ -20,7 +20,11 @@ def modules() -> list:
     for name in PACKAGES:
         package = importlib.import_module(name)
         found.append(package)
-        found += [importlib.import_module(info.name) for info in pkgutil.walk_packages(package.__path__, f"{name}.")]
+        found += [
+            importlib.import_module(info.name)
+            for info in pkgutil.walk_packages(package.__path__, f"{name}.")
+            if not info.name.endswith(".__main__")  # importing it runs the program
+        ]
     return found
 
 

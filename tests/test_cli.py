@@ -87,3 +87,10 @@ def test_a_runner_with_an_unknown_driver_or_no_storage_pool_says_so_in_one_line(
     result = zn("runner", "--burst", "--config", config)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: cannot set up this node's drivers: storage pool ")
+
+
+def test_up_with_an_unknown_hypervisor_driver_says_so_before_starting_anything(zn, tmp_path):
+    result = zn("up", "--once", "--hypervisor", "qemu", "--state-dir", tmp_path / "up")
+    assert result.returncode == 1
+    assert "error: --hypervisor: hypervisor = 'qemu' is not a hypervisor driver; known: " in result.stderr
+    assert not (tmp_path / "up" / "logs" / "redis.log").exists()

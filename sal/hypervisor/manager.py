@@ -1,6 +1,6 @@
 """The node's VMs on one hypervisor driver: their records, their disks on the storage pool, their lifecycle.
 
-Everything about a VM lives in STATE_DIR/NAME/: its record (vm.json,
+Everything about a VM lives in VM_DIR/NAME/ (the node's vm_dir setting): its record (vm.json,
 sal.hypervisor.record), the guest's serial console (serial.log), and whatever
 the driver keeps to find the VM's process again (cloud-hypervisor: its pid
 file, API socket and log). So the files, not a process's memory, are the truth:

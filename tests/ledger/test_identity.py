@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.schema import nodes
-from sal.network.simulator import SimulatedNode, create_simulator
+from sal.network.drivers.mycelium.simulator import SimulatedNode, create_simulator
 from tests.support.ports import free_port
 from zeronode.api.ledger import Capacity
 from zeronode.client.ledger import LedgerClient

@@ -1,4 +1,4 @@
-"""zeronode.rq_layout writes what rq writes: twin jobs, one through rq's objects, one through ours.
+"""zeronode.node.queue.rq_layout writes what rq writes: twin jobs, one through rq's objects, one through ours.
 
 If an rq upgrade changes its Redis layout, these tests fail before anything else does.
 """

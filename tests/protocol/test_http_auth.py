@@ -1,12 +1,14 @@
 """Signed HTTP requests: the httpx client side against the FastAPI dependency."""
 
 import hashlib
+import logging
 
 import httpx
 import nacl.signing
 import pytest
 from fastapi import Depends, FastAPI
 
+from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import SignedRequestAuth, request_signing_bytes
@@ -16,6 +18,7 @@ NOW = 1_800_000_000.0
 
 def make_app(clock):
     app = FastAPI()
+    handlers.install(app, logging.getLogger("test"))  # what every service does: refusals become JSON
     signed = SignedRequest(clock=clock)
 
     @app.post("/v1/things/{name}")

@@ -10,7 +10,7 @@ from sal import registry
 from sal.hypervisor import VmManager
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.network.drivers.mycelium import MyceliumClient
-from sal.network.simulator import create_simulator
+from sal.network.drivers.mycelium.simulator import create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"

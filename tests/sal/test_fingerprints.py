@@ -7,7 +7,7 @@ from sal.fingerprint import SIMULATOR_HEADER, Fingerprint
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.cloud_hypervisor.client import API_VERSION
 from sal.network.drivers.mycelium import MyceliumClient
-from sal.network.simulator import SimulatedNode, create_simulator
+from sal.network.drivers.mycelium.simulator import SimulatedNode, create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 
 MYCELIUM_FEATURES = ("peers", "routes", "messages", "topics", "replies", "pubkey_lookup")

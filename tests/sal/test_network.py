@@ -4,7 +4,7 @@ import pytest
 
 from sal.network import MalformedEndpoint, PeerExists, PeerNotFound, ReplyTimeout
 from sal.network.drivers.mycelium import MyceliumClient
-from sal.network.simulator import create_simulator
+from sal.network.drivers.mycelium.simulator import create_simulator
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sal.network.drivers.mycelium import MyceliumClient
-from sal.network.simulator import create_simulator
+from sal.network.drivers.mycelium.simulator import create_simulator
 
 SPEC_FILE = Path(__file__).resolve().parents[3] / "shared" / "specs" / "mycelium-api.yaml"
 

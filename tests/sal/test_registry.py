@@ -1,5 +1,8 @@
 """sal.registry: the one table of drivers, the node's SALs built from its settings, and its fingerprint."""
 
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -7,7 +10,7 @@ from sal import registry
 from sal.errors import SalError
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.cloud_hypervisor.client import API_VERSION
-from sal.network.simulator import create_simulator
+from sal.network.drivers.mycelium.simulator import create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 from zeronode.api.ledger import Capabilities
 from zeronode.node.settings import NodeSettings
@@ -89,3 +92,34 @@ def test_a_fingerprint_reports_what_the_node_lacks_as_none(tmp_path):
     missing_binary = settings(tmp_path, storage_root=tmp_path, hypervisor="cloud-hypervisor", hypervisor_binary="no-such")
     assert registry.fingerprint(missing_binary)["hypervisor"] is None
     assert registry.fingerprint(settings(tmp_path, storage_root=tmp_path, hypervisor="qemu"))["hypervisor"] is None
+
+
+# btrfsutil is the optional [btrfs] extra: in a process where it cannot be imported, the node's
+# identity manager still registers (storage reported as absent) and a runner says what to install.
+WITHOUT_BTRFSUTIL = """
+import sys, tempfile
+class NoBtrfsutil:
+    def find_spec(self, name, path=None, target=None):
+        if name == "btrfsutil":
+            raise ImportError("not installed")
+sys.meta_path.insert(0, NoBtrfsutil())
+from sal.errors import SalError
+from sal.registry import NodeSals
+from zeronode.identity_manager.host import registration
+from zeronode.node.settings import NodeSettings
+settings = NodeSettings(state_dir=tempfile.mkdtemp(), storage_root=tempfile.mkdtemp())
+print(registration(settings).capabilities.storage)
+try:
+    NodeSals.from_settings(settings)
+except SalError as exc:
+    print(exc)
+"""
+
+
+def test_without_the_btrfs_extra_the_identity_manager_still_registers_and_runners_say_why():
+    result = subprocess.run([sys.executable, "-c", WITHOUT_BTRFSUTIL], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "None",
+        "the btrfs storage driver needs btrfsutil: pip install 'zeronode[btrfs]' (not installed)",
+    ]

@@ -14,14 +14,15 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
+from zeronode.api.errors import Refused
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import DEFAULT_WINDOW, verify_request
 
 
 class SignedRequest:
-    """FastAPI dependency: the public key that signed the request, or a 401 with a JSON reason."""
+    """FastAPI dependency: the public key that signed the request, or Refused (401, with the reason)."""
 
     def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.time):
         self.window = window
@@ -42,7 +43,7 @@ class SignedRequest:
                 now=self.clock(),
             )
         except VerificationError as exc:
-            raise HTTPException(status_code=401, detail={"reason": exc.reason, "message": str(exc)}) from None
+            raise Refused(401, exc.reason, str(exc)) from None
 
 
 async def signer(request: Request) -> str:

@@ -72,8 +72,9 @@ def detail_of(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
     try:
         detail = response.json()["detail"]
         reason, message = str(detail["reason"]), str(detail["message"])
-    except (ValueError, KeyError, TypeError):
-        return "refused" if response.status_code < 500 else "unavailable", response.text.strip()[:200], {}
+    except (ValueError, KeyError, TypeError):  # not a zeronode service, or not one of its answers
+        text = f"{response.status_code} {response.text.strip()[:200]}".strip()
+        return "refused" if response.status_code < 500 else "unavailable", text, {}
     return reason, message, {k: v for k, v in detail.items() if k not in ("reason", "message")}
 
 
@@ -88,7 +89,7 @@ def from_response(response: httpx.Response, service: str) -> ServiceError:
 
 
 def unreachable(error: httpx.HTTPError, service: str, url: object) -> Unavailable:
-    """A transport failure (refused, reset, DNS, timeout) as the Unavailable it is."""
+    """A transport failure (refused, reset, DNS, timeout) or an undecodable answer, as the Unavailable it is."""
     return Unavailable(f"{service} unreachable at {url}: {error or type(error).__name__}", reason="unreachable")
 
 

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-import sys
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeronode.api.errors import ServiceError, problems
 
-# The foreign errors a service maps: what its back end raises when it is away, by qualified class
-# name, so that no service imports a back end it does not use: (status, reason, message).
+# The foreign errors every service maps: what a back end raises when it is away, by qualified class
+# name, so that this module names them without importing them at its own import: (status, reason, message).
 FOREIGN: dict[str, tuple[int, str, str]] = {
     "redis.exceptions.RedisError": (503, "store_unavailable", "the service's Redis is unavailable; try again"),
     "sqlalchemy.exc.OperationalError": (503, "database_unavailable", "database unavailable"),
@@ -36,12 +36,14 @@ def error_response(status: int, reason: str, message: str, **detail) -> JSONResp
 
 
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
-    """FOREIGN's classes among the modules this process has imported."""
+    """FOREIGN's classes, of the back ends installed here (both are dependencies: a missing one raises nothing)."""
     found = {}
     for name, answer in FOREIGN.items():
         module, _, cls = name.rpartition(".")
-        if module in sys.modules and isinstance(getattr(sys.modules[module], cls, None), type):
-            found[getattr(sys.modules[module], cls)] = answer
+        try:
+            found[getattr(importlib.import_module(module), cls)] = answer
+        except (ImportError, AttributeError):
+            continue
     return found
 
 

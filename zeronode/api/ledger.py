@@ -31,7 +31,7 @@ def _ipv6(text: str) -> str:
 
 
 PublicKey = Annotated[str, AfterValidator(_canonical_key)]
-NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronode.keys.node_id
+NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronode.protocol.keys.node_id
 FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 UnixTime = Annotated[int, Field(ge=0, le=2**53)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]

@@ -29,6 +29,3 @@ app = typer.Typer(
 for group in (local, signing, node, services, fleet, up):
     app.add_typer(group.app)
 app.add_typer(users.app, name="users")
-
-if __name__ == "__main__":
-    app()

@@ -30,7 +30,7 @@ class CoordClient:
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # refused, reset, timeout, and answers httpx cannot decode
             raise unreachable(exc, "the coordinator", self.http.base_url) from exc
         if response.status_code >= 400:
             raise from_response(response, "the coordinator")

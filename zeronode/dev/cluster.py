@@ -30,8 +30,12 @@ from pathlib import Path
 
 import httpx
 import nacl.signing
+from pydantic import ValidationError
 
+from sal import registry
+from sal.errors import SalError
 from zeronode.errors import ZeronodeError
+from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
 
 PR_SET_PDEATHSIG = 1
@@ -154,6 +158,10 @@ class LocalCluster:
         redis_server = shutil.which("redis-server")
         if redis_server is None:
             raise ClusterError("redis-server is not installed: sudo apt-get install redis-server (Debian/Ubuntu)")
+        try:  # the driver table knows the name (checked now, not by runners failing over and over)
+            registry.build("hypervisor", NodeSettings(state_dir=self.state_dir, hypervisor=self.hypervisor))
+        except (SalError, ValidationError) as exc:
+            raise ClusterError(f"--hypervisor: {exc}") from None
         admin = keys.generate()
         keys.save_private_key(admin, self.admin_key_path)
         self.admin_key: nacl.signing.SigningKey = admin
@@ -226,7 +234,7 @@ class LocalCluster:
         node = LocalNode(index, config, f"http://127.0.0.1:{port}")
         self.local_nodes.append(node)
         name = f"node{index}"
-        mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.simulator", "--port", str(mycelium_port)])
+        mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.drivers.mycelium.simulator", "--port", str(mycelium_port)])
         self._wait(f"{name}'s mycelium", lambda: self._answers(f"http://127.0.0.1:{mycelium_port}/api/v1/admin"), [mycelium])
         for other in mycelium_ports[: index - 1]:  # peer both ways with the nodes started before: a connected overlay
             for here, there in ((mycelium_port, other), (other, mycelium_port)):
@@ -242,7 +250,7 @@ class LocalCluster:
         """A placeholder image volume on each node's storage: a sparse disk and a stand-in kernel, enough
         for VMs on the simulated hypervisor (the examples' deploy_vm.rhai)."""
         for node in self.local_nodes:
-            storage = self._node_sals(node).storage
+            storage = registry.build("storage", self._node_settings(node))
             if storage.exists(name):
                 continue
             volume = storage.create(name)
@@ -290,15 +298,12 @@ class LocalCluster:
             return
         for node in self.local_nodes:
             if (self.state_dir / f"node{node.index}" / "vms").is_dir():
-                self._node_sals(node).vms.stop_all(timeout=1)
+                registry.NodeSals.from_settings(self._node_settings(node)).vms.stop_all(timeout=1)
 
     @staticmethod
-    def _node_sals(node: LocalNode):
-        """The node's SAL drivers, as its runners build them from its settings file."""
-        from sal.registry import NodeSals
-        from zeronode.node.settings import NodeSettings
-
-        return NodeSals.from_settings(NodeSettings.load(node.config))
+    def _node_settings(node: LocalNode) -> NodeSettings:
+        """The node's settings, from the file its services read: its drivers are built from them, as theirs are."""
+        return NodeSettings.load(node.config)
 
     def __enter__(self) -> LocalCluster:
         try:

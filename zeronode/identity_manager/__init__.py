@@ -12,7 +12,8 @@ as the node does:
 2. Load the node key, creating it (0600) on the first run: the node id derives
    from it, so it never changes across restarts.
 3. Register the node in the ledger: capacity read from the host, supervisor
-   URL, mycelium address. Registered again whenever any of that changes.
+   URL, mycelium address, and its capabilities (each SAL's driver
+   fingerprint). Registered again whenever any of that changes.
 4. Report the host's uptime every `uptime_interval` seconds.
 
 It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and

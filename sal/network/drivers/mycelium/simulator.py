@@ -9,7 +9,7 @@ enough for nodes that peer with each other. Every answer carries the header
 `x-zeronode-simulator: mycelium` (sal.fingerprint), so the mycelium driver's
 fingerprint says "simulated".
 
-    python -m sal.network.simulator --port 8989
+    python -m sal.network.drivers.mycelium.simulator --port 8989
 """
 
 from __future__ import annotations

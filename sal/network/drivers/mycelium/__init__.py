@@ -1,6 +1,6 @@
 """The network SAL on mycelium: a client of the daemon's HTTP API (default http://127.0.0.1:8989).
 
-The same code talks to the real daemon and to sal.network.simulator; the
+The same code talks to the real daemon and to sal.network.drivers.mycelium.simulator; the
 simulator marks its answers (sal.fingerprint.SIMULATOR_HEADER), which is how
 `fingerprint()` tells them apart.
 """
