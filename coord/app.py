@@ -30,6 +30,7 @@ from coord.settings import CoordSettings
 from coord.store import Store
 from coord.supervisors import SupervisorClients
 from zeronode.api import handlers
+from zeronode.api.routing import add_routers
 from zeronode.api.auth import SignedRequest
 
 log = logging.getLogger("zeronode.coord")
@@ -63,6 +64,5 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     app.state.signed_request = SignedRequest()  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
     handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())
-    for router in (deployments.router, operations.router):
-        app.include_router(router)
+    add_routers(app, deployments.router, operations.router)
     return app

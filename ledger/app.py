@@ -26,9 +26,11 @@ from fastapi import FastAPI
 from ledger.database import Database
 from ledger.metrics import Metrics, NodeCounts
 from ledger.routes import nodes, operations, uptime, users
+from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
+from zeronode.api.routing import add_routers
 
 log = logging.getLogger("zeronode.ledger")
 
@@ -38,9 +40,8 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     app = FastAPI(title="zeronode ledger", version="1")
     metrics = Metrics()
     metrics.registry.register(NodeCounts(db, settings, clock))
-    app.state.settings, app.state.db, app.state.clock, app.state.metrics = settings, db, clock, metrics
+    app.state.ledger = Ledger(settings, db, clock, metrics)
     app.state.signed_request = SignedRequest(window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
-    for router in (nodes.router, uptime.router, users.router, operations.router):
-        app.include_router(router)
+    add_routers(app, nodes.router, uptime.router, users.router, operations.router)
     return app

@@ -25,6 +25,7 @@ from supervisor.routes import jobs, operations
 from supervisor.service import Supervisor
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
+from zeronode.api.routing import add_routers
 
 log = logging.getLogger("zeronode.supervisor")
 
@@ -50,6 +51,5 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     app.state.supervisor = supervisor
     app.state.signed_request = SignedRequest()  # the protocol's window: the node's settings have none of their own
     handlers.install(app, log)  # refusals are counted by the service itself, which sees batches' too
-    for router in (jobs.router, operations.router):
-        app.include_router(router)
+    add_routers(app, jobs.router, operations.router)
     return app

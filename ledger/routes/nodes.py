@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger import nodes
-from ledger.routes.dependencies import ClockDep, DatabaseDep, MetricsDep, SettingsDep, WriteSigner, require_read_token
+from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_token
 from zeronode.api.bodies import parse_body
 from zeronode.api.ledger import NodeDetail, NodeFilters, NodeId, NodeRegistration, NodeView
 
@@ -18,23 +18,21 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
 @router.post("", response_model=NodeView)
 async def register(
-    request: Request, public_key: WriteSigner, db: DatabaseDep, settings: SettingsDep, clock: ClockDep, metrics: MetricsDep
+    request: Request, public_key: WriteSigner, ledger: LedgerDep
 ) -> JSONResponse:
     registration = parse_body(NodeRegistration, await request.body())
-    now = clock()
-    row, created = await run_in_threadpool(nodes.register, db, public_key, registration, now)
-    metrics.registrations.labels("created" if created else "updated").inc()
-    view = nodes.view(row, now, settings.offline_after)
+    now = ledger.clock()
+    row, created = await run_in_threadpool(nodes.register, ledger.db, public_key, registration, now)
+    ledger.metrics.registrations.labels("created" if created else "updated").inc()
+    view = nodes.view(row, now, ledger.settings.offline_after)
     return JSONResponse(status_code=201 if created else 200, content=view.model_dump())
 
 
 @router.get("", dependencies=[Depends(require_read_token)])
-def list_nodes(
-    filters: Annotated[NodeFilters, Query()], db: DatabaseDep, settings: SettingsDep, clock: ClockDep
-) -> list[NodeView]:
-    return nodes.listing(db, filters, now=clock(), offline_after=settings.offline_after)
+def list_nodes(filters: Annotated[NodeFilters, Query()], ledger: LedgerDep) -> list[NodeView]:
+    return nodes.listing(ledger.db, filters, now=ledger.clock(), offline_after=ledger.settings.offline_after)
 
 
 @router.get("/{node_id}", dependencies=[Depends(require_read_token)])
-def get_node(node_id: NodeId, db: DatabaseDep, settings: SettingsDep, clock: ClockDep) -> NodeDetail:
-    return nodes.detail(db, node_id, clock(), settings.offline_after)
+def get_node(node_id: NodeId, ledger: LedgerDep) -> NodeDetail:
+    return nodes.detail(ledger.db, node_id, ledger.clock(), ledger.settings.offline_after)

@@ -6,14 +6,14 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ledger.routes.dependencies import DatabaseDep, MetricsDep
+from ledger.routes.dependencies import LedgerDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-def health(db: DatabaseDep) -> JSONResponse:
-    healthy = db.ping()
+def health(ledger: LedgerDep) -> JSONResponse:
+    healthy = ledger.db.ping()
     return JSONResponse(status_code=200 if healthy else 503, content={"status": "ok" if healthy else "database unavailable"})
 
 
@@ -24,5 +24,5 @@ async def ping() -> dict[str, str]:
 
 # A plain `def`, run in the thread pool: a scrape counts the nodes in the database (metrics.NodeCounts).
 @router.get("/metrics")
-def scrape(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def scrape(ledger: LedgerDep) -> Response:
+    return Response(generate_latest(ledger.metrics.registry), media_type=CONTENT_TYPE_LATEST)

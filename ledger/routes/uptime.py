@@ -9,14 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger import reports, uptime
-from ledger.routes.dependencies import (
-    ClockDep,
-    DatabaseDep,
-    MetricsDep,
-    SettingsDep,
-    WriteSigner,
-    require_declared_length,
-)
+from ledger.routes.dependencies import LedgerDep, WriteSigner, ledger_of, require_declared_length
 from zeronode.api.bodies import parse_body
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import UptimeBatch
@@ -25,18 +18,17 @@ router = APIRouter(tags=["uptime"])
 
 
 @router.post("/v1/nodes/{node_id}/uptime")
-async def report_uptime(
-    node_id: str, request: Request, public_key: WriteSigner, db: DatabaseDep, settings: SettingsDep, clock: ClockDep,
-    metrics: MetricsDep,
-) -> JSONResponse:
+async def report_uptime(node_id: str, request: Request, public_key: WriteSigner) -> JSONResponse:
+    ledger = ledger_of(request)
     report = reports.single(public_key, node_id, await request.body())
+    db, settings, clock = ledger.db, ledger.settings, ledger.clock
     if db.is_sqlite:
         # Inline: SQLite writes one at a time anyway, and this one takes a fraction of a millisecond,
         # less than the hop to a worker thread and its GIL hand-offs (40% more reports/s, bench/ledger.py).
         [answer] = uptime.ingest(db, [report], now=clock(), skew=settings.skew)
     else:  # PostgreSQL: the write waits on the network, so it waits in a thread
         [answer] = await run_in_threadpool(uptime.ingest, db, [report], now=clock(), skew=settings.skew)
-    metrics.count(answer)
+    ledger.metrics.count(answer)
     if isinstance(answer, Refused):
         raise answer
     return JSONResponse(answer.model_dump())
@@ -44,9 +36,8 @@ async def report_uptime(
 
 # Not signed as a whole: each report in it is, by its node. A relay needs no key.
 @router.post("/v1/uptime/batch", dependencies=[Depends(require_declared_length)])
-async def report_batch(
-    request: Request, db: DatabaseDep, settings: SettingsDep, clock: ClockDep, metrics: MetricsDep
-) -> JSONResponse:
+async def report_batch(request: Request, ledger: LedgerDep) -> JSONResponse:
+    db, settings, clock = ledger.db, ledger.settings, ledger.clock
     batch = parse_body(UptimeBatch, await request.body())
     if len(batch.reports) > settings.max_batch:
         raise Refused(422, "too_many", f"at most {settings.max_batch} reports in a batch")
@@ -55,7 +46,7 @@ async def report_batch(
     )
     results: list[dict[str, Any]] = []
     for answer in answers:
-        metrics.count(answer)
+        ledger.metrics.count(answer)
         if isinstance(answer, Refused):
             results.append({"status_code": answer.status, "error": answer.body()})
         else:

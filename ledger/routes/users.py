@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ledger import users
-from ledger.routes.dependencies import ClockDep, DatabaseDep, SettingsDep, WriteSigner, require_read_token
+from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_token
 from zeronode.api.bodies import parse_body
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import NewUser, NodeId, UserView
@@ -19,17 +19,17 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 
 @router.post("", response_model=UserView)
 async def save_user(
-    request: Request, public_key: WriteSigner, db: DatabaseDep, settings: SettingsDep, clock: ClockDep
+    request: Request, public_key: WriteSigner, ledger: LedgerDep
 ) -> JSONResponse:
     user = parse_body(NewUser, await request.body())
-    saved, created = await run_in_threadpool(users.save, db, public_key, user, clock(), settings.admins)
+    saved, created = await run_in_threadpool(users.save, ledger.db, public_key, user, ledger.clock(), ledger.settings.admins)
     return JSONResponse(status_code=201 if created else 200, content=saved.model_dump())
 
 
 @router.get("/{public_key}", dependencies=[Depends(require_read_token)])
-def get_user(public_key: str, db: DatabaseDep, settings: SettingsDep, node: NodeId | None = None) -> UserView:
+def get_user(public_key: str, ledger: LedgerDep, node: NodeId | None = None) -> UserView:
     try:
         keys.parse_public_key(public_key)
     except MalformedKey as exc:
         raise Refused(422, exc.reason, str(exc)) from None
-    return users.get(db, public_key, settings.admins, node)
+    return users.get(ledger.db, public_key, ledger.settings.admins, node)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field, RootModel
 from starlette.concurrency import run_in_threadpool
 
-from supervisor.routes.dependencies import SupervisorDep
+from supervisor.routes.dependencies import SupervisorDep, supervisor_of
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import parse_body, read_bounded
 from zeronode.api.errors import ServiceError
@@ -32,8 +32,8 @@ class EnvelopeBatch(RootModel[Annotated[list[Any], Field(max_length=MAX_BATCH)]]
 
 
 @router.post("", status_code=202)
-async def submit(request: Request, supervisor: SupervisorDep) -> JSONResponse:
-    accepted = await run_in_threadpool(supervisor.submit, await read_bounded(request, MAX_BODY))
+async def submit(request: Request) -> JSONResponse:
+    accepted = await run_in_threadpool(supervisor_of(request).submit, await read_bounded(request, MAX_BODY))
     return JSONResponse(
         status_code=200 if accepted.duplicate else 202,
         content={"job_id": accepted.job_id, "status": accepted.status, "duplicate": accepted.duplicate},
@@ -41,9 +41,9 @@ async def submit(request: Request, supervisor: SupervisorDep) -> JSONResponse:
 
 
 @router.post("/batch")
-async def submit_batch(request: Request, supervisor: SupervisorDep) -> list[dict[str, Any]]:
+async def submit_batch(request: Request) -> list[dict[str, Any]]:
     batch = parse_body(EnvelopeBatch, await read_bounded(request, MAX_BODY))
-    answers = await run_in_threadpool(supervisor.submit_many, [json.dumps(envelope) for envelope in batch.root])
+    answers = await run_in_threadpool(supervisor_of(request).submit_many, [json.dumps(envelope) for envelope in batch.root])
     return [
         {"status_code": a.status, "error": a.body()}
         if isinstance(a, ServiceError)

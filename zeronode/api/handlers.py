@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
+import sys
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -36,14 +36,16 @@ def error_response(status: int, reason: str, message: str, **detail) -> JSONResp
 
 
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
-    """FOREIGN's classes, of the back ends installed here (both are dependencies: a missing one raises nothing)."""
+    """FOREIGN's classes among the back ends this process has imported.
+
+    A service's app factory is handed its back end (a Redis connection, a Database), so by the
+    time it installs these handlers, the back end it uses is imported; the ones it does not use
+    stay out of its process."""
     found = {}
     for name, answer in FOREIGN.items():
         module, _, cls = name.rpartition(".")
-        try:
-            found[getattr(importlib.import_module(module), cls)] = answer
-        except (ImportError, AttributeError):
-            continue
+        if isinstance(getattr(sys.modules.get(module), cls, None), type):
+            found[getattr(sys.modules[module], cls)] = answer
     return found
 
 
