@@ -17,9 +17,7 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
 
 @router.post("", response_model=NodeView)
-async def register(
-    request: Request, public_key: WriteSigner, ledger: LedgerDep
-) -> JSONResponse:
+async def register(request: Request, public_key: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     registration = parse_body(NodeRegistration, await request.body())
     now = ledger.clock()
     row, created = await run_in_threadpool(nodes.register, ledger.db, public_key, registration, now)

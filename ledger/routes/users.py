@@ -18,9 +18,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
 @router.post("", response_model=UserView)
-async def save_user(
-    request: Request, public_key: WriteSigner, ledger: LedgerDep
-) -> JSONResponse:
+async def save_user(request: Request, public_key: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     user = parse_body(NewUser, await request.body())
     saved, created = await run_in_threadpool(users.save, ledger.db, public_key, user, ledger.clock(), ledger.settings.admins)
     return JSONResponse(status_code=201 if created else 200, content=saved.model_dump())
