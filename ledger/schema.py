@@ -86,7 +86,6 @@ schema_versions = Table(
 )
 
 
-
 def _add_capabilities(connection: sa.Connection) -> None:
     """2: nodes report their drivers' fingerprints (nodes registered before report none until they register again)."""
     column_type = sa.JSON().compile(dialect=connection.dialect)

@@ -1,5 +1,6 @@
 """The vm_* functions as deployment scripts call them: a real Rhai engine, simulated VMMs, a real btrfs."""
 
+
 def test_a_script_runs_a_vm_through_its_life(vm_engine):
     result = vm_engine.eval(
         """

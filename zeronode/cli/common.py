@@ -58,6 +58,7 @@ def emit(text: str, out_path: Path | None) -> None:
     except OSError as exc:
         fail(f"cannot write {out_path}: {exc.strerror}")
 
+
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="Node settings file (TOML)")]
 
 
@@ -69,6 +70,7 @@ def node_settings(config: Path | None, **overrides):
         return NodeSettings.load(config, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         fail(str(exc))
+
 
 LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
 CoordOption = Annotated[str, typer.Option("--coord", envvar="ZERONODE_COORD_URL", help="The coordinator's URL")]

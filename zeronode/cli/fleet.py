@@ -13,6 +13,7 @@ from zeronode.cli.views import deployment_table, follow
 
 app = typer.Typer()
 
+
 @app.command()
 def deploy(
     script: Annotated[Path, typer.Argument(help="Rhai script to run on the targets")],

@@ -14,6 +14,7 @@ from zeronode.cli.common import fail, out, parse_env
 
 app = typer.Typer()
 
+
 @app.command()
 def version() -> None:
     """Print the versions of zeronode and its Rhai binding."""

@@ -12,6 +12,7 @@ from zeronode.protocol.errors import KeyFileError
 
 app = typer.Typer()
 
+
 @app.command()
 def supervisor(
     config: ConfigOption = None,

@@ -12,6 +12,7 @@ from zeronode.cli.common import fail
 
 app = typer.Typer()
 
+
 @app.command()
 def ledger(
     config: Annotated[Path | None, typer.Option("--config", help="Ledger settings file (TOML)")] = None,
@@ -46,7 +47,6 @@ def ledger(
         "ledger starting", extra={"database": database, "schema": version, "host": settings.host, "port": settings.port}
     )
     uvicorn.run(create_app(settings, db), host=settings.host, port=settings.port, log_config=None, access_log=False)
-
 
 
 @app.command()

@@ -15,6 +15,7 @@ from zeronode.protocol.errors import KeyFileError, VerificationError
 
 app = typer.Typer()
 
+
 @app.command()
 def keygen(
     out: Annotated[Path, typer.Option("--out", help="Where to write the private key (mode 0600)")],

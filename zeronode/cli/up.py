@@ -18,6 +18,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 
 app = typer.Typer()
 
+
 def example_needs(script: str) -> set[str]:
     """What an example says it needs, in its first line: `// needs: storage, network` (or `nothing`)."""
     first = script.split("\n", 1)[0]
