@@ -50,7 +50,9 @@ from tests.support.processes import ZERONODE, stop  # noqa: E402
 from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
 from zeronode.protocol import keys  # noqa: E402
 from zeronode.protocol.signed_requests import (
+    AUDIENCE_HEADER,
     KEY_HEADER,
+    LEDGER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     request_signing_bytes,
@@ -71,8 +73,8 @@ class Node:
         body = json.dumps({"uptime": uptime, "timestamp": timestamp})
         target = f"/v1/nodes/{self.node_id}/uptime"
         signed_at = int(time.time())
-        signature = keys.sign(self.key, request_signing_bytes("POST", target, signed_at, body.encode()))
-        headers = {KEY_HEADER: self.public_key, TIMESTAMP_HEADER: str(signed_at), SIGNATURE_HEADER: signature}
+        signature = keys.sign(self.key, request_signing_bytes("POST", target, LEDGER, signed_at, body.encode()))
+        headers = {KEY_HEADER: self.public_key, AUDIENCE_HEADER: LEDGER, TIMESTAMP_HEADER: str(signed_at), SIGNATURE_HEADER: signature}
         return {"method": "POST", "target": target, "headers": headers, "body": body}
 
 

@@ -32,6 +32,7 @@ from coord.supervisors import SupervisorClients
 from zeronode.api import handlers
 from zeronode.api.routing import add_routers
 from zeronode.api.auth import SignedRequest
+from zeronode.protocol.signed_requests import COORD
 
 log = logging.getLogger("zeronode.coord")
 
@@ -61,7 +62,7 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
 
     app = FastAPI(title="zeronode coordinator", version="1", lifespan=lifespan)
     app.state.store, app.state.dispatcher, app.state.settings, app.state.metrics = store, dispatcher, settings, metrics
-    app.state.signed_request = SignedRequest()  # the protocol's window: the coordinator's settings have none of their own
+    app.state.signed_request = SignedRequest(COORD)  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
     handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())
     add_routers(app, deployments.router, operations.router)

@@ -36,7 +36,7 @@ from coord.store import Deployment, Store, Task, TaskError, TaskState
 from coord.supervisors import SupervisorClients
 from zeronode import retry
 from zeronode.api.errors import Unavailable, detail_of
-from zeronode.protocol.signed_requests import SignedRequestAuth
+from zeronode.protocol.signed_requests import AUDIENCE_HEADER, SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
 
@@ -68,7 +68,7 @@ class Dispatcher:
         self.nodes = nodes
         self.supervisors = supervisors
         self.settings = settings
-        self.auth = SignedRequestAuth(key)
+        self.auth = SignedRequestAuth(key)  # each request names its node as the audience
         self.wake = asyncio.Event()  # set when new work arrives, so the loop need not wait for its next poll
         self.on_final = on_final or (lambda task: None)
         # The immutable part of each deployment (envelope, expiry, targets), read once: a future, so the
@@ -225,7 +225,9 @@ class Dispatcher:
 
     async def _send_cancel(self, url: str, task: Task) -> None:
         try:
-            response = await self.supervisors.for_url(url).post(f"{url}/v1/jobs/{task.job_id}/cancel", auth=self.auth)
+            response = await self.supervisors.for_url(url).post(
+                f"{url}/v1/jobs/{task.job_id}/cancel", auth=self.auth, headers={AUDIENCE_HEADER: task.node}
+            )
             task.cancel_sent = response.status_code < 500
         except httpx.HTTPError:
             pass  # sent again at the next step

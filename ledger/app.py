@@ -31,6 +31,7 @@ from ledger.settings import LedgerSettings
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
+from zeronode.protocol.signed_requests import LEDGER
 
 log = logging.getLogger("zeronode.ledger")
 
@@ -41,7 +42,7 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     metrics = Metrics()
     metrics.registry.register(NodeCounts(db, settings, clock))
     app.state.ledger = Ledger(settings, db, clock, metrics)
-    app.state.signed_request = SignedRequest(window=settings.request_window, clock=clock)
+    app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
     add_routers(app, nodes.router, uptime.router, users.router, operations.router)
     return app

@@ -18,7 +18,7 @@ from zeronode.api.errors import Refused
 from zeronode.api.ledger import SignedRequestCopy, UptimeAccepted, UptimeReport
 from zeronode.protocol import keys
 from zeronode.protocol.errors import VerificationError
-from zeronode.protocol.signed_requests import verify_request
+from zeronode.protocol.signed_requests import LEDGER, verify_request
 
 REPORT_TARGET = re.compile(r"/v1/nodes/([a-z2-7]{26})/uptime")
 
@@ -36,7 +36,7 @@ def unpack(copy: SignedRequestCopy, *, window: float, now: float) -> tuple[str, 
     if copy.method != "POST" or target is None:
         raise Refused(422, "malformed", "a batch item must be a POST /v1/nodes/{id}/uptime request")
     try:
-        signer = verify_request(copy.method, copy.target, copy.headers, copy.body.encode(), window=window, now=now)
+        signer = verify_request(copy.method, copy.target, copy.headers, copy.body.encode(), audience=LEDGER, window=window, now=now)
     except VerificationError as exc:
         raise Refused(401, exc.reason, str(exc)) from None
     return single(signer, target[1], copy.body)

@@ -49,7 +49,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     app = FastAPI(title="zeronode supervisor", version="1")
     supervisor.metrics.registry.register(QueueDepth(supervisor))
     app.state.supervisor = supervisor
-    app.state.signed_request = SignedRequest()  # the protocol's window: the node's settings have none of their own
+    app.state.signed_request = SignedRequest(supervisor.node_id)  # addressed to this node; the protocol's window
     handlers.install(app, log)  # refusals are counted by the service itself, which sees batches' too
     add_routers(app, jobs.router, operations.router)
     return app

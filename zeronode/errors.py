@@ -16,8 +16,10 @@ tests/test_architecture.py holds it to the code in both directions.
     │   ├── BadSignature
     │   ├── Expired
     │   ├── NotYetValid
+    │   ├── WrongAudience
     │   ├── ScriptTooLarge
     │   ├── Replayed
+    │   ├── NotAuthorized
     │   └── PolicyNotMet
     ├── ServiceError                  zeronode.api.errors: a request a service did not serve (status, reason, message)
     │   ├── Refused                   4xx: the caller's fault; raised by a service, and by a client reading its answer

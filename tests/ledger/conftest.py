@@ -30,7 +30,7 @@ from ledger.settings import LedgerSettings
 from tests.support.waiting import wait_until
 from zeronode.client.ledger import LedgerClient
 from zeronode.protocol import keys
-from zeronode.protocol.signed_requests import SignedRequestAuth
+from zeronode.protocol.signed_requests import LEDGER, SignedRequestAuth
 
 
 def postgres_bindir() -> Path:
@@ -141,7 +141,7 @@ class Ledger:
     def signed(self, method: str, path: str, key: nacl.signing.SigningKey, body: dict | bytes | None = None) -> httpx.Response:
         """A request signed by `key` on the ledger's clock (which a test may have moved)."""
         content = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else b""
-        return self.http.request(method, path, content=content, auth=SignedRequestAuth(key, clock=self.clock))
+        return self.http.request(method, path, content=content, auth=SignedRequestAuth(key, LEDGER, clock=self.clock))
 
     def report(self, key: nacl.signing.SigningKey, uptime: int, timestamp: int | None = None) -> httpx.Response:
         timestamp = int(self.clock()) if timestamp is None else timestamp

@@ -11,6 +11,7 @@ from zeronode.api.ledger import Capacity, NodeRegistration
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import (
     KEY_HEADER,
+    LEDGER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignedRequestAuth,
@@ -48,7 +49,7 @@ def test_a_registration_signed_by_another_key_is_refused(ledger, node_key, regis
 
     # The forger claims the node's key but can only sign with their own.
     def forged(request):
-        request = next(SignedRequestAuth(forger).auth_flow(request))
+        request = next(SignedRequestAuth(forger, LEDGER).auth_flow(request))
         request.headers[KEY_HEADER] = keys.public_key_text(node_key)
         return request
 

@@ -75,7 +75,7 @@ class Node:
         return wait_until(ready, timeout, lambda: f"job {job_id} (still {last.status})", interval=0.05)
 
     def cancel(self, job_id: str, key: nacl.signing.SigningKey) -> httpx.Response:
-        return self.http.post(f"/v1/jobs/{job_id}/cancel", auth=SignedRequestAuth(key))
+        return self.http.post(f"/v1/jobs/{job_id}/cancel", auth=SignedRequestAuth(key, self.node_id))
 
     def pool(self, size: int) -> RunnerPool:
         pool = RunnerPool(self.config, size)

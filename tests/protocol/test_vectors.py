@@ -45,13 +45,16 @@ def test_envelope_vector_reproduced_by_our_code(case):
 
 @pytest.mark.parametrize("case", VECTORS["requests"], ids=lambda c: f"{c['method']} {c['target']}")
 def test_request_vector(case):
-    message = request_signing_bytes(case["method"], case["target"], case["timestamp"], case["body"].encode())
+    message = request_signing_bytes(case["method"], case["target"], case["audience"], case["timestamp"], case["body"].encode())
     assert message == case["signing_bytes"].encode()
     assert keys.sign(nacl.signing.SigningKey(SEEDS["alice"]), message) == case["signature"]
     headers = {
         "X-Zeronode-Key": case["public_key"],
+        "X-Zeronode-Audience": case["audience"],
         "X-Zeronode-Timestamp": str(case["timestamp"]),
         "X-Zeronode-Signature": case["signature"],
     }
-    signer = verify_request(case["method"], case["target"], headers, case["body"].encode(), now=case["timestamp"])
+    signer = verify_request(
+        case["method"], case["target"], headers, case["body"].encode(), audience=case["audience"], now=case["timestamp"]
+    )
     assert signer == case["public_key"]

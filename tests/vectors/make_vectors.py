@@ -63,13 +63,13 @@ def main():
         "requests": [],
     }
     alice = nacl.signing.SigningKey(SEEDS["alice"])
-    for method, target, timestamp, body in [
-        ("POST", "/v1/nodes/abc/uptime", 1767225600, b'{"uptime":3600}'),
-        ("GET", "/v1/users/xyz?roles=admin", 1767225601, b""),
+    for method, target, audience, timestamp, body in [
+        ("POST", "/v1/nodes/abc/uptime", "ledger", 1767225600, b'{"uptime":3600}'),
+        ("GET", "/v1/jobs/xyz?status=queued", "abcdefghijklmnopqrstuvwxyz", 1767225601, b""),
     ]:
-        message = request_signing_bytes(method, target, timestamp, body)
+        message = request_signing_bytes(method, target, audience, timestamp, body)
         vectors["requests"].append({
-            "method": method, "target": target, "timestamp": timestamp, "body": body.decode(),
+            "method": method, "target": target, "audience": audience, "timestamp": timestamp, "body": body.decode(),
             "signing_bytes": message.decode(), "public_key": keys.public_key_text(alice),
             "signature": keys.sign(alice, message),
         })

@@ -3,7 +3,7 @@
 An app's factory configures the check once, with the app's window and clock,
 and handlers take the key that signed through the `Signer` type:
 
-    app.state.signed_request = SignedRequest(window=settings.request_window)
+    app.state.signed_request = SignedRequest(audience="ledger", window=settings.request_window)
 
     @router.post("/v1/users")
     async def create_user(signer: Signer): ...
@@ -22,9 +22,11 @@ from zeronode.protocol.signed_requests import DEFAULT_WINDOW, verify_request
 
 
 class SignedRequest:
-    """FastAPI dependency: the public key that signed the request, or Refused (401, with the reason)."""
+    """FastAPI dependency: the public key that signed the request for `audience` (this service: a node's
+    id, "ledger", "coord"), or Refused (401, with the reason)."""
 
-    def __init__(self, *, window: float = DEFAULT_WINDOW, clock=time.time):
+    def __init__(self, audience: str, *, window: float = DEFAULT_WINDOW, clock=time.time):
+        self.audience = audience
         self.window = window
         self.clock = clock
 
@@ -39,6 +41,7 @@ class SignedRequest:
                 target.decode("ascii", errors="replace"),
                 dict(request.headers),
                 await request.body(),
+                audience=self.audience,
                 window=self.window,
                 now=self.clock(),
             )

@@ -17,7 +17,7 @@ import nacl.signing
 
 from zeronode.api.errors import ServiceError, from_response, unreachable
 from zeronode.protocol.envelope import Envelope
-from zeronode.protocol.signed_requests import SignedRequestAuth
+from zeronode.protocol.signed_requests import COORD, SignedRequestAuth
 
 DEFAULT_URL = "http://127.0.0.1:8200"
 FINAL = ("succeeded", "failed", "canceled")
@@ -70,7 +70,7 @@ class CoordClient:
                 raise ServiceError(f"deployment {deployment_id} did not finish within {timeout:.0f} s", reason="timed_out")
 
     def cancel(self, deployment_id: str, key: nacl.signing.SigningKey) -> dict[str, Any]:
-        return self._send("POST", f"/v1/deployments/{deployment_id}/cancel", auth=SignedRequestAuth(key))
+        return self._send("POST", f"/v1/deployments/{deployment_id}/cancel", auth=SignedRequestAuth(key, COORD))
 
     def close(self) -> None:
         self.http.close()

@@ -34,7 +34,9 @@ from zeronode.api.ledger import (
 )
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import (
+    AUDIENCE_HEADER,
     KEY_HEADER,
+    LEDGER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     SignedRequestAuth,
@@ -63,7 +65,7 @@ class LedgerClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
         self.key = key
-        self.auth = SignedRequestAuth(key) if key is not None else None
+        self.auth = SignedRequestAuth(key, LEDGER) if key is not None else None
 
     @property
     def node_id(self) -> str:
@@ -109,7 +111,7 @@ class LedgerClient:
         return SignedRequestCopy(
             method="POST",
             target=request.url.raw_path.decode("ascii"),
-            headers={name: request.headers[name] for name in (KEY_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)},
+            headers={name: request.headers[name] for name in (KEY_HEADER, AUDIENCE_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER)},
             body=body.decode(),
         )
 

@@ -65,9 +65,23 @@ class ScriptTooLarge(VerificationError):
     http_status = 413
 
 
+class WrongAudience(VerificationError):
+    """A signed request addressed to another node or service."""
+
+    reason = "wrong_audience"
+    http_status = 401
+
+
 class Replayed(VerificationError):
     reason = "replayed"
     http_status = 409
+
+
+class NotAuthorized(VerificationError):
+    """The signer has no right to do this here."""
+
+    reason = "not_authorized"
+    http_status = 403
 
 
 class PolicyNotMet(VerificationError):
