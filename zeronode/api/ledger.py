@@ -35,7 +35,7 @@ NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronod
 FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 UnixTime = Annotated[int, Field(ge=0, le=2**53)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Role = Literal["admin", "deployer"]
+Role = Literal["admin", "operator", "deployer"]  # what each means: zeronode.api.rights
 Status = Literal["online", "offline"]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -176,7 +176,7 @@ class NewUser(BaseModel):
 
     public_key: PublicKey
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    roles: Annotated[list[Role], Field(max_length=2)] = []
+    roles: Annotated[list[Role], Field(max_length=3)] = []
     nodes: Annotated[list[NodeId], Field(max_length=10_000)] = []
     farms: Annotated[list[FarmName], Field(max_length=1_000)] = []
 
