@@ -1,12 +1,16 @@
-"""The ledger's HTTP API (FastAPI). The decisions live in ledger.nodes, ledger.uptime and ledger.users.
+"""The ledger's HTTP API (FastAPI). The decisions live in ledger.nodes, ledger.uptime, ledger.users,
+ledger.policies and ledger.rights.
 
     POST /v1/nodes                  signed by the node      register or update it -> 201 | 200 node
     POST /v1/nodes/{id}/uptime      signed by the node      {uptime, timestamp} -> 200 {restart, duplicate, ...}
     POST /v1/uptime/batch           {reports: [copies of signed single-report requests]} -> 200 [per report]
     GET  /v1/nodes?status=&farm=&min_vcpus=&min_memory=&min_disk=&after=&limit=
     GET  /v1/nodes/{id}             the node, its status, restarts, uptime % over 24 h and 30 days
-    POST /v1/users                  signed by an admin      create or update a user -> 201 | 200 user
+    GET  /v1/nodes/{id}/rights      signed by the node or an admin: who has which roles on it, its policies
+    POST /v1/users                  signed by an admin      create, update or revoke a user -> 201 | 200 user
     GET  /v1/users/{key}?node=      the user's roles and rights (may_deploy on that node)
+    POST /v1/policies               signed by an admin      set or remove a signature policy -> 201 | 200
+    GET  /v1/policies?scope=&target=  the signature policies
     GET  /health (checks the database), /ping (does nothing: a liveness probe), /metrics
 
 The routes are in ledger.routes, one router per resource. Writes carry the
@@ -25,7 +29,7 @@ from fastapi import FastAPI
 
 from ledger.database import Database
 from ledger.metrics import Metrics, NodeCounts
-from ledger.routes import nodes, operations, uptime, users
+from ledger.routes import nodes, operations, rights, uptime, users
 from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings
 from zeronode.api import handlers
@@ -44,5 +48,5 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     app.state.ledger = Ledger(settings, db, clock, metrics)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
-    add_routers(app, nodes.router, uptime.router, users.router, operations.router)
+    add_routers(app, nodes.router, rights.router, uptime.router, users.router, operations.router)
     return app

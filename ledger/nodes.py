@@ -3,17 +3,24 @@
 A node's id derives from its public key (zeronode.protocol.keys.node_id), and only a
 request signed by that key reaches `register`: registering again updates the
 record (a node that moved or grew), it never adds a second one.
+
+Coord sends work to the supervisor URL a node registers, so a node could name
+any address (a loopback admin port, a metadata service) and have coord call
+it: the URL must pass zeronode.api.destinations' check (the node's own
+mycelium /64, or a network the settings allow) and is stored as it returns it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
 from ledger import uptime
 from ledger.database import Database
 from ledger.schema import nodes
+from zeronode.api.destinations import Network, check_supervisor_url
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import Capabilities, Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
 from zeronode.protocol import keys
@@ -23,16 +30,22 @@ log = logging.getLogger("zeronode.ledger")
 DAY = 86400
 
 
-def register(db: Database, public_key: str, registration: NodeRegistration, now: float) -> tuple[sa.Row, bool]:
-    """Create or update the node of `public_key`; its row, and whether it is new."""
+def register(
+    db: Database, public_key: str, registration: NodeRegistration, now: float, *, networks: Sequence[Network] = ()
+) -> tuple[sa.Row, bool]:
+    """Create or update the node of `public_key`; its row, and whether it is new. Refused
+    (422 forbidden_destination) if its supervisor URL is outside its mycelium subnet and `networks`."""
     node_id = keys.node_id(public_key)
+    supervisor_url = registration.supervisor_url
+    if supervisor_url is not None:
+        supervisor_url = check_supervisor_url(supervisor_url, mycelium_address=registration.mycelium_address, networks=networks)
     values = {
         "farm": registration.farm,
         "owner": registration.owner,
         "vcpus": registration.capacity.vcpus,
         "memory": registration.capacity.memory,
         "disk": registration.capacity.disk,
-        "supervisor_url": registration.supervisor_url,
+        "supervisor_url": supervisor_url,
         "mycelium_address": registration.mycelium_address,
         "version": registration.version,
         "capabilities": registration.capabilities.model_dump(mode="json"),

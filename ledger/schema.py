@@ -1,7 +1,7 @@
 """The ledger's tables, and the versioned scheme that creates or migrates them on start.
 
 Why not Alembic: the ledger migrates itself when it starts, on SQLite and on
-PostgreSQL alike, and has one schema so far. A table of applied versions and
+PostgreSQL alike, and its schema changes seldom. A table of applied versions and
 an ordered list of steps does that in a page, with no migration directory,
 env.py or second command to run. Alembic's autogeneration is what we would
 miss; it is worth adopting when the schema changes often.
@@ -76,6 +76,24 @@ users = Table(
     Column("farms", sa.JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # The sequence of the last grant saved: an older grant replayed later cannot restore revoked rights.
+    # Last, where step 3 adds it to older databases, so that new and migrated ones are alike.
+    Column("sequence", BigInteger, nullable=False, server_default=sa.text("0")),
+)
+
+# "threshold of these keys must sign" for the envelopes run on a node or a farm's nodes (zeronode.api.rights).
+# A removed policy stays as a row with threshold 0: its sequence must outlive it, or the change that set it
+# could be replayed to set it again.
+signature_policies = Table(
+    "signature_policies",
+    metadata,
+    Column("scope", String(8), primary_key=True),
+    Column("target", String(64), primary_key=True),
+    Column("action", String(8), primary_key=True),
+    Column("threshold", Integer, nullable=False),
+    Column("keys", sa.JSON, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 schema_versions = Table(
@@ -92,8 +110,27 @@ def _add_capabilities(connection: sa.Connection) -> None:
     connection.execute(sa.text(f"ALTER TABLE nodes ADD COLUMN capabilities {column_type}"))
 
 
+def _add_sequences_and_policies(connection: sa.Connection) -> None:
+    """3: user grants carry a sequence (users saved before are at 0), and signature policies get their table.
+
+    The table is spelled out as version 3 has it, not taken from `signature_policies` above,
+    which a later version may change: a released step must do the same thing forever."""
+    connection.execute(sa.text("ALTER TABLE users ADD COLUMN sequence BIGINT NOT NULL DEFAULT 0"))
+    Table(
+        "signature_policies",
+        MetaData(),
+        Column("scope", String(8), primary_key=True),
+        Column("target", String(64), primary_key=True),
+        Column("action", String(8), primary_key=True),
+        Column("threshold", Integer, nullable=False),
+        Column("keys", sa.JSON, nullable=False),
+        Column("sequence", BigInteger, nullable=False),
+        Column("updated_at", BigInteger, nullable=False),
+    ).create(connection)
+
+
 # Step N+1 takes a version-N database to version N+1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities, _add_sequences_and_policies]
 LATEST = 1 + len(MIGRATIONS)
 
 

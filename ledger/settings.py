@@ -6,12 +6,14 @@ data dir, no admins), so `zeronode ledger` starts with no file at all.
     database_url = "postgresql://ledger@db.internal/ledger"
     admins = ["A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg"]
     report_interval = 300
+    supervisor_networks = ["127.0.0.0/8"]     # a cluster on one machine; a farm's LAN: ["10.0.0.0/24"]
 
 Environment: ZERONODE_LEDGER_DATABASE_URL=..., ZERONODE_LEDGER_ADMINS='["KEY", ...]'.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -39,6 +41,10 @@ class LedgerSettings(FileSettings):
     skew: float = Field(60.0, ge=0, description="how far a report's timestamp may be from the ledger's clock, seconds")
     request_window: float = Field(60.0, gt=0, description="how old or new a signed request may be, seconds")
     max_batch: int = Field(1000, gt=0, description="most reports in one POST /v1/uptime/batch")
+    # Besides the node's own mycelium /64, which is always allowed (zeronode.api.destinations).
+    supervisor_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        [], description="networks a node's registered supervisor URL may point into, besides its own mycelium /64"
+    )
 
     @field_validator("admins")
     @classmethod

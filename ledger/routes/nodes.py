@@ -20,7 +20,9 @@ router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 async def register(request: Request, public_key: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     registration = parse_body(NodeRegistration, await request.body())
     now = ledger.clock()
-    row, created = await run_in_threadpool(nodes.register, ledger.db, public_key, registration, now)
+    row, created = await run_in_threadpool(
+        nodes.register, ledger.db, public_key, registration, now, networks=ledger.settings.supervisor_networks
+    )
     ledger.metrics.registrations.labels("created" if created else "updated").inc()
     view = nodes.view(row, now, ledger.settings.offline_after)
     return JSONResponse(status_code=201 if created else 200, content=view.model_dump())

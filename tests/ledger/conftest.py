@@ -156,7 +156,7 @@ REGISTRATION = {
     "farm": "farm-a",
     "owner": "ops@example.org",
     "capacity": {"vcpus": 8, "memory": 16 << 30, "disk": 500 << 30},
-    "supervisor_url": "http://10.0.0.7:8300",
+    "supervisor_url": "http://[4a1:2b3::7]:8300",  # in the node's own mycelium /64: allowed by default
     "mycelium_address": "4a1:2b3::1",
     "version": "0.1.0",
 }
@@ -168,14 +168,15 @@ def registration(**changes) -> dict:
 
 @pytest.fixture
 def make_ledger(database_url, tmp_path, serve_app):
-    """make_ledger(**settings) -> Ledger: a ledger on this test's database (several share it, like restarts)."""
+    """make_ledger(**settings) -> Ledger: a ledger on this test's database (several share it, like restarts).
+    Supervisors on loopback are allowed, as a cluster on one machine needs (supervisor_networks=[] for the default)."""
     made: list[Ledger] = []
 
     def make(**overrides) -> Ledger:
         admin = nacl.signing.SigningKey.generate()
         settings = LedgerSettings(
             data_dir=tmp_path, database_url=database_url, admins=[keys.public_key_text(admin)],
-            **{"report_interval": 10, **overrides},
+            **{"report_interval": 10, "supervisor_networks": ["127.0.0.0/8"], **overrides},
         )
         db = Database(settings.database)
         db.migrate()

@@ -7,6 +7,7 @@ import nacl.signing
 import pytest
 from pydantic import ValidationError
 
+from tests.support.answers import detail
 from zeronode.api.ledger import Capacity, NodeRegistration
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import (
@@ -27,25 +28,28 @@ def test_a_node_registers_under_the_id_of_its_key(ledger, node_key):
     assert node["node_id"] == keys.node_id(keys.public_key_text(node_key))
     assert node["public_key"] == keys.public_key_text(node_key)
     assert node["capacity"] == REGISTRATION["capacity"]
-    assert (node["farm"], node["supervisor_url"], node["mycelium_address"]) == ("farm-a", "http://10.0.0.7:8300", "4a1:2b3::1")
+    assert (node["farm"], node["supervisor_url"], node["mycelium_address"]) == ("farm-a", "http://[4a1:2b3::7]:8300", "4a1:2b3::1")
     assert node["status"] == "offline" and node["last_report_at"] is None  # registered, not yet heard from
 
 
 def test_re_registration_updates_the_record_and_never_duplicates_it(ledger, node_key, registered):
     first = ledger.get(f"/v1/nodes/{registered}").json()
     ledger.clock.advance(5)
-    moved = registration(mycelium_address="5b2::9", capacity={"vcpus": 16, "memory": 32 << 30, "disk": 1 << 40})
+    moved = registration(
+        mycelium_address="5b2::9", supervisor_url="http://[5b2::7]:8300", capacity={"vcpus": 16, "memory": 32 << 30, "disk": 1 << 40}
+    )
     response = ledger.signed("POST", "/v1/nodes", node_key, moved)
     assert response.status_code == 200, response.text
     listed = ledger.get("/v1/nodes").json()
     assert [node["node_id"] for node in listed] == [registered]
     assert listed[0]["capacity"] == moved["capacity"] and listed[0]["mycelium_address"] == "5b2::9"
+    assert listed[0]["supervisor_url"] == "http://[5b2::7]:8300"
     assert listed[0]["registered_at"] == first["registered_at"] < listed[0]["updated_at"]
 
 
 def test_a_registration_signed_by_another_key_is_refused(ledger, node_key, registered):
     forger = nacl.signing.SigningKey.generate()
-    body = json.dumps(registration(supervisor_url="http://evil.example:8300")).encode()
+    body = json.dumps(registration(supervisor_url="http://[4a1:2b3::66]:8300")).encode()
 
     # The forger claims the node's key but can only sign with their own.
     def forged(request):
@@ -81,7 +85,8 @@ BAD_REGISTRATIONS = [
     (registration(capacity={"vcpus": 0, "memory": 1, "disk": 1}), 422, "malformed"),
     (registration(farm="no spaces allowed"), 422, "malformed"),
     (registration(mycelium_address="10.0.0.1"), 422, "malformed"),
-    (registration(supervisor_url="ftp://x"), 422, "malformed"),
+    (registration(supervisor_url="ftp://x"), 422, "forbidden_destination"),
+    (registration(supervisor_url="http://10.0.0.7:8300"), 422, "forbidden_destination"),  # not in its subnet
     ({**REGISTRATION, "is_admin": True}, 422, "malformed"),
     ({k: v for k, v in REGISTRATION.items() if k != "capacity"}, 422, "malformed"),
     (registration(capabilities={"hypervisor": {"driver": "Cloud Hypervisor"}}), 422, "malformed"),
@@ -165,3 +170,49 @@ def test_nodes_by_ids_in_one_request(ledger):
     assert sorted(node["node_id"] for node in found) == sorted([ids[0], ids[2]])
     bad = ledger.get("/v1/nodes", params={"ids": "not-a-node-id"})
     assert bad.status_code == 422
+
+
+FORBIDDEN_DESTINATIONS = [
+    "http://127.0.0.1:8300",  # loopback: the ledger's machine, or coord's
+    "http://[::1]:8300",
+    "http://[::ffff:127.0.0.1]:8300",
+    "http://[4a1:2b3::7]:8300/admin/x",  # a path: coord adds /v1/jobs to the root
+    "http://ops@[4a1:2b3::7]:8300",
+    "http://node.example:8300",  # a name could resolve anywhere later
+    "file:///etc/passwd",
+    "http://[4a1:2b3::7]:8300/?to=elsewhere",
+    "http://[4a1:2b3::7]:8300/#x",
+    "http://[4a1:2b4::7]:8300",  # a mycelium address, but another node's /64
+    "http://169.254.169.254",
+]
+
+
+def test_with_the_defaults_a_supervisor_url_must_be_in_the_nodes_mycelium_subnet(make_ledger, node_key):
+    ledger = make_ledger(supervisor_networks=[])
+    for url in FORBIDDEN_DESTINATIONS:
+        response = ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url=url))
+        assert detail(response) == (422, "forbidden_destination"), url
+    without_address = registration(supervisor_url="http://[4a1:2b3::7]:8300", mycelium_address=None)
+    assert detail(ledger.signed("POST", "/v1/nodes", node_key, without_address)) == (422, "forbidden_destination")
+    assert ledger.get("/v1/nodes").json() == []
+    # Inside its own /64, stored as coord will use it: no trailing slash, the address's canonical spelling.
+    accepted = ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url="http://[04A1:2B3:0::7]:8300/"))
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["supervisor_url"] == "http://[4a1:2b3::7]:8300"
+    # A forbidden one later changes nothing; none at all is allowed (a node without a supervisor).
+    assert detail(ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url="http://127.0.0.1:1"))) == (
+        422, "forbidden_destination",
+    )
+    assert ledger.get("/v1/nodes").json()[0]["supervisor_url"] == "http://[4a1:2b3::7]:8300"
+    bare = ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url=None))
+    assert (bare.status_code, bare.json()["supervisor_url"]) == (200, None)
+
+
+def test_supervisor_networks_allow_more(make_ledger, node_key):
+    ledger = make_ledger(supervisor_networks=["127.0.0.0/8", "10.0.0.0/24"])
+    for url in ("http://127.0.0.1:8300", "http://10.0.0.7:8300", "http://[::ffff:127.0.0.2]:8300"):
+        assert ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url=url)).status_code in (200, 201), url
+    for url in ("http://10.0.1.7:8300", "http://127.0.0.1:8300/admin"):
+        assert detail(ledger.signed("POST", "/v1/nodes", node_key, registration(supervisor_url=url))) == (
+            422, "forbidden_destination",
+        ), url

@@ -8,10 +8,14 @@ from tests.support.waiting import wait_until
 
 
 def configs(tmp_path, database_url: str) -> tuple:
-    """(ledger.toml, node.toml, the ledger's URL): nodes report every second, offline after 3 s of silence."""
+    """(ledger.toml, node.toml, the ledger's URL): nodes report every second, offline after 3 s of silence;
+    supervisors on loopback, as on one machine."""
     port = free_port()
     ledger = tmp_path / "ledger.toml"
-    ledger.write_text(f'database_url = "{database_url}"\nport = {port}\nreport_interval = 1\noffline_after_reports = 3\n')
+    ledger.write_text(
+        f'database_url = "{database_url}"\nport = {port}\nreport_interval = 1\noffline_after_reports = 3\n'
+        'supervisor_networks = ["127.0.0.0/8"]\n'
+    )
     url = f"http://127.0.0.1:{port}"
     node = tmp_path / "node.toml"
     node.write_text(f'state_dir = "{tmp_path / "state"}"\nledger_url = "{url}"\nuptime_interval = 1\nfarm = "farm-p"\n')

@@ -1,11 +1,13 @@
 """The service around the data: schema versions, health and metrics, read tokens, error shapes, the CLI's one-line errors."""
 
+import nacl.signing
 import pytest
 import sqlalchemy as sa
 
 from ledger.database import Database
 from ledger.schema import LATEST, SchemaTooNew, schema_versions
 from tests.support.answers import detail
+from zeronode.protocol import keys
 
 from .conftest import REGISTRATION
 
@@ -19,13 +21,37 @@ def test_the_schema_is_created_once_and_kept_across_restarts(make_ledger, node_k
         assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [LATEST]
 
 
+def shape(connection: sa.Connection) -> dict:
+    """Each table's columns (name, type, nullable, default) and primary key, as the database reports them."""
+    inspector = sa.inspect(connection)
+    return {
+        table: (
+            [(c["name"], str(c["type"]), c["nullable"], c.get("default")) for c in inspector.get_columns(table)],
+            inspector.get_pk_constraint(table)["constrained_columns"],
+        )
+        for table in sorted(inspector.get_table_names())
+    }
+
+
+def back_to_version_2(connection: sa.Connection) -> None:
+    """Undo step 3, as a ledger before sequences and policies left the database."""
+    connection.execute(sa.text("DROP TABLE signature_policies"))
+    connection.execute(sa.text("ALTER TABLE users DROP COLUMN sequence"))
+    stamp(connection, 2)
+
+
+def stamp(connection: sa.Connection, version: int) -> None:
+    connection.execute(sa.delete(schema_versions))
+    connection.execute(schema_versions.insert(), {"version": version, "applied_at": 0})
+
+
 def test_a_version_1_database_is_migrated_and_keeps_its_nodes(make_ledger, node_key):
     first = make_ledger()
     assert first.signed("POST", "/v1/nodes", node_key, REGISTRATION).status_code == 201
     with first.db.writing() as connection:  # back to schema 1, as a ledger before capabilities left it
+        back_to_version_2(connection)
         connection.execute(sa.text("ALTER TABLE nodes DROP COLUMN capabilities"))
-        connection.execute(sa.delete(schema_versions))
-        connection.execute(schema_versions.insert(), {"version": 1, "applied_at": 0})
+        stamp(connection, 1)
     second = make_ledger()  # migrates on start
     [node] = second.get("/v1/nodes").json()
     assert node["capabilities"] == {"hypervisor": None, "storage": None, "network": None}
@@ -35,7 +61,29 @@ def test_a_version_1_database_is_migrated_and_keeps_its_nodes(make_ledger, node_
     assert node["capabilities"]["hypervisor"] == {"driver": "cloud-hypervisor", "simulated": True, "version": None, "features": []}
     assert node["capabilities"]["storage"]["driver"] == "btrfs" and node["capabilities"]["network"] is None
     with second.db.reading() as connection:
-        assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [1, LATEST]
+        assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, LATEST + 1))
+
+
+def test_a_version_2_database_gets_sequences_and_policies(make_ledger, node_key):
+    first = make_ledger()
+    node_id = first.signed("POST", "/v1/nodes", node_key, REGISTRATION).json()["node_id"]
+    dana = nacl.signing.SigningKey.generate()
+    grant = {"public_key": keys.public_key_text(dana), "name": "dana", "roles": ["deployer"], "farms": ["farm-a"], "sequence": 9}
+    assert first.signed("POST", "/v1/users", first.admin, grant).status_code == 201
+    with first.db.reading() as connection:
+        fresh = shape(connection)
+    with first.db.writing() as connection:
+        back_to_version_2(connection)
+    second = make_ledger()  # migrates on start
+    with second.db.reading() as connection:
+        assert shape(connection) == fresh  # the same tables as a database created at this version
+        assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [2, *range(3, LATEST + 1)]
+    # The user kept their rights, at sequence 0: any grant from now on is newer.
+    shown = second.get(f"/v1/users/{grant['public_key']}", params={"node": node_id}).json()
+    assert (shown["roles"], shown["sequence"], shown["may_deploy"]) == (["deployer"], 0, True)
+    assert second.signed("POST", "/v1/users", second.admin, {**grant, "roles": [], "sequence": 1}).status_code == 200
+    change = {"scope": "farm", "target": "farm-a", "threshold": 1, "keys": [keys.public_key_text(dana)], "sequence": 1}
+    assert second.signed("POST", "/v1/policies", second.admin, change).status_code == 201
 
 
 def test_a_database_from_a_newer_ledger_is_refused(database_url, tmp_path, zn):
@@ -80,7 +128,7 @@ def test_health_ping_and_metrics(ledger, node_key, registered):
 def test_a_read_token_guards_reads_but_not_health(make_ledger, node_key):
     ledger = make_ledger(read_token="s3cret")
     assert ledger.signed("POST", "/v1/nodes", node_key, REGISTRATION).status_code == 201  # writes: signatures only
-    for path in ("/v1/nodes", f"/v1/users/{ledger.settings.admins[0]}"):
+    for path in ("/v1/nodes", f"/v1/users/{ledger.settings.admins[0]}", "/v1/policies"):
         assert detail(ledger.get(path)) == (401, "bad_token")
         assert detail(ledger.get(path, headers={"authorization": "Bearer wrong"})) == (401, "bad_token")
         assert ledger.get(path, headers={"authorization": "Bearer s3cret"}).status_code == 200

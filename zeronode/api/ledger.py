@@ -34,6 +34,10 @@ PublicKey = Annotated[str, AfterValidator(_canonical_key)]
 NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronode.protocol.keys.node_id
 FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 UnixTime = Annotated[int, Field(ge=0, le=2**53)]
+# A change's place in the order of changes to the same record: each must be greater than the last one
+# saved, so a signed change replayed within its window cannot undo a later one. Any strictly increasing
+# integer will do; the CLI sends its signing time in milliseconds. 2**53: exact in JSON everywhere.
+SequenceNumber = Annotated[int, Field(ge=1, le=2**53)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Role = Literal["admin", "operator", "deployer"]  # what each means: zeronode.api.rights
 Status = Literal["online", "offline"]
@@ -84,7 +88,8 @@ class NodeRegistration(BaseModel):
     farm: FarmName
     owner: Annotated[str, StringConstraints(max_length=128)] | None = None
     capacity: Capacity
-    supervisor_url: Annotated[str, StringConstraints(pattern=r"^https?://\S{1,500}$")] | None = None
+    # Any text here: which URLs are allowed is zeronode.api.destinations' one decision (forbidden_destination).
+    supervisor_url: Annotated[str, StringConstraints(pattern=r"^\S{1,500}$")] | None = None
     mycelium_address: Annotated[str, StringConstraints(max_length=45), AfterValidator(_ipv6)] | None = None
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     capabilities: Capabilities = Capabilities()
@@ -170,7 +175,8 @@ class UptimeBatch(BaseModel):
 
 
 class NewUser(BaseModel):
-    """POST /v1/users, signed by an admin: creates the user, or replaces their name and rights."""
+    """POST /v1/users, signed by an admin: creates the user, or replaces their name and rights.
+    Empty roles revoke them. `sequence` must be greater than the one the ledger has for the user."""
 
     model_config = _STRICT
 
@@ -179,6 +185,7 @@ class NewUser(BaseModel):
     roles: Annotated[list[Role], Field(max_length=3)] = []
     nodes: Annotated[list[NodeId], Field(max_length=10_000)] = []
     farms: Annotated[list[FarmName], Field(max_length=1_000)] = []
+    sequence: SequenceNumber
 
 
 class UserView(BaseModel):
@@ -188,6 +195,7 @@ class UserView(BaseModel):
     nodes: list[str]
     farms: list[str]
     source: Literal["ledger", "config"]
+    sequence: int = Field(description="the sequence of the last change saved (0: none, or from before sequences)")
     created_at: int | None
     updated_at: int | None
     may_deploy: bool | None = Field(None, description="with ?node=ID: whether this user may deploy on that node")

@@ -21,18 +21,20 @@ supervisor before any job is queued and at the runner before a script runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer, model_validator
 
-from zeronode.api.ledger import FarmName, NodeId, PublicKey, Role, UnixTime
+from zeronode.api.ledger import FarmName, NodeId, PublicKey, Role, SequenceNumber, UnixTime
 from zeronode.protocol.envelope import Policy
 from zeronode.protocol.errors import NotAuthorized
 
 NODE_ADMIN: frozenset[str] = frozenset({"admin", "operator"})
 MAY_DEPLOY: frozenset[str] = frozenset({"operator", "deployer"})
 NONE: frozenset[str] = frozenset()
+NODE_ID = re.compile(r"[a-z2-7]{26}")  # zeronode.protocol.keys.node_id
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -63,6 +65,63 @@ class SignaturePolicy(Policy):
 
     def covers(self, node_id: str, farm: str | None) -> bool:
         return self.target == (node_id if self.scope == "node" else farm)
+
+    @field_serializer("keys")
+    def _sorted_keys(self, keys: frozenset[str]) -> list[str]:
+        return sorted(keys)  # a set has no order of its own: the same policy always reads the same
+
+
+MAX_POLICY_KEYS = 16
+Scope = Literal["node", "farm"]
+Action = Literal["deploy", "admin"]
+Target = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]  # a node id or a farm
+
+
+class PolicyChange(BaseModel):
+    """POST /v1/policies, signed by a ledger admin: set the policy of (`scope`, `target`, `action`),
+    or remove it with `threshold` 0. `sequence` must be greater than the last one saved for the
+    same (scope, target, action), removals included, as NewUser's for a user."""
+
+    model_config = _STRICT
+
+    scope: Scope
+    target: Target
+    action: Action = "deploy"
+    threshold: Annotated[int, Field(ge=0, le=MAX_POLICY_KEYS)]
+    keys: Annotated[list[PublicKey], Field(max_length=MAX_POLICY_KEYS)] = []
+    sequence: SequenceNumber
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyChange:
+        if self.scope == "node" and not NODE_ID.fullmatch(self.target):
+            raise ValueError(f"target {self.target!r} is not a node id")
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys must be distinct")
+        if self.threshold > len(self.keys):
+            raise ValueError(f"threshold {self.threshold} exceeds the {len(self.keys)} keys")
+        return self
+
+    @property
+    def removes(self) -> bool:
+        return self.threshold == 0
+
+
+class PolicyRemoved(BaseModel):
+    """What POST /v1/policies answers for a change with threshold 0: no policy there any more."""
+
+    scope: Scope
+    target: str
+    action: Action
+    removed: Literal[True] = True
+
+
+class PolicyFilters(BaseModel):
+    """GET /v1/policies: which policies (all of them by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: Scope | None = None
+    target: Target | None = None
 
 
 class Grant(BaseModel):

@@ -4,7 +4,8 @@
         ledger.register(registration)
         ledger.report_uptime(uptime=3600)
 
-Writes are signed with the client's key (docs/protocol.md). Failures are
+Writes are signed with the client's key (docs/protocol.md), and so is the one
+read that needs it (node_rights). Failures are
 zeronode.api.errors' Unavailable (unreachable, timed out, 5xx: worth retrying)
 or Refused (4xx, with the ledger's reason: retrying the same will not help;
 NotFound and Conflict are two of them).
@@ -32,6 +33,7 @@ from zeronode.api.ledger import (
     UptimeReport,
     UserView,
 )
+from zeronode.api.rights import NodeRights, PolicyChange, PolicyFilters, PolicyRemoved, SignaturePolicy
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import (
     AUDIENCE_HEADER,
@@ -77,10 +79,16 @@ class LedgerClient:
             raise ValueError("this ledger client has no key to sign with")
         return self.auth
 
-    def _send(self, method: str, path: str, answer: type[Answer] | Any, *, body: BaseModel | None = None, **kwargs) -> Answer:
-        """The answer as `answer`; `body`, when given, is sent signed by this client's key."""
+    def _send(
+        self, method: str, path: str, answer: type[Answer] | Any, *, body: BaseModel | None = None, signed: bool = False,
+        **kwargs,
+    ) -> Answer:
+        """The answer as `answer`; `body`, when given, is sent signed by this client's key, and so is
+        a request without one when `signed` (a signed GET: the signature covers its empty body)."""
         if body is not None:
             kwargs.update(content=body.model_dump_json().encode(), headers=JSON, auth=self._signer())
+        elif signed:
+            kwargs.update(auth=self._signer())
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:  # refused, reset, DNS failure, timeout
@@ -128,6 +136,23 @@ class LedgerClient:
         filters = filters or NodeFilters(**criteria)
         return self._send("GET", "/v1/nodes", list[NodeView], params=filters.model_dump(exclude_none=True))
 
+    def node_rights(self, node_id: str | None = None) -> NodeRights:
+        """Who has which roles on a node (default: this client's), and the policies that cover it.
+        Signed: the ledger answers the node itself and its admins only."""
+        return self._send("GET", f"/v1/nodes/{node_id or self.node_id}/rights", NodeRights, signed=True)
+
+    # -- signature policies ------------------------------------------------
+
+    def policies(self, scope: str | None = None, target: str | None = None) -> list[SignaturePolicy]:
+        """The signature policies, all of them or those of one scope or target."""
+        filters = PolicyFilters(scope=scope, target=target)
+        return self._send("GET", "/v1/policies", list[SignaturePolicy], params=filters.model_dump(exclude_none=True))
+
+    def set_policy(self, change: PolicyChange) -> SignaturePolicy | PolicyRemoved:
+        """Set a policy (the answer: the policy now in force), or remove it (threshold 0: PolicyRemoved);
+        this client's key must be an admin's, and `change.sequence` greater than the policy's last one."""
+        return self._send("POST", "/v1/policies", SignaturePolicy | PolicyRemoved, body=change)
+
     # -- users -------------------------------------------------------------
 
     def user(self, public_key: str, node: str | None = None) -> UserView:
@@ -135,7 +160,8 @@ class LedgerClient:
         return self._send("GET", f"/v1/users/{public_key}", UserView, params={"node": node} if node else {})
 
     def create_user(self, user: NewUser) -> UserView:
-        """Create a user or replace their rights; this client's key must be an admin's."""
+        """Create a user or replace their rights (empty roles revoke them); this client's key must be an admin's,
+        and `user.sequence` greater than the user's last one (Conflict, stale_sequence, if not)."""
         return self._send("POST", "/v1/users", UserView, body=user)
 
     def close(self) -> None:
