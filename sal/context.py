@@ -16,6 +16,7 @@ class JobContext:
     signer: str
     node_id: str
     deadline: float  # time.monotonic() after which the script is out of time
+    admin: bool = False  # the signer is a node admin here: its script sees and acts on every tenant's VMs and volumes
 
 
 _current: ContextVar[JobContext | None] = ContextVar("zeronode_job", default=None)

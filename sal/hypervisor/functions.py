@@ -7,6 +7,9 @@
     vm_info("web1");      // #{ name, state, hypervisor, pid, image, vcpus, memory_mb, disks, volumes, ... }
     vm_list();            // [info, ...]
     vm_delete("web1");    // stops it, removes it and its root disk; data volumes stay
+
+Each acts for the job's signer (sal.tenancy): the VMs it creates are the
+signer's, and it sees and acts on only those (a node admin: on all).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from sal.errors import SalError, configured, spec
 from sal.hypervisor.manager import VmManager
+from sal.tenancy import current_caller
 
 
 def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
@@ -30,28 +34,28 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
             if not all(isinstance(item, str) for item in args.get(key, [])):
                 raise SalError(f"vm_create: {key!r} must be an array of strings")
         return vms().create(
-            args["name"], image=args["image"], vcpus=args.get("vcpus", 1), memory_mib=args.get("memory_mb", 512),
-            disk_gb=args.get("disk_gb"), volumes=args.get("volumes", []), cmdline=args.get("cmdline"),
-            taps=args.get("taps", []),
+            current_caller(), args["name"], image=args["image"], vcpus=args.get("vcpus", 1),
+            memory_mib=args.get("memory_mb", 512), disk_gb=args.get("disk_gb"), volumes=args.get("volumes", []),
+            cmdline=args.get("cmdline"), taps=args.get("taps", []),
         )
 
     def vm_start(name: str) -> dict:
-        return vms().start(name)
+        return vms().start(current_caller(), name)
 
     def vm_stop(name_or_arguments: str | dict) -> dict:
         if isinstance(name_or_arguments, str):
             name_or_arguments = {"name": name_or_arguments}
         args = spec("vm_stop", name_or_arguments, required={"name": str}, optional={"timeout": int})
-        return vms().stop(args["name"], timeout=args.get("timeout", 30))
+        return vms().stop(current_caller(), args["name"], timeout=args.get("timeout", 30))
 
     def vm_delete(name: str) -> None:
-        vms().delete(name)
+        vms().delete(current_caller(), name)
 
     def vm_info(name: str) -> dict:
-        return vms().info(name)
+        return vms().info(current_caller(), name)
 
     def vm_list() -> list[dict]:
-        return vms().list()
+        return vms().list(current_caller())
 
     return {
         "vm_create": vm_create,

@@ -12,6 +12,15 @@ instant clone of its `disk.raw`); data disks are existing volumes, each
 holding a `disk.raw` sized to the volume's quota. An image may carry its own
 kernel (`vmlinux`, optional `initramfs` and `cmdline`); without one the VM
 boots the node's firmware.
+
+Owners (sal.tenancy): every VM records the caller that created it, and each
+operation takes the caller: a deployer sees and acts on its own VMs, a node
+admin on all, and a VM the caller may not see answers as a missing one. VM
+names are node-wide. The image may be any volume the caller may see (its own,
+or a shared one); data volumes must be the caller's (any, for an admin); the
+root disk is the caller's. A VM boots only from the very volumes it was
+created with (their uuids are in its record), so a name that another tenant
+takes after its volume was deleted never becomes this VM's disk.
 """
 
 from __future__ import annotations
@@ -28,10 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from sal.errors import SalError
-from sal.hypervisor.base import VM_NAME, HypervisorDriver, VmExists, check_vm_name
+from sal.hypervisor.base import VM_NAME, HypervisorDriver, VmExists, VmNotFound, check_vm_name
 from sal.hypervisor.record import VmRecord, has_record
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
 from sal.storage.base import Storage, VolumeNotFound
+from sal.storage.owned import OwnedStorage, OwnedVolume
+from sal.tenancy import OPERATOR, Caller
 
 log = logging.getLogger("zeronode.hypervisor")
 
@@ -46,6 +57,7 @@ class VmManager:
     def __init__(self, state_dir: Path, storage: Storage, driver: HypervisorDriver, *, firmware: Path | None = None):
         self.state_dir = Path(state_dir)
         self.storage = storage
+        self.volumes = OwnedStorage(storage)  # the disks' owners: the same records the storage functions keep
         self.driver = driver
         self.firmware = firmware
         # What node_info() and each VM's info say: deployments must be able to tell that no guest runs.
@@ -70,9 +82,19 @@ class VmManager:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
-    def _record(self, name: str) -> VmRecord:
-        """The VM's record, refused when another driver made it: this one could not find, stop or run its VM."""
-        record = VmRecord.load(self._dir(name))
+    def _record(self, caller: Caller, name: str) -> VmRecord:
+        """The VM's record if the caller may act on it, refused when another driver made it: this one could
+        not find, stop or run its VM."""
+        try:
+            record = VmRecord.load(self._dir(name))
+        except VmNotFound:
+            raise
+        except SalError:
+            if caller.admin:
+                raise
+            record = None  # a record that cannot be read names no owner to let in: only admins learn of it
+        if record is None or not caller.may_act_on(record.owner):
+            raise VmNotFound(f"no VM named {name!r}")  # as for a missing VM: another tenant's does not show
         if record.driver != self.driver.name:
             raise SalError(
                 f"VM {name!r} was created by the {record.driver!r} hypervisor driver, but this node runs "
@@ -84,6 +106,7 @@ class VmManager:
 
     def create(
         self,
+        caller: Caller,
         name: str,
         *,
         image: str,
@@ -94,7 +117,7 @@ class VmManager:
         cmdline: str | None = None,
         taps: list[str] | tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        """Define a VM and clone its root disk from `image`; `start` runs it."""
+        """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it."""
         directory = self._dir(name)
         self.driver.check_vm_dir(directory)
         for tap in taps:
@@ -102,46 +125,72 @@ class VmManager:
                 raise SalError(f"invalid tap name {tap!r}: 1-15 letters, digits, '_' or '-'")
         with self._locked(name):
             if directory.exists():
-                raise VmExists(f"a VM named {name!r} exists already")
-            image_volume = self.storage.info(image)
-            if not (image_volume.path / IMAGE_DISK).is_file():
-                raise SalError(f"volume {image!r} is not an image: it has no {IMAGE_DISK}")
-            data_disks = [self._data_disk(volume) for volume in volumes]
-            root = self.storage.snapshot(image, f"{name}-root", read_only=False)
+                raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
+            in_use = self._disks_in_use()
+            self._image(caller, image, in_use)
+            data = [self._data_volume(caller, volume, in_use) for volume in volumes]
+            data_disks = [self._data_disk(volume) for volume in data]
+            root = self.volumes.clone(caller, image, f"{name}-root")
             try:
                 spec = self._spec(root.path, vcpus, memory_mib, cmdline, data_disks, taps, directory)
                 if disk_gb is not None:
                     self._grow_root(root.path / IMAGE_DISK, disk_gb)
-                    self.storage.set_quota(root.name, disk_gb * GIB)
+                    self.volumes.set_quota(caller, root.name, disk_gb * GIB)
                 directory.mkdir(mode=0o700, parents=True)
                 VmRecord(
-                    name=name, driver=self.driver.name, image=image, root_volume=root.name, volumes=tuple(volumes),
+                    name=name, driver=self.driver.name, owner=caller.owner, image=image, root_volume=root.name,
+                    volumes=tuple(volumes), disk_uuids={volume.name: volume.uuid for volume in (root, *data)},
                     created=time.time(), spec=spec,
                 ).save(directory)
             except BaseException:
-                self.storage.delete(root.name)
+                self.volumes.delete(caller, root.name)
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         log.info("vm created", extra={"vm": name, "image": image, "hypervisor": self.kind})
-        return self.info(name)
+        return self.info(caller, name)
 
-    def _data_disk(self, volume_name: str) -> DiskSpec:
-        volume = self.storage.info(volume_name)
-        for other in self._names():  # the records say what is attached, whichever driver made them
-            if volume_name in VmRecord.load(self.state_dir / other).volumes:
-                raise SalError(f"volume {volume_name!r} is attached to VM {other!r} already")
+    def _disks_in_use(self) -> dict[str, VmRecord]:
+        """Each volume that is a VM's disk -> that VM's record, whoever owns it and whichever driver made it.
+        A record that cannot be read is left out: its VM cannot run, so it holds no disk."""
+        in_use = {}
+        for name in self._names():
+            with contextlib.suppress(SalError):
+                record = VmRecord.load(self.state_dir / name)
+                in_use.update(dict.fromkeys(record.disk_volumes, record))
+        return in_use
+
+    def _image(self, caller: Caller, image: str, in_use: dict[str, VmRecord]) -> OwnedVolume:
+        volume = self.volumes.info(caller, image)
+        holder = in_use.get(image)
+        # An unowned volume is shared, but not when it is the disk of a VM the caller may not see (one made by the
+        # operator, or recorded before VMs had owners): that is someone's data, not an image.
+        if holder is not None and not caller.may_act_on(holder.owner):
+            raise SalError(f"volume {image!r} is another VM's disk, not an image")
+        if not (volume.path / IMAGE_DISK).is_file():
+            raise SalError(f"volume {image!r} is not an image: it has no {IMAGE_DISK}")
+        return volume
+
+    def _data_volume(self, caller: Caller, name: str, in_use: dict[str, VmRecord]) -> OwnedVolume:
+        volume = self.volumes.changeable(caller, name)
+        holder = in_use.get(name)
+        if holder is not None:
+            vm = f"VM {holder.name!r}" if caller.may_act_on(holder.owner) else "another VM"  # never another's VM name
+            raise SalError(f"volume {name!r} is attached to {vm} already")
+        return volume
+
+    def _data_disk(self, volume: OwnedVolume) -> DiskSpec:
         disk = volume.path / IMAGE_DISK
         if not disk.exists():
             if volume.read_only:
-                raise SalError(f"volume {volume_name!r} is read-only and has no {IMAGE_DISK}")
-            limit = self.storage.usage(volume_name).limit
+                raise SalError(f"volume {volume.name!r} is read-only and has no {IMAGE_DISK}")
+            limit = self.storage.usage(volume.name).limit
             if not limit:
                 raise SalError(
-                    f"volume {volume_name!r} has no quota, so its disk has no size: create it with quota_mb"
+                    f"volume {volume.name!r} has no quota, so its disk has no size: create it with quota_mb"
                 )
             with open(disk, "wb") as file:
                 file.truncate(limit)  # sparse: takes no space until the guest writes
-        return DiskSpec(path=str(disk), readonly=volume.read_only, id=f"data-{volume_name}"[:64])
+        return DiskSpec(path=str(disk), readonly=volume.read_only, id=f"data-{volume.name}"[:64])
 
     def _spec(self, root: Path, vcpus: int, memory_mib: int, cmdline: str | None,
               data_disks: list[DiskSpec], taps: list[str] | tuple[str, ...], directory: Path) -> VmSpec:
@@ -174,29 +223,45 @@ class VmManager:
             raise SalError(f"disk_gb {disk_gb} is smaller than the image's disk ({disk.stat().st_size / GIB:.1f} GiB)")
         os.truncate(disk, size)
 
-    def start(self, name: str) -> dict[str, Any]:
+    def start(self, caller: Caller, name: str) -> dict[str, Any]:
         """Run the VM: boot it, or resume it when paused; a running VM is left as it is."""
         with self._locked(name):
-            record = self._record(name)
+            record = self._record(caller, name)
+            self._check_disks(record)
             self.driver.start(self._dir(name), record.spec)
         log.info("vm started", extra={"vm": name})
-        return self.info(name)
+        return self.info(caller, name)
 
-    def stop(self, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
+    def _check_disks(self, record: VmRecord) -> None:
+        """Refuse to boot from a volume that is not the one the VM was created with: deleted, then made again
+        under the same name by anyone, it holds someone else's disk, or one planted for this VM."""
+        for volume, uuid in record.disk_uuids.items():
+            try:
+                found = self.storage.info(volume).uuid  # which volume is there, whoever owns it
+            except VolumeNotFound:
+                raise SalError(f"volume {volume!r}, a disk of VM {record.name!r}, is gone") from None
+            if found != uuid:
+                raise SalError(
+                    f"volume {volume!r} is not the one VM {record.name!r} was created with (it was deleted and made "
+                    "again): the VM does not boot from it"
+                )
+
+    def stop(self, caller: Caller, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
         """Power the guest off (ACPI, then forced after `timeout` seconds) and end its process."""
         with self._locked(name):
-            self._record(name)
+            self._record(caller, name)
             self.driver.stop(self._dir(name), timeout)
         log.info("vm stopped", extra={"vm": name})
-        return self.info(name)
+        return self.info(caller, name)
 
-    def delete(self, name: str) -> None:
-        """Stop the VM and remove it with its root disk. Its data volumes stay: they are the user's."""
-        self.stop(name, timeout=5.0)
+    def delete(self, caller: Caller, name: str) -> None:
+        """Stop the VM and remove it, its record (and so its owner) and its root disk. Its data volumes stay:
+        they are the user's."""
+        self.stop(caller, name, timeout=5.0)
         with self._locked(name):
-            record = self._record(name)
+            record = self._record(caller, name)
             try:
-                self.storage.delete(record.root_volume)
+                self._delete_root(caller, record)
             except VolumeNotFound:
                 pass  # a script deleted it already: the VM goes all the same
             except (SalError, OSError) as exc:
@@ -206,11 +271,18 @@ class VmManager:
         # Its data volumes are detached, their disk files kept with their data.
         log.info("vm deleted", extra={"vm": name, "volumes_kept": list(record.volumes)})
 
-    def info(self, name: str) -> dict[str, Any]:
-        record = self._record(name)
+    def _delete_root(self, caller: Caller, record: VmRecord) -> None:
+        uuid = record.disk_uuids.get(record.root_volume)
+        if uuid is not None and self.storage.info(record.root_volume).uuid != uuid:
+            return  # the VM's root disk was deleted and the name taken again: that volume is not the VM's to delete
+        self.volumes.delete(caller, record.root_volume)
+
+    def info(self, caller: Caller, name: str) -> dict[str, Any]:
+        record = self._record(caller, name)
         directory, spec = self._dir(name), record.spec
         return {
             "name": name,
+            "owner": record.owner,
             "state": self.driver.state(directory),
             "hypervisor": self.kind,
             "pid": self.driver.pid(directory),
@@ -230,14 +302,19 @@ class VmManager:
         entries = self.state_dir.iterdir()
         return sorted(e.name for e in entries if VM_NAME.fullmatch(e.name) and has_record(e))
 
-    def list(self) -> list[dict[str, Any]]:
-        return [self.info(name) for name in self._names()]
+    def list(self, caller: Caller) -> list[dict[str, Any]]:
+        """The VMs the caller may see, by name."""
+        visible = []
+        for name in self._names():
+            with contextlib.suppress(VmNotFound):  # another's VM, or one deleted since the directory was read
+                visible.append(self.info(caller, name))
+        return visible
 
     def stop_all(self, *, timeout: float = 5.0) -> None:
-        """Stop every VM (a node shutting down, a test cleaning up)."""
-        for vm in self.list():
+        """Stop every VM, whoever owns it (a node shutting down, a test cleaning up)."""
+        for vm in self.list(OPERATOR):
             if vm["state"] != "Stopped":
-                self.stop(vm["name"], timeout=timeout)
+                self.stop(OPERATOR, vm["name"], timeout=timeout)
 
 
 def _read(path: Path) -> str | None:

@@ -1,14 +1,25 @@
 """A VM's record, vm.json in its directory: what the VM is, written once at create, read by every runner.
 
-Format 1:
+Format 2:
 
-    {"format": 1, "driver": "cloud-hypervisor", "name": "web1", "image": "ubuntu", "root_volume": "web1-root",
-     "volumes": ["web1-data"], "created": 1700000000.0, "spec": {VmSpec.as_dict()}}
+    {"format": 2, "driver": "cloud-hypervisor", "name": "web1", "owner": "<the signer's key>", "image": "ubuntu",
+     "root_volume": "web1-root", "volumes": ["web1-data"],
+     "disk_uuids": {"web1-root": "5c1e...", "web1-data": "90ab..."},
+     "created": 1700000000.0, "spec": {VmSpec.as_dict()}}
 
-A record without "format" was written before records had one, when
-cloud-hypervisor was the only driver: it reads as format 1 of that driver, so
-a node upgraded with VMs running keeps them. A newer format is refused: this
-code cannot know what it added.
+`owner` is the signer of the script that created the VM (null: the node's
+operator made it, outside scripts). `disk_uuids` is each disk volume's uuid
+when the VM was created: a volume deleted and made again under the same name,
+by anyone, is another volume, and the VM does not boot from it.
+
+Format 1 is format 2 without `owner` and `disk_uuids`: its VMs are owned by
+nobody (node admins only) and their disks are taken as they are. A record
+without "format" was written before records had one, when cloud-hypervisor
+was the only driver: it reads as format 1 of that driver, so a node upgraded
+with VMs running keeps them. A newer format is refused: this code cannot know
+what it added. Format 2 is a new number, not optional fields in format 1, so
+that an older zeronode refuses these records rather than showing every tenant
+every VM.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ from sal.errors import SalError
 from sal.hypervisor.base import VmNotFound
 from sal.hypervisor.spec import VmSpec
 
-FORMAT = 1
+FORMAT = 2
+READS = (1, 2)
 RECORD = "vm.json"
 UNVERSIONED_DRIVER = "cloud-hypervisor"  # the driver of every record written before "format" existed
 
@@ -31,17 +43,23 @@ UNVERSIONED_DRIVER = "cloud-hypervisor"  # the driver of every record written be
 class VmRecord:
     name: str
     driver: str  # the driver that created the VM, and the only one that may run it
+    owner: str | None  # who may see and act on it besides node admins; None: node admins only
     image: str
     root_volume: str
     volumes: tuple[str, ...]  # data volumes, attached in this order
+    disk_uuids: dict[str, str]  # volume name -> its uuid at create; empty in format 1 records
     created: float  # Unix time
     spec: VmSpec
 
+    @property
+    def disk_volumes(self) -> tuple[str, ...]:
+        return (self.root_volume, *self.volumes)
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "driver": self.driver, "name": self.name, "image": self.image,
-            "root_volume": self.root_volume, "volumes": list(self.volumes), "created": self.created,
-            "spec": self.spec.as_dict(),
+            "format": FORMAT, "driver": self.driver, "name": self.name, "owner": self.owner, "image": self.image,
+            "root_volume": self.root_volume, "volumes": list(self.volumes), "disk_uuids": dict(self.disk_uuids),
+            "created": self.created, "spec": self.spec.as_dict(),
         }
 
     def save(self, vm_dir: Path) -> None:
@@ -63,13 +81,16 @@ class VmRecord:
         if not isinstance(data, dict):
             raise SalError(f"the record of VM {name!r} is not a JSON object")
         version = data.get("format", 1)
-        if version != FORMAT:
-            raise SalError(f"the record of VM {name!r} is format {version!r}; this zeronode reads format {FORMAT}")
+        if version not in READS:
+            raise SalError(f"the record of VM {name!r} is format {version!r}; this zeronode reads formats 1 and 2")
         try:
+            owner, disk_uuids = (data["owner"], dict(data["disk_uuids"])) if version == 2 else (None, {})
+            if owner is not None and not isinstance(owner, str):
+                raise TypeError(f"owner {owner!r} is not a key")
             return cls(
-                name=data["name"], driver=data.get("driver", UNVERSIONED_DRIVER), image=data["image"],
-                root_volume=data["root_volume"], volumes=tuple(data["volumes"]), created=data["created"],
-                spec=VmSpec.from_dict(data["spec"]),
+                name=data["name"], driver=data.get("driver", UNVERSIONED_DRIVER), owner=owner, image=data["image"],
+                root_volume=data["root_volume"], volumes=tuple(data["volumes"]), disk_uuids=disk_uuids,
+                created=data["created"], spec=VmSpec.from_dict(data["spec"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SalError(f"the record of VM {name!r} is malformed: {exc!r}") from None

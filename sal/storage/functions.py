@@ -2,8 +2,11 @@
 
     let data = volume_create(#{ name: "web1-data", quota_mb: 1024 });
     let snap = volume_snapshot(#{ source: "web1-data", name: "web1-data-1" });
-    volume_list();                              // [#{ name, id, uuid, read_only, ... }]
+    volume_list();                              // [#{ name, id, uuid, read_only, owner, ... }]
     volume_delete("web1-data-1");               // or #{ name: "...", recursive: true }
+
+Each acts for the job's signer (sal.tenancy): what it creates is the signer's,
+and it sees and changes only what the signer may (sal.storage.owned).
 """
 
 from __future__ import annotations
@@ -13,33 +16,36 @@ from typing import Any
 
 from sal.errors import configured, spec
 from sal.storage.base import Storage
+from sal.storage.owned import OwnedStorage
+from sal.tenancy import current_caller
 
 MIB = 1024 * 1024
 
 
 def functions(storage: Storage | None) -> dict[str, Callable[..., Any]]:
-    driver = configured(storage, "storage is not configured on this node (set storage_root)")
+    volumes = configured(OwnedStorage(storage) if storage else None, "storage is not configured on this node (set storage_root)")
 
     def volume_create(arguments: dict) -> dict:
         args = spec("volume_create", arguments, required={"name": str}, optional={"quota_mb": int})
         quota = args["quota_mb"] * MIB if args.get("quota_mb") else None
-        return driver().create(args["name"], quota_bytes=quota).as_dict()
+        return volumes().create(current_caller(), args["name"], quota_bytes=quota).as_dict()
 
     def volume_snapshot(arguments: dict) -> dict:
         args = spec("volume_snapshot", arguments, required={"source": str, "name": str}, optional={"read_only": bool})
-        return driver().snapshot(args["source"], args["name"], read_only=args.get("read_only", True)).as_dict()
+        snapshot = volumes().snapshot(current_caller(), args["source"], args["name"], read_only=args.get("read_only", True))
+        return snapshot.as_dict()
 
     def volume_delete(name_or_arguments: str | dict) -> None:
         if isinstance(name_or_arguments, str):
             name_or_arguments = {"name": name_or_arguments}
         args = spec("volume_delete", name_or_arguments, required={"name": str}, optional={"recursive": bool})
-        driver().delete(args["name"], recursive=args.get("recursive", False))
+        volumes().delete(current_caller(), args["name"], recursive=args.get("recursive", False))
 
     def volume_info(name: str) -> dict:
-        return driver().info(name).as_dict()
+        return volumes().info(current_caller(), name).as_dict()
 
     def volume_list() -> list[dict]:
-        return [volume.as_dict() for volume in driver().list()]
+        return [volume.as_dict() for volume in volumes().list(current_caller())]
 
     return {
         "volume_create": volume_create,

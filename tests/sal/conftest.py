@@ -1,7 +1,9 @@
-"""Hypervisor fixtures: simulated VMMs as real processes on UNIX sockets, VM managers on a real btrfs."""
+"""Hypervisor fixtures: simulated VMMs as real processes on UNIX sockets, VM managers on a real btrfs;
+and the callers the SALs act for: two deployers and a node admin, in Python (Caller) and as a job's signer."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -13,6 +15,22 @@ from sal import registry
 from sal.hypervisor import VmManager, VmmUnreachable
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
 from sal.storage.drivers.btrfs import BtrfsStorage
+from sal.tenancy import Caller
+
+# Two tenants of one node and its admin. Keys are opaque to the SALs: any string does.
+ALICE, BOB = Caller(owner="alice-key"), Caller(owner="bob-key")
+ADMIN = Caller(owner="admin-key", admin=True)
+
+
+@contextlib.contextmanager
+def job(caller: Caller = ALICE):
+    """Run the SAL functions called inside as the runner runs a script signed by `caller`."""
+    context = registry.JobContext(
+        job_id=f"job-of-{caller.owner}", signer=caller.owner, node_id="node-1", deadline=time.monotonic() + 60,
+        admin=caller.admin,
+    )
+    with registry.running(context):
+        yield
 
 
 @pytest.fixture
@@ -39,7 +57,8 @@ def vmm(short_dir):
 
 
 def make_image(storage: BtrfsStorage, name: str = "ubuntu", *, kernel: bool = True, disk_mb: int = 64):
-    """An image volume as the VM manager expects one: disk.raw, and a kernel unless told otherwise."""
+    """An image volume as the VM manager expects one: disk.raw, and a kernel unless told otherwise. Made by the
+    driver, outside any script, it has no owner: a shared image, as the operator makes them."""
     volume = storage.create(name)
     with open(volume.path / "disk.raw", "wb") as disk:
         disk.truncate(disk_mb * 1024 * 1024)

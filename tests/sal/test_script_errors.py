@@ -6,6 +6,8 @@ import pytest
 import rhai
 from sal import registry
 
+from .conftest import job
+
 
 @pytest.mark.parametrize(
     ("script", "message"),
@@ -27,7 +29,7 @@ from sal import registry
     ],
 )
 def test_errors_reach_the_script_with_their_line(vm_engine, script, message):
-    with pytest.raises(rhai.EvalError, match=message) as info:
+    with job(), pytest.raises(rhai.EvalError, match=message) as info:
         vm_engine.eval(f"let a = 1;\n{script}")
     assert info.value.line == 2
 
@@ -35,12 +37,14 @@ def test_errors_reach_the_script_with_their_line(vm_engine, script, message):
 @pytest.mark.parametrize(
     ("script", "caught"),
     [
-        ('volume_create(#{ name: "v" }); volume_create(#{ name: "v" })', "VolumeExists: volume 'v' already exists"),
+        ('volume_create(#{ name: "v" }); volume_create(#{ name: "v" })',
+         "VolumeExists: the volume name 'v' is taken on this node (volume names are node-wide)"),
         ('vm_info("ghost")', "VmNotFound: no VM named 'ghost'"),
     ],
 )
 def test_a_script_can_catch_a_sal_error(vm_engine, script, caught):
-    assert vm_engine.eval(f'let r = "none"; try {{ {script}; }} catch (e) {{ r = `${{e}}`; }} r') == caught
+    with job():
+        assert vm_engine.eval(f'let r = "none"; try {{ {script}; }} catch (e) {{ r = `${{e}}`; }} r') == caught
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,14 @@ from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorC
 from sal.storage import VolumeNotFound
 from tests.support.processes import alive
 
-from .conftest import make_image
+from .conftest import ALICE, make_image
 
 
 def test_create_start_stop_delete(vm_manager, storage):
     image = make_image(storage, "ubuntu")
-    data = storage.create("web1-data", quota_bytes=32 * 1024 * 1024)
+    data = vm_manager.volumes.create(ALICE, "web1-data", quota_bytes=32 * 1024 * 1024)
 
-    created = vm_manager.create("web1", image="ubuntu", vcpus=2, memory_mib=1024, disk_gb=1, volumes=["web1-data"])
+    created = vm_manager.create(ALICE, "web1", image="ubuntu", vcpus=2, memory_mib=1024, disk_gb=1, volumes=["web1-data"])
     assert created["state"] == "Stopped" and created["pid"] is None and created["hypervisor"] == "simulated"
     root = storage.info("web1-root")
     assert root.parent_uuid == image.uuid and not root.read_only  # an instant clone of the image
@@ -32,40 +32,40 @@ def test_create_start_stop_delete(vm_manager, storage):
     assert os.path.getsize(data.path / "disk.raw") == 32 * 1024 * 1024  # the data disk is the volume's quota
     assert created["disks"] == [str(root.path / "disk.raw"), str(data.path / "disk.raw")]
 
-    started = vm_manager.start("web1")
+    started = vm_manager.start(ALICE, "web1")
     assert started["state"] == "Running" and alive(started["pid"])
     config = HypervisorClient(started["api_socket"]).info()["config"]
     assert config["payload"] == {"kernel": str(root.path / "vmlinux"), "cmdline": "console=ttyS0 root=/dev/vda1 rw"}
     assert config["memory"]["size"] == 1024**3 and config["cpus"]["boot_vcpus"] == 2
-    assert vm_manager.start("web1")["pid"] == started["pid"]  # starting a running VM changes nothing
+    assert vm_manager.start(ALICE, "web1")["pid"] == started["pid"]  # starting a running VM changes nothing
 
-    stopped = vm_manager.stop("web1", timeout=5)
+    stopped = vm_manager.stop(ALICE, "web1", timeout=5)
     assert stopped["state"] == "Stopped" and not alive(started["pid"])
-    assert vm_manager.start("web1")["state"] == "Running"  # and it starts again from its record
+    assert vm_manager.start(ALICE, "web1")["state"] == "Running"  # and it starts again from its record
 
-    vm_manager.delete("web1")
-    assert vm_manager.list() == []
+    vm_manager.delete(ALICE, "web1")
+    assert vm_manager.list(ALICE) == []
     assert not storage.exists("web1-root")
     assert storage.exists("web1-data") and (data.path / "disk.raw").exists()  # data outlives the VM
     with pytest.raises(VmNotFound):
-        vm_manager.info("web1")
+        vm_manager.info(ALICE, "web1")
 
 
 def test_a_restarted_manager_finds_its_running_vms(storage, short_dir):
     make_image(storage)
     state_dir = short_dir / "vms"
     first = VmManager(state_dir, storage, CloudHypervisor.simulator())
-    first.create("web1", image="ubuntu")
-    first.create("web2", image="ubuntu")
-    pid = first.start("web1")["pid"]
+    first.create(ALICE, "web1", image="ubuntu")
+    first.create(ALICE, "web2", image="ubuntu")
+    pid = first.start(ALICE, "web1")["pid"]
     del first  # what a runner restart leaves: the files and the VMM process
 
     second = VmManager(state_dir, storage, CloudHypervisor.simulator())
     try:
-        assert [(vm["name"], vm["state"], vm["pid"]) for vm in second.list()] == [
+        assert [(vm["name"], vm["state"], vm["pid"]) for vm in second.list(ALICE)] == [
             ("web1", "Running", pid), ("web2", "Stopped", None)
         ]
-        second.stop("web1", timeout=1)
+        second.stop(ALICE, "web1", timeout=1)
         assert not alive(pid)
     finally:
         second.stop_all(timeout=1)
@@ -78,8 +78,9 @@ def test_a_vm_outlives_the_runner_process_that_started_it(storage, short_dir):
     starter = (
         "import sys; from pathlib import Path; from sal.storage.drivers.btrfs import BtrfsStorage;"
         "from sal.hypervisor import VmManager; from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor;"
+        "from sal.tenancy import Caller; alice = Caller('alice-key');"
         f"m = VmManager(Path({str(state_dir)!r}), BtrfsStorage(Path({str(storage.root)!r})), CloudHypervisor.simulator());"
-        "m.create('web1', image='ubuntu'); m.start('web1'); print('up', flush=True); sys.stdin.read()"
+        "m.create(alice, 'web1', image='ubuntu'); m.start(alice, 'web1'); print('up', flush=True); sys.stdin.read()"
     )
     runner = subprocess.Popen([sys.executable, "-c", starter], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert runner.stdout.readline().strip() == "up"
@@ -87,7 +88,7 @@ def test_a_vm_outlives_the_runner_process_that_started_it(storage, short_dir):
     runner.wait()
     manager = VmManager(state_dir, storage, CloudHypervisor.simulator())
     try:
-        info = manager.info("web1")
+        info = manager.info(ALICE, "web1")
         assert info["state"] == "Running" and alive(info["pid"])
     finally:
         manager.stop_all(timeout=1)
@@ -95,25 +96,25 @@ def test_a_vm_outlives_the_runner_process_that_started_it(storage, short_dir):
 
 def test_a_dead_vmm_shows_as_stopped_and_starts_again(vm_manager, storage):
     make_image(storage)
-    vm_manager.create("web1", image="ubuntu")
-    pid = vm_manager.start("web1")["pid"]
+    vm_manager.create(ALICE, "web1", image="ubuntu")
+    pid = vm_manager.start(ALICE, "web1")["pid"]
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while vm_manager.info("web1")["state"] != "Stopped":
+    while vm_manager.info(ALICE, "web1")["state"] != "Stopped":
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    restarted = vm_manager.start("web1")
+    restarted = vm_manager.start(ALICE, "web1")
     assert restarted["state"] == "Running" and restarted["pid"] != pid
 
 
 def test_a_reused_pid_is_not_taken_for_the_vmm(vm_manager, storage, short_dir):
     make_image(storage)
-    vm_manager.create("web1", image="ubuntu")
+    vm_manager.create(ALICE, "web1", image="ubuntu")
     stranger = subprocess.Popen(["sleep", "30"])
     try:
         (short_dir / "vms" / "web1" / "vmm.pid").write_text(str(stranger.pid))
-        assert vm_manager.info("web1")["state"] == "Stopped"
-        vm_manager.stop("web1")
+        assert vm_manager.info(ALICE, "web1")["state"] == "Stopped"
+        vm_manager.stop(ALICE, "web1")
         assert stranger.poll() is None  # stop never signals a process that is not the VM's VMM
     finally:
         stranger.kill()
@@ -126,19 +127,19 @@ def test_images_without_a_kernel_boot_the_node_firmware(storage, short_dir):
     firmware.write_bytes(b"fw")
     without = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())
     with pytest.raises(SalError, match="no vmlinux and the node has no vm_firmware"):
-        without.create("web1", image="debian")
-    assert not storage.exists("web1-root") and without.list() == []  # a refused create leaves nothing
+        without.create(ALICE, "web1", image="debian")
+    assert not storage.exists("web1-root") and without.list(ALICE) == []  # a refused create leaves nothing
 
     manager = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator(), firmware=firmware)
     try:
-        socket = manager.create("web1", image="debian")["api_socket"]
-        manager.start("web1")
+        socket = manager.create(ALICE, "web1", image="debian")["api_socket"]
+        manager.start(ALICE, "web1")
         assert HypervisorClient(socket).info()["config"]["payload"] == {"firmware": str(firmware)}
         firmware.unlink()
-        manager.stop("web1")
+        manager.stop(ALICE, "web1")
         with pytest.raises(VmmFailure, match="cannot open firmware"):  # the VMM's boot error reaches the caller
-            manager.start("web1")
-        assert manager.info("web1")["state"] == "Stopped" and manager.info("web1")["pid"] is None
+            manager.start(ALICE, "web1")
+        assert manager.info(ALICE, "web1")["state"] == "Stopped" and manager.info(ALICE, "web1")["pid"] is None
     finally:
         manager.stop_all(timeout=1)
 
@@ -146,7 +147,7 @@ def test_images_without_a_kernel_boot_the_node_firmware(storage, short_dir):
 def test_bad_requests_are_refused_before_anything_is_made(vm_manager, storage):
     make_image(storage)
     storage.create("not-an-image")
-    storage.create("no-quota")
+    vm_manager.volumes.create(ALICE, "no-quota")
     cases = [
         (dict(name="Web_1", image="ubuntu"), InvalidVmName, "invalid VM name"),
         (dict(name="../etc", image="ubuntu"), InvalidVmName, "invalid VM name"),
@@ -161,25 +162,27 @@ def test_bad_requests_are_refused_before_anything_is_made(vm_manager, storage):
     ]
     for arguments, error, message in cases:
         with pytest.raises(error, match=message):
-            vm_manager.create(**arguments)
-    assert vm_manager.list() == []
+            vm_manager.create(ALICE, **arguments)
+    assert vm_manager.list(ALICE) == []
     assert sorted(v.name for v in storage.list()) == ["no-quota", "not-an-image", "ubuntu"]
 
-    vm_manager.create("web1", image="ubuntu")
+    vm_manager.create(ALICE, "web1", image="ubuntu")
     with pytest.raises(VmExists):
-        vm_manager.create("web1", image="ubuntu")
-    storage.create("shared", quota_bytes=1024 * 1024)
-    vm_manager.create("web2", image="ubuntu", volumes=["shared"])
+        vm_manager.create(ALICE, "web1", image="ubuntu")
+    vm_manager.volumes.create(ALICE, "data", quota_bytes=1024 * 1024)
+    vm_manager.create(ALICE, "web2", image="ubuntu", volumes=["data"])
     with pytest.raises(SalError, match="attached to VM 'web2'"):
-        vm_manager.create("web3", image="ubuntu", volumes=["shared"])
+        vm_manager.create(ALICE, "web3", image="ubuntu", volumes=["data"])
+    with pytest.raises(SalError, match="attached to VM 'web1'"):  # a root disk is attached to its VM too
+        vm_manager.create(ALICE, "web3", image="ubuntu", volumes=["web1-root"])
     for operation in (vm_manager.start, vm_manager.stop, vm_manager.delete, vm_manager.info):
         with pytest.raises(VmNotFound, match="no VM named 'ghost'"):
-            operation("ghost")
+            operation(ALICE, "ghost")
 
 
 def test_the_record_on_disk_is_what_a_restart_needs(vm_manager, storage, short_dir):
     make_image(storage)
-    vm_manager.create("web1", image="ubuntu", memory_mib=256)
+    vm_manager.create(ALICE, "web1", image="ubuntu", memory_mib=256)
     directory = short_dir / "vms" / "web1"
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     record = json.loads((directory / "vm.json").read_text())
@@ -191,4 +194,4 @@ def test_an_unusable_state_dir_is_refused(storage, tmp_path):
     manager = VmManager(tmp_path / ("x" * 90), storage, CloudHypervisor.simulator())
     make_image(storage)
     with pytest.raises(SalError, match="too long for the VM's API socket"):
-        manager.create("web1", image="ubuntu")
+        manager.create(ALICE, "web1", image="ubuntu")
