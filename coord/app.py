@@ -1,13 +1,16 @@
 """The coordinator's HTTP API, and the dispatcher loop it runs beside it.
 
-    POST /v1/deployments              a signed envelope → 202 {id, targets, status}
+    POST /v1/deployments              a signed envelope → 202 {id, targets, duplicate}, once the ledger says
+                                      its signer may deploy on every target
     GET  /v1/deployments/ID           per-node progress; ?wait=S&version=V long-polls for a change past V
     GET  /v1/deployments/ID/events    the same, as server-sent events until the deployment ends
-    GET  /v1/deployments              newest first; ?status=, ?signer=, ?limit=
-    POST /v1/deployments/ID/cancel    signed by the deployment's signer or a coord admin
-    GET  /health, /metrics
+    GET  /v1/deployments              newest first; ?status=, ?signer= (admins), ?limit=
+    POST /v1/deployments/ID/cancel
+    GET  /health, /metrics            open; no deployment's data
 
-The routes are in coord.routes, one router per resource. Errors are
+Every /v1/deployments request but the submission (whose envelope is signed) is
+a signed request for audience "coord", by the deployment's signer or a coord
+admin. The routes are in coord.routes, one router per resource. Errors are
 {"detail": {"reason", "message"}} with a 4xx status for the client's faults.
 """
 
@@ -16,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import httpx
 import nacl.signing
 import redis.asyncio as redis
 from fastapi import FastAPI
 
+from coord.authorization import Authorizer, LedgerRights
 from coord.dispatcher import Dispatcher
+from coord.limits import SubmissionRate
 from coord.metrics import Metrics
 from coord.nodes import NodeDirectory
 from coord.routes import deployments, operations
@@ -30,19 +36,21 @@ from coord.settings import CoordSettings
 from coord.store import Store
 from coord.supervisors import SupervisorClients
 from zeronode.api import handlers
-from zeronode.api.routing import add_routers
 from zeronode.api.auth import SignedRequest
+from zeronode.api.routing import add_routers
 from zeronode.protocol.signed_requests import COORD
 
 log = logging.getLogger("zeronode.coord")
 
 
-def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signing.SigningKey) -> FastAPI:
+def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signing.SigningKey, *, clock=time.time) -> FastAPI:
+    """The app; `clock` tells the minute submissions are counted in (a test's fixed one in the tests)."""
     store = Store(connection)
     metrics = Metrics()
     ledger_http = httpx.AsyncClient(timeout=settings.request_timeout, limits=httpx.Limits(max_connections=16))
     nodes = NodeDirectory(settings.ledger_url, ledger_http, token=settings.ledger_token)
     supervisors = SupervisorClients(timeout=settings.request_timeout)
+    rights = LedgerRights(settings.ledger_url, ledger_http, token=settings.ledger_token, ttl=settings.rights_ttl)
     dispatcher = Dispatcher(
         store, nodes, supervisors, settings, key, on_final=lambda task: metrics.tasks_ended.labels(task.state.value).inc()
     )
@@ -62,6 +70,8 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
 
     app = FastAPI(title="zeronode coordinator", version="1", lifespan=lifespan)
     app.state.store, app.state.dispatcher, app.state.settings, app.state.metrics = store, dispatcher, settings, metrics
+    app.state.authorizer = Authorizer(rights, nodes)
+    app.state.rate = SubmissionRate(connection, settings.submissions_per_minute, clock=clock)
     app.state.signed_request = SignedRequest(COORD)  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
     handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())

@@ -5,14 +5,18 @@ A task's life, one step at a time (each step is one claim from the store):
     pending ──POST /v1/jobs──▶ dispatched ──GET /v1/jobs/ID──▶ running ──▶ succeeded | failed | canceled
 
 - pending: the ledger says where the node is. Unknown → failed. Offline → wait,
-  failed after `offline_wait`. The supervisor answers 202/200 → dispatched;
-  4xx (bad signature, not authorised, wrong node...) → failed for good, with
-  its reason; unreachable or 5xx → retried with capped backoff until the
-  envelope expires.
-- dispatched/running: the job is polled, quickly at first, then every 2 s.
-  An unreachable supervisor is retried until `lost_after`; a job the node no
-  longer knows (its Redis was wiped) is dispatched again. The node itself retries
-  a failing script as the envelope's `retries` say, so a failed job is final here.
+  failed after `offline_wait`. A supervisor URL coord may not send to (a path,
+  a name, an address outside the node's mycelium /64 and `supervisor_networks`)
+  → failed as forbidden_destination, nothing sent. The supervisor answers
+  202/200 accepting this envelope → dispatched; 4xx (bad signature, not
+  authorised, wrong node...) → failed for good, with its reason; a redirect or
+  an answer too large or of the wrong shape → failed as bad_answer (coord.supervisors);
+  unreachable or 5xx → retried with capped backoff until the envelope expires.
+- dispatched/running: the job is polled (signed by coord for the node), quickly
+  at first, then every 2 s. An unreachable supervisor is retried until
+  `lost_after`; a job the node no longer knows (its Redis was wiped) is
+  dispatched again. The node itself retries a failing script as the envelope's
+  `retries` say, so a failed job is final here.
 - canceled deployment: pending tasks end as canceled; dispatched ones get a cancel
   signed by the coordinator (an admin on the nodes) and are followed to their end.
 
@@ -29,28 +33,52 @@ import time
 
 import httpx
 import nacl.signing
+from pydantic import BaseModel, ValidationError
 
-from coord.nodes import NodeDirectory
+from coord.nodes import NodeDirectory, NodeRecord
 from coord.settings import CoordSettings
 from coord.store import Deployment, Store, Task, TaskError, TaskState
-from coord.supervisors import SupervisorClients
+from coord.supervisors import (
+    ACCEPT_LIMIT,
+    JOB_LIMIT,
+    Answer,
+    BadAnswer,
+    SupervisorClients,
+    failure,
+    refusal,
+)
 from zeronode import retry
-from zeronode.api.errors import Unavailable, detail_of
+from zeronode.api.destinations import check_supervisor_url
+from zeronode.api.errors import Refused, Unavailable
+from zeronode.api.jobs import JobView, Status
 from zeronode.protocol.signed_requests import AUDIENCE_HEADER, SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
 
 JOB_STATES = {
-    "queued": TaskState.DISPATCHED,
-    "started": TaskState.RUNNING,
-    "finished": TaskState.SUCCEEDED,
-    "failed": TaskState.FAILED,
-    "timed_out": TaskState.FAILED,
-    "canceled": TaskState.CANCELED,
+    Status.QUEUED: TaskState.DISPATCHED,
+    Status.STARTED: TaskState.RUNNING,
+    Status.FINISHED: TaskState.SUCCEEDED,
+    Status.FAILED: TaskState.FAILED,
+    Status.TIMED_OUT: TaskState.FAILED,
+    Status.CANCELED: TaskState.CANCELED,
 }
 MAX_BACKOFF = 30.0
 FIRST_POLL = 0.1  # seconds after dispatch; then every 1.5 times longer, up to MAX_POLL_INTERVAL
 MAX_POLL_INTERVAL = 2.0
+
+
+class Accepted(BaseModel):
+    """What coord reads of a supervisor's accept (POST /v1/jobs: 202 or 200 {job_id, status, duplicate})."""
+
+    job_id: str
+
+
+def _accepted_job(answer: Answer) -> str | None:
+    try:
+        return Accepted.model_validate_json(answer.body).job_id
+    except ValidationError:
+        return None
 
 
 class Dispatcher:
@@ -166,57 +194,88 @@ class Dispatcher:
         if not record.supervisor_url:
             return self._fail(task, "no_supervisor", f"node {task.node} registered no supervisor URL")
         try:
-            response = await self.supervisors.for_url(record.supervisor_url).post(
-                f"{record.supervisor_url.rstrip('/')}/v1/jobs",
-                content=deployment.envelope,
-                headers={"content-type": "application/json"},
+            base = self._destination(record)
+        except Refused as exc:
+            return self._fail(task, exc.reason, f"node {task.node}: {exc}")
+        try:
+            answer = await self.supervisors.exchange(
+                "POST", f"{base}/v1/jobs", limit=ACCEPT_LIMIT,
+                content=deployment.envelope, headers={"content-type": "application/json"},
             )
+        except BadAnswer as exc:
+            return self._fail(task, "bad_answer", f"supervisor of {task.node} {exc}")
         except httpx.HTTPError as exc:
-            return self._retry(task, "supervisor_unreachable", f"supervisor of {task.node} unreachable: {exc!r}")
-        if response.status_code in (200, 202):
-            task.state, task.job_id, task.polls, task.error = TaskState.DISPATCHED, response.json()["job_id"], 0, None
-            task.supervisor_url = record.supervisor_url
+            return self._retry(task, "supervisor_unreachable", f"supervisor of {task.node} unreachable: {failure(exc)}")
+        if answer.status in (200, 202):
+            if _accepted_job(answer) != deployment.id:
+                return self._fail(task, "bad_answer", f"supervisor of {task.node} answered {answer.status} without accepting the envelope")
+            task.state, task.job_id, task.polls, task.error = TaskState.DISPATCHED, deployment.id, 0, None
+            task.supervisor_url = base
             return now + FIRST_POLL
-        if response.status_code >= 500:
-            return self._retry(task, "supervisor_error", f"supervisor of {task.node} answered {response.status_code}")
-        reason, message, _ = detail_of(response)
+        if answer.status >= 500:
+            return self._retry(task, "supervisor_error", f"supervisor of {task.node} answered {answer.status}")
+        if answer.status < 400:  # a redirect (never followed) or a success that is not an accept
+            return self._fail(task, "bad_answer", f"supervisor of {task.node} answered HTTP {answer.status}, not an accept")
+        reason, message = refusal(answer)
         return self._fail(task, reason, f"node {task.node} refused the envelope: {message}")
+
+    def _destination(self, record: NodeRecord) -> str:
+        """The node's supervisor URL as coord may use it (zeronode.api.destinations), or Refused: the ledger
+        checks it at registration, but records from before that check, or a ledger that was not asked, exist."""
+        return check_supervisor_url(
+            record.supervisor_url or "", mycelium_address=record.mycelium_address, networks=self.settings.supervisor_networks
+        )
 
     # -- dispatched or running: follow the job ---------------------------------------
 
     async def _track(self, task: Task, canceled_by: str | None) -> float | None:
         now = time.time()
         if task.unreachable_since is not None:  # the node may have moved: ask the ledger where it is now
-            with contextlib.suppress(Unavailable):
+            with contextlib.suppress(Unavailable, Refused):  # Refused: a new URL coord may not use is not followed
                 record = await self.nodes.get(task.node)
                 if record and record.supervisor_url:
-                    task.supervisor_url = record.supervisor_url
+                    task.supervisor_url = self._destination(record)
         url = (task.supervisor_url or "").rstrip("/")
         if canceled_by and not task.cancel_sent:
             await self._send_cancel(url, task)
         try:
-            response = await self.supervisors.for_url(url).get(f"{url}/v1/jobs/{task.job_id}")
+            # Signed by coord for this node: supervisors show a job only to its signer or a node admin.
+            answer = await self.supervisors.exchange(
+                "GET", f"{url}/v1/jobs/{task.job_id}", limit=JOB_LIMIT, auth=self.auth, headers={AUDIENCE_HEADER: task.node}
+            )
+        except BadAnswer as exc:
+            return self._fail(task, "bad_answer", f"supervisor of {task.node} {exc}")
         except httpx.HTTPError as exc:
-            return self._unreachable(task, now, repr(exc))
-        if response.status_code == 404:  # the node lost the job (its Redis was wiped): hand it over again
+            return self._unreachable(task, now, failure(exc))
+        if answer.status == 404:  # the node lost the job (its Redis was wiped): hand it over again
             task.state, task.job_id = TaskState.PENDING, None
             return now
-        if response.status_code != 200:
-            return self._unreachable(task, now, f"answered {response.status_code}")
+        if 300 <= answer.status < 400:
+            return self._fail(task, "bad_answer", f"supervisor of {task.node} answered HTTP {answer.status}, not a job")
+        if answer.status in (401, 403):  # coord may not read the job there: asking again will not help
+            reason, message = refusal(answer)
+            return self._fail(task, reason, f"node {task.node} refused to show job {task.job_id}: {message}")
+        if answer.status != 200:
+            return self._unreachable(task, now, f"answered {answer.status}")
         task.unreachable_since = None
-        job = response.json()
-        state = JOB_STATES.get(job["status"], TaskState.RUNNING)
+        try:
+            job = JobView.model_validate_json(answer.body)
+        except ValidationError:
+            job = None
+        if job is None or job.id != task.job_id:
+            return self._fail(task, "bad_answer", f"supervisor of {task.node} answered something that is not job {task.job_id}")
+        state = JOB_STATES[job.status]
         if state == TaskState.SUCCEEDED:
-            task.result, task.output = job.get("result"), job.get("output", [])
+            task.result, task.output = job.result, job.output
             return self._end(task, state, None)
         if state in (TaskState.FAILED, TaskState.CANCELED):
-            error = job.get("error") or {}
-            task.output = job.get("output", [])
-            reason = "canceled" if state == TaskState.CANCELED else ("timed_out" if job["status"] == "timed_out" else "script_error")
+            task.output = job.output
+            reason = "canceled" if state == TaskState.CANCELED else ("timed_out" if job.status == Status.TIMED_OUT else "script_error")
+            error = job.error
             detail = TaskError(
                 reason=reason,
-                message=f"{error.get('type', 'Error')}: {error.get('message', job['status'])}" if error else job["status"],
-                line=error.get("line"),
+                message=f"{error.type}: {error.message}" if error else job.status.value,
+                line=error.line if error else None,
             )
             return self._end(task, state, detail)
         task.state = state
@@ -225,10 +284,12 @@ class Dispatcher:
 
     async def _send_cancel(self, url: str, task: Task) -> None:
         try:
-            response = await self.supervisors.for_url(url).post(
-                f"{url}/v1/jobs/{task.job_id}/cancel", auth=self.auth, headers={AUDIENCE_HEADER: task.node}
+            answer = await self.supervisors.exchange(
+                "POST", f"{url}/v1/jobs/{task.job_id}/cancel", limit=JOB_LIMIT, auth=self.auth, headers={AUDIENCE_HEADER: task.node}
             )
-            task.cancel_sent = response.status_code < 500
+            task.cancel_sent = answer.status < 500
+        except BadAnswer:
+            task.cancel_sent = True  # it answered; what it said is not ours to read
         except httpx.HTTPError:
             pass  # sent again at the next step
 

@@ -1,15 +1,18 @@
-"""Where the target nodes are, as the ledger says: their status and supervisor URL, cached briefly.
+"""Where the target nodes are, as the ledger says: their farm, status and supervisor URL, cached briefly.
 
-A deployment's targets are fetched together when its first task is stepped
-(`prefetch`: the ledger's list endpoint, 200 ids a request), so dispatch
-decides on what the ledger said when the deployment started; retries within
-`ttl` use the cache, and a node missing from it is asked for alone. Jobs are
-followed at the supervisor URL they were handed to, without the ledger.
+A deployment's targets are fetched together when it is submitted (`records`:
+the ledger's list endpoint, 200 ids a request) and again when its first task is
+stepped (`prefetch`), so dispatch decides on what the ledger said when the
+deployment started; retries within `ttl` use the cache, and a node missing from
+it is asked for alone. Jobs are followed at the supervisor URL they were handed
+to, without the ledger. A target that is not even a node id is unknown without
+asking: a thousand made-up names cost no request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass
 
@@ -23,9 +26,26 @@ class NodeRecord:
     node_id: str
     online: bool
     supervisor_url: str | None
+    farm: str | None = None
+    mycelium_address: str | None = None
 
 
 PREFETCH_CHUNK = 200  # the ledger's limit for `ids`
+NODE_ID = re.compile(r"[a-z2-7]{26}")  # zeronode.protocol.keys.node_id
+
+
+def _record(node_id: str, data: dict) -> NodeRecord:
+    return NodeRecord(
+        node_id, data["status"] == "online", data.get("supervisor_url"), data.get("farm"), data.get("mycelium_address")
+    )
+
+
+def _parsed(parse):
+    """What `parse` makes of a ledger answer, or Unavailable if the answer is not the ledger's shape."""
+    try:
+        return parse()
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Unavailable(f"the ledger answered something unexpected: {exc!r}"[:300]) from None
 
 
 class NodeDirectory:
@@ -38,6 +58,8 @@ class NodeDirectory:
 
     async def get(self, node_id: str) -> NodeRecord | None:
         """The node's record, or None when the ledger does not know it."""
+        if not NODE_ID.fullmatch(node_id):
+            return None
         cached = self._cache.get(node_id)
         if cached and cached[0] > time.monotonic():
             return cached[1]
@@ -48,32 +70,41 @@ class NodeDirectory:
         if response.status_code in (404, 422):  # unknown, or not even a node id
             record = None
         elif response.status_code == 200:
-            data = response.json()
-            record = NodeRecord(node_id, data["status"] == "online", data.get("supervisor_url"))
+            record = _parsed(lambda: _record(node_id, response.json()))
         else:
             # Whatever the ledger's answer, asking again later is this lookup's only remedy.
             raise Unavailable(f"the ledger answered {response.status_code}: {detail_of(response)[1]}", status=response.status_code)
         self._remember(node_id, record)
         return record
 
-    async def prefetch(self, node_ids: list[str]) -> None:
-        """Fill the cache for these nodes with a few list requests; any failure leaves it to get()."""
-        chunks = [node_ids[i : i + PREFETCH_CHUNK] for i in range(0, len(node_ids), PREFETCH_CHUNK)]
-        await asyncio.gather(*(self._prefetch_chunk(chunk) for chunk in chunks))
+    async def records(self, node_ids: list[str]) -> dict[str, NodeRecord | None]:
+        """Every one of these nodes' records (None: unknown), or Unavailable when the ledger cannot say."""
+        await self.prefetch(node_ids, strict=True)
+        found = await asyncio.gather(*(self.get(node_id) for node_id in node_ids))
+        return dict(zip(node_ids, found, strict=True))
 
-    async def _prefetch_chunk(self, node_ids: list[str]) -> None:
+    async def prefetch(self, node_ids: list[str], *, strict: bool = False) -> None:
+        """Fill the cache for these nodes with a few list requests. A failure leaves them to get(), or
+        with `strict` raises Unavailable when the ledger is away (asking each node alone would not help)."""
+        wanted = [node_id for node_id in node_ids if NODE_ID.fullmatch(node_id)]
+        chunks = [wanted[i : i + PREFETCH_CHUNK] for i in range(0, len(wanted), PREFETCH_CHUNK)]
+        await asyncio.gather(*(self._prefetch_chunk(chunk, strict) for chunk in chunks))
+
+    async def _prefetch_chunk(self, node_ids: list[str], strict: bool) -> None:
         params = {"ids": ",".join(node_ids), "limit": len(node_ids)}
         try:
             response = await self.http.get(f"{self.ledger_url}/v1/nodes", params=params, headers=self.headers)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
+            if strict:
+                raise unreachable(exc, "the ledger", self.ledger_url) from exc
             return
-        if response.status_code != 200:  # e.g. an id that is not a node id: each is asked for alone
+        if response.status_code >= 500 and strict:
+            raise Unavailable(f"the ledger answered {response.status_code}: {detail_of(response)[1]}", status=response.status_code)
+        if response.status_code != 200:  # e.g. a refusal of the whole list: each is asked for alone
             return
-        found = {node["node_id"]: node for node in response.json()}
+        found = _parsed(lambda: {node["node_id"]: _record(node["node_id"], node) for node in response.json()})
         for node_id in node_ids:
-            data = found.get(node_id)
-            record = NodeRecord(node_id, data["status"] == "online", data.get("supervisor_url")) if data else None
-            self._remember(node_id, record)
+            self._remember(node_id, found.get(node_id))
 
     def _remember(self, node_id: str, record: NodeRecord | None) -> None:
         self._cache[node_id] = (time.monotonic() + self.ttl, record)

@@ -2,11 +2,13 @@
 
     redis_url = "redis://coord-redis:6379/0"     # shared by every coord replica
     ledger_url = "http://ledger:8400"
-    key = "/var/lib/zeronode-coord/coord.key"    # signs cancels sent to supervisors
+    key = "/var/lib/zeronode-coord/coord.key"    # signs cancels and job reads sent to supervisors
+    supervisor_networks = ["10.0.0.0/8"]          # where supervisors may be besides their mycelium /64
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field
@@ -26,13 +28,23 @@ class CoordSettings(FileSettings):
     ledger_token: str | None = Field(None, description="the ledger's read token, if it has one")
     host: str = "127.0.0.1"
     port: int = Field(8200, ge=0, le=65535)
-    admins: list[str] = Field([], description="public keys that may cancel anyone's deployment")
+    admins: list[str] = Field([], description="public keys that may read and cancel anyone's deployment")
     verify: VerifyOptions = VerifyOptions()
     offline_wait: float = Field(30.0, ge=0, description="seconds a task waits for an offline node before failing")
     lost_after: float = Field(300.0, gt=0, description="seconds a dispatched task's node may stay unreachable")
     concurrency: int = Field(256, gt=0, description="tasks one replica steps at once (HTTP requests in flight)")
     lease: float = Field(30.0, gt=0, description="seconds a claimed task is this replica's before others may take it")
     request_timeout: float = Field(10.0, gt=0, description="seconds for one request to a supervisor or the ledger")
+    # What one signer may ask of the fleet (docs/operators.md, "What coord checks").
+    submissions_per_minute: int = Field(60, gt=0, description="submissions one signer may make a minute, across replicas")
+    max_envelope_bytes: int = Field(1024 * 1024, gt=0, description="largest envelope a submission may carry, bytes")
+    max_targets: int = Field(1000, gt=0, description="most target nodes one deployment may name")
+    rights_ttl: float = Field(
+        5.0, ge=0, description="seconds the ledger's users and policies are cached: how long a revocation takes to apply"
+    )
+    supervisor_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        [], description="networks supervisors may be in besides their node's mycelium /64 (127.0.0.0/8 for a local cluster)"
+    )
 
     @property
     def key_path(self) -> Path:

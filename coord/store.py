@@ -7,6 +7,7 @@ last one stopped:
     coord:deployment:ID       hash: the envelope, who signed it, when, a version bumped on every change
     coord:task:ID:NODE        hash: that node's progress (state, job id, attempts, result, error...)
     coord:deployments         sorted set: deployment ids by submission time
+    coord:signer:KEY          sorted set: the same, of one signer's deployments (what a signer lists)
     coord:due                 sorted set: "ID NODE" members, scored by when the task next needs a step
 
 A replica claims due tasks with one Lua script that also pushes their score a
@@ -103,6 +104,10 @@ def task_key(deployment_id: str, node: str) -> str:
     return f"{PREFIX}task:{deployment_id}:{node}"
 
 
+def signer_key(signer: str) -> str:
+    return f"{PREFIX}signer:{signer}"
+
+
 def due_member(deployment_id: str, node: str) -> str:
     return f"{deployment_id} {node}"
 
@@ -131,6 +136,8 @@ class Store:
                 pipe.hset(task_key(deployment.id, node), mapping=_fields(task))
                 pipe.expire(task_key(deployment.id, node), self.ttl)
             pipe.zadd(DEPLOYMENTS, {deployment.id: deployment.created})
+            pipe.zadd(signer_key(deployment.signer), {deployment.id: deployment.created})
+            pipe.expire(signer_key(deployment.signer), self.ttl)  # kept as long as the signer's newest deployment
             pipe.zadd(DUE, {due_member(deployment.id, node): now for node in deployment.targets})
             try:
                 await pipe.execute()
@@ -201,10 +208,11 @@ class Store:
     async def version(self, deployment_id: str) -> int:
         return int(await self.redis.hget(deployment_key(deployment_id), "version") or 0)
 
-    async def recent(self, limit: int, before: float | None = None) -> list[str]:
-        """Deployment ids, newest first."""
+    async def recent(self, limit: int, before: float | None = None, *, signer: str | None = None) -> list[str]:
+        """Deployment ids, newest first: everyone's, or `signer`'s."""
         top = "+inf" if before is None else f"({before}"
-        ids = await self.redis.zrevrangebyscore(DEPLOYMENTS, top, "-inf", start=0, num=limit)
+        index = DEPLOYMENTS if signer is None else signer_key(signer)
+        ids = await self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit)
         return [i.decode() for i in ids]
 
     async def due_count(self) -> int:

@@ -2,5 +2,5 @@
 
     deployments.py   /v1/deployments: submit, follow, list, cancel
     operations.py    /health, /metrics
-    dependencies.py  what the handlers take from the app: store, dispatcher, settings, metrics
+    dependencies.py  what the handlers take from the app: store, dispatcher, settings, metrics, authorizer, rate
 """

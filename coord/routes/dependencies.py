@@ -11,7 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from coord.authorization import Authorizer
 from coord.dispatcher import Dispatcher
+from coord.limits import SubmissionRate
 from coord.metrics import Metrics
 from coord.settings import CoordSettings
 from coord.store import Store
@@ -33,7 +35,17 @@ async def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def authorizer(request: Request) -> Authorizer:
+    return request.app.state.authorizer
+
+
+async def rate(request: Request) -> SubmissionRate:
+    return request.app.state.rate
+
+
 StoreDep = Annotated[Store, Depends(store)]
 DispatcherDep = Annotated[Dispatcher, Depends(dispatcher)]
 SettingsDep = Annotated[CoordSettings, Depends(settings)]
 MetricsDep = Annotated[Metrics, Depends(metrics)]
+AuthorizerDep = Annotated[Authorizer, Depends(authorizer)]
+RateDep = Annotated[SubmissionRate, Depends(rate)]

@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from coord.app import create_app
 from coord.settings import CoordSettings
 from tests.support.answers import detail, openapi_routes
+from zeronode.protocol.signed_requests import COORD, SignedRequestAuth
 
 ROUTES = {
     ("POST", "/v1/deployments"),
@@ -33,7 +34,8 @@ def test_refusals_are_json_and_counted_by_reason(control_plane):
     tampered = json.loads(control_plane.sign([control_plane.add_node()]).to_json())
     tampered["script"] = "666"
     assert detail(http.post("/v1/deployments", content=json.dumps(tampered))) == (401, "bad_signature")
-    assert detail(http.get("/v1/deployments", params={"limit": 0})) == (422, "malformed")
+    signed = SignedRequestAuth(control_plane.client_key, COORD)
+    assert detail(http.get("/v1/deployments", params={"limit": 0}, auth=signed)) == (422, "malformed")
     assert detail(http.get("/v1/nothing-here")) == (404, "not_found")
     assert 'zeronode_coord_deployments_rejected_total{reason="bad_signature"} 1.0' in http.get("/metrics").text
 
@@ -45,5 +47,6 @@ def test_redis_away_is_503(control_plane, tmp_path, serve_app):
     with httpx.Client(base_url=url, timeout=10) as http:
         envelope = control_plane.sign([control_plane.add_node()])
         assert detail(http.post("/v1/deployments", content=envelope.to_json())) == (503, "store_unavailable")
-        assert detail(http.get(f"/v1/deployments/{envelope.id}")) == (503, "store_unavailable")
+        signed = SignedRequestAuth(control_plane.client_key, COORD)
+        assert detail(http.get(f"/v1/deployments/{envelope.id}", auth=signed)) == (503, "store_unavailable")
         assert http.get("/health").status_code == 503

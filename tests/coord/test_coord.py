@@ -8,6 +8,7 @@ import nacl.signing
 import pytest
 
 from zeronode.api.errors import Refused
+from zeronode.protocol.signed_requests import COORD, SignedRequestAuth
 
 from .conftest import tasks_by_node
 
@@ -22,16 +23,21 @@ def test_a_deployment_runs_on_every_target(control_plane):
     assert [d["id"] for d in listed] == [final["id"]] and listed[0]["status"] == "succeeded"
 
 
-def test_unknown_and_offline_nodes_fail_with_their_reason(control_plane):
+def test_offline_nodes_fail_with_their_reason_and_unknown_ones_are_refused(control_plane):
     online, offline = control_plane.add_node(), control_plane.add_node(online=False)
-    unknown = "a" * 26
-    final = control_plane.run(control_plane.sign([online, offline, unknown]))
+    final = control_plane.run(control_plane.sign([online, offline]))
     tasks = tasks_by_node(final)
     assert final["status"] == "failed"
     assert tasks[online]["state"] == "succeeded"
     assert (tasks[offline]["state"], tasks[offline]["error"]["reason"]) == ("failed", "node_offline")
     assert "offline (waited 1 s)" in tasks[offline]["error"]["message"]
-    assert (tasks[unknown]["state"], tasks[unknown]["error"]["reason"]) == ("failed", "unknown_node")
+    unknown, made_up = "a" * 26, "not-a-node-id"
+    with pytest.raises(Refused) as refused:  # nobody has rights on a node the ledger does not know
+        control_plane.coord.submit(control_plane.sign([online, unknown, made_up]))
+    assert (refused.value.status, refused.value.reason) == (403, "not_authorized")
+    assert {node: why["reason"] for node, why in refused.value.detail["nodes"].items()} == {
+        unknown: "unknown_node", made_up: "unknown_node"
+    }
 
 
 def test_5xx_is_retried_and_4xx_is_final(control_plane):
@@ -126,14 +132,21 @@ def test_progress_as_server_sent_events(control_plane):
     node = control_plane.add_node()
     envelope = control_plane.sign([node])
     control_plane.coord.submit(envelope)
-    with httpx.stream("GET", f"{str(control_plane.coord.http.base_url).rstrip('/')}/v1/deployments/{envelope.id}/events", timeout=30) as events:
+    url = f"{str(control_plane.coord.http.base_url).rstrip('/')}/v1/deployments/{envelope.id}/events"
+    with httpx.stream("GET", url, auth=SignedRequestAuth(control_plane.client_key, COORD), timeout=30) as events:
         states = [json.loads(line[6:])["status"] for line in events.iter_lines() if line.startswith("data: ")]
     assert states[-1] == "succeeded" and len(states) >= 2
+    stranger = httpx.get(url, auth=SignedRequestAuth(nacl.signing.SigningKey.generate(), COORD), timeout=30)
+    assert stranger.status_code == 403 and stranger.json()["detail"]["reason"] == "not_authorized"
 
 
-def test_health_and_metrics(control_plane):
+def test_health_and_metrics_are_open_and_show_no_deployment(control_plane):
     assert control_plane.coord.http.get("/health").json()["status"] == "ok"
-    control_plane.run(control_plane.sign([control_plane.add_node()]))
-    metrics = control_plane.coord.http.get("/metrics").text
+    node = control_plane.add_node()
+    final = control_plane.run(control_plane.sign([node]))
+    with control_plane.client(None) as anyone:
+        health, metrics = anyone.http.get("/health").text, anyone.http.get("/metrics").text
     assert "zeronode_coord_deployments_accepted_total 1.0" in metrics
     assert 'zeronode_coord_tasks_ended_total{state="succeeded"} 1.0' in metrics
+    for private in (final["id"], final["signer"], node):
+        assert private not in metrics and private not in health

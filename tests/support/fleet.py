@@ -1,15 +1,22 @@
 """Many simulated supervisors in one process: the coordinator's scale tests and benchmark talk to
 a thousand "nodes" without a thousand processes.
 
-Node NAME answers under /n/NAME with the supervisor's job API (POST /v1/jobs,
-GET /v1/jobs/ID, POST /v1/jobs/ID/cancel). The fleet listens on several loopback
-addresses (127.0.0.1, .2, ...: all of 127/8 is this machine) on one port, so
-nodes can be spread over distinct origins as real ones are: see `node_url`. Envelopes are verified for real
-and must target the node; a job then runs for `run_time` seconds (no script is
-evaluated) and finishes with {"node": NAME}. `faults` lets a test make a node
-answer 503 to its next requests, or refuse with a 4xx, as a real one might.
+Each node has an origin of its own, as a real one does: the fleet listens on
+one port of many loopback addresses (127.0.0.1, .2, ...: all of 127/8 is this
+machine), and the address a request came in on says which node it is for
+(`Fleet.nodes`; see `address` and `node_url`). A supervisor URL is a service's
+root (zeronode.api.destinations), so no path could say it instead.
 
-    python -m tests.support.fleet --port 8301 --addresses 64 --run-time 0.05
+Each node answers the supervisor's job API (POST /v1/jobs, GET /v1/jobs/ID,
+POST /v1/jobs/ID/cancel). Envelopes are verified for real and must target the
+node; a job then runs for `run_time` seconds (no script is evaluated) and
+finishes with {"node": NAME}. Reads and cancels must be signed requests
+addressed to the node, by the job's signer or one of `admins` (the
+coordinator), as a real supervisor wants them. `faults` lets a test make a node
+answer its next requests with a status (503, a 4xx refusal) or with any
+response it builds (a redirect, a huge or foreign body).
+
+    python -m tests.support.fleet --port 8301 --nodes nodes.txt --admin COORD_KEY --run-time 0.05
 """
 
 from __future__ import annotations
@@ -20,12 +27,14 @@ import socket
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from zeronode.protocol.envelope import verify
 from zeronode.protocol.errors import VerificationError
+from zeronode.protocol.signed_requests import verify_request
 
 from .serving import BackgroundServer, listener, uvicorn_server
 
@@ -50,11 +59,19 @@ class SimulatedJob:
 class Fleet:
     run_time: float = 0.05
     latency: float = 0.0  # seconds each answer takes, as a network to edge nodes would add
+    nodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (address, port) → the node served there
+    admins: set[str] = field(default_factory=set)  # keys that may read and cancel any job: the coordinator's
     jobs: dict[tuple[str, str], SimulatedJob] = field(default_factory=dict)
-    faults: dict[str, deque[int]] = field(default_factory=lambda: defaultdict(deque))  # node → statuses to answer next
+    # node → what to answer its next requests: a status (a zeronode error body), or a whole response
+    faults: dict[str, deque[int | Response]] = field(default_factory=lambda: defaultdict(deque))
     submissions: int = 0
     in_flight: int = 0
     most_in_flight: int = 0
+
+    def serve(self, node: str, port: int, index: int) -> str:
+        """Serve `node` at the fleet's address number `index` (on `port`); its supervisor URL."""
+        self.nodes[(address(index), port)] = node
+        return node_url(port, index)
 
 
 def create_fleet(fleet: Fleet | None = None) -> FastAPI:
@@ -72,22 +89,47 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         finally:
             fleet.in_flight -= 1
 
-    def fault(node: str) -> JSONResponse | None:
+    def node_of(request: Request) -> str | None:
+        host, port = request.scope["server"]
+        return fleet.nodes.get((host, port))
+
+    def fault(node: str) -> Response | None:
         if fleet.faults[node]:
-            status = fleet.faults[node].popleft()
-            return JSONResponse({"detail": {"reason": "simulated", "message": f"simulated {status}"}}, status_code=status)
+            planned = fleet.faults[node].popleft()
+            if isinstance(planned, Response):
+                return planned
+            return refused(planned, "simulated", f"simulated {planned}")
         return None
 
-    @app.post("/n/{node}/v1/jobs")
-    async def submit(node: str, request: Request) -> JSONResponse:
-        if refused := fault(node):
-            return refused
+    def refused(status: int, reason: str, message: str) -> JSONResponse:
+        return JSONResponse({"detail": {"reason": reason, "message": message}}, status_code=status)
+
+    async def reader(request: Request, node: str, job: SimulatedJob) -> Response | None:
+        """None when the request is signed for `node` by the job's signer or an admin; else the refusal."""
+        target = request.scope.get("raw_path") or request.url.path.encode()
+        if query := request.scope.get("query_string"):
+            target += b"?" + query
+        try:
+            key = verify_request(request.method, target.decode(), dict(request.headers), await request.body(), audience=node)
+        except VerificationError as exc:
+            return refused(401, exc.reason, str(exc))
+        if key != job.signer and key not in fleet.admins:
+            return refused(403, "not_authorized", f"{key} may not see job {job.id}")
+        return None
+
+    @app.post("/v1/jobs")
+    async def submit(request: Request) -> Response:
+        node = node_of(request)
+        if node is None:
+            return refused(404, "no_node", "no node is served at this address")
+        if planned := fault(node):
+            return planned
         try:
             envelope = verify(await request.body()).envelope
         except VerificationError as exc:
-            return JSONResponse({"detail": {"reason": exc.reason, "message": str(exc)}}, status_code=exc.http_status)
+            return refused(exc.http_status, exc.reason, str(exc))
         if node not in envelope.targets:
-            return JSONResponse({"detail": {"reason": "wrong_node", "message": f"not for {node}"}}, status_code=403)
+            return refused(403, "wrong_node", f"not for {node}")
         fleet.submissions += 1
         key = (node, envelope.id)
         if key in fleet.jobs:
@@ -95,24 +137,32 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         fleet.jobs[key] = SimulatedJob(envelope.id, node, envelope.signer, time.monotonic(), fleet.run_time)
         return JSONResponse({"job_id": envelope.id, "status": "queued", "duplicate": False}, status_code=202)
 
-    @app.get("/n/{node}/v1/jobs/{job_id}")
-    async def job(node: str, job_id: str) -> JSONResponse:
-        if refused := fault(node):
-            return refused
+    @app.get("/v1/jobs/{job_id}")
+    async def job(job_id: str, request: Request) -> Response:
+        node = node_of(request)
+        if node is None:
+            return refused(404, "no_node", "no node is served at this address")
+        if planned := fault(node):
+            return planned
         found = fleet.jobs.get((node, job_id))
         if found is None:
-            return JSONResponse({"detail": {"reason": "not_found", "message": "no such job"}}, status_code=404)
+            return refused(404, "not_found", "no such job")
+        if refusal := await reader(request, node, found):
+            return refusal
         status = found.status()
         return JSONResponse({
             "id": job_id, "status": status, "node": node, "signer": found.signer,
             "result": {"node": node} if status == "finished" else None, "output": [], "error": None,
         })
 
-    @app.post("/n/{node}/v1/jobs/{job_id}/cancel")
-    async def cancel(node: str, job_id: str) -> JSONResponse:
-        found = fleet.jobs.get((node, job_id))
+    @app.post("/v1/jobs/{job_id}/cancel")
+    async def cancel(job_id: str, request: Request) -> Response:
+        node = node_of(request)
+        found = fleet.jobs.get((node, job_id)) if node else None
         if found is None:
-            return JSONResponse({"detail": {"reason": "not_found", "message": "no such job"}}, status_code=404)
+            return refused(404, "not_found", "no such job")
+        if refusal := await reader(request, node, found):
+            return refusal
         if found.status() != "finished":
             found.canceled = True
         return JSONResponse({"id": job_id, "status": found.status()})
@@ -120,18 +170,23 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
     return app
 
 
+def address(index: int) -> str:
+    """The fleet's loopback address number `index`: 127.0.0.1 ... 127.0.0.254, 127.0.1.1 ..."""
+    return f"127.0.{index // 254}.{index % 254 + 1}"
+
+
 def listeners(port: int, addresses: int) -> list[socket.socket]:
-    """Listening sockets on 127.0.0.1 ... 127.0.0.N, all on `port` (0: a free one, the same for all)."""
+    """Listening sockets on the first `addresses` addresses, all on `port` (0: a free one, the same for all)."""
     sockets: list[socket.socket] = []
     for index in range(addresses):
-        sockets.append(listener(f"127.0.0.{index + 1}", port))
+        sockets.append(listener(address(index), port))
         port = sockets[-1].getsockname()[1]
     return sockets
 
 
-def node_url(port: int, index: int, node: str, addresses: int) -> str:
-    """Where the fleet serves node number `index` (named `node`): spread over the fleet's addresses."""
-    return f"http://127.0.0.{index % addresses + 1}:{port}/n/{node}"
+def node_url(port: int, index: int) -> str:
+    """The supervisor URL of the node at the fleet's address number `index`."""
+    return f"http://{address(index)}:{port}"
 
 
 def serve(fleet: Fleet, sockets: list[socket.socket]) -> None:
@@ -147,11 +202,16 @@ def serve_in_background(fleet: Fleet, sockets: list[socket.socket]) -> Backgroun
 def main() -> None:
     parser = argparse.ArgumentParser(description="Many simulated supervisors in one process.")
     parser.add_argument("--port", type=int, default=8301)
-    parser.add_argument("--addresses", type=int, default=1, help="listen on 127.0.0.1 up to 127.0.0.N")
+    parser.add_argument("--nodes", type=Path, required=True, help="node ids, one a line: line i is served at address i")
+    parser.add_argument("--admin", action="append", default=[], help="a key that may read any job (the coordinator's)")
     parser.add_argument("--run-time", type=float, default=0.05, help="seconds each job takes")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each answer takes")
     args = parser.parse_args()
-    serve(Fleet(run_time=args.run_time, latency=args.latency), listeners(args.port, args.addresses))
+    fleet = Fleet(run_time=args.run_time, latency=args.latency, admins=set(args.admin))
+    nodes = args.nodes.read_text().split()
+    for index, node in enumerate(nodes):
+        fleet.serve(node, args.port, index)
+    serve(fleet, listeners(args.port, len(nodes)))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ class ServiceError(ZeronodeError):
 
     status: int | None = None
     reason = "error"
+    headers: dict[str, str] = {}  # sent with the JSON body, e.g. Retry-After with a 429
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None, **detail: Any):
         super().__init__(message)

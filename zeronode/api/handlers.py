@@ -56,7 +56,7 @@ def install(app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceErr
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         if on_error is not None:
             on_error(exc)
-        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()})
+        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()}, headers=exc.headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
