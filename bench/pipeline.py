@@ -47,7 +47,7 @@ from tests.support.health import wait_healthy  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ZERONODE, stop  # noqa: E402
 from tests.support.redis_server import start_redis_server  # noqa: E402
-from zeronode.node.authorizer import Authorizer  # noqa: E402
+from zeronode.node.authorizer import node_authorizer  # noqa: E402
 from zeronode.node.identity import node_identity  # noqa: E402
 from zeronode.node.queue.jobs import open_queue  # noqa: E402
 from zeronode.node.settings import NodeSettings  # noqa: E402
@@ -132,11 +132,11 @@ def main() -> None:
 
         def new_runner():
             queue = open_queue(connection, settings.queue)
-            executor = Executor(identity.node_id, settings.limits, settings.verify, Authorizer(settings.authorized_keys_path))
+            executor = Executor(identity.node_id, settings.limits, settings.verify, node_authorizer(settings, identity))
             return Runner(settings, executor, queue)
 
         def new_supervisor():
-            return Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
+            return Supervisor(settings, connection, identity, node_authorizer(settings, identity))
 
         # The machine's speed drifts: alternate baseline and zeronode, round after round,
         # and report the median of the per-round ratios.

@@ -1,7 +1,8 @@
 """Runs one job's script: verify the envelope again, then evaluate it in Rhai with the SALs.
 
 A runner never trusts the queue. The payload is the signed envelope, and it is
-verified here (signature, expiry, target) before the script is even compiled.
+verified here (signature, expiry, target, the signer's rights and the policies
+as they stand now) before the script is even compiled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zeronode.node.authorizer import Authorizer
 from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, json_value
 from zeronode.node.settings import ScriptLimits
 from zeronode.protocol.envelope import Envelope, VerifyOptions, verify
-from zeronode.protocol.errors import Expired, VerificationError
+from zeronode.protocol.errors import Expired, NotAuthorized, PolicyNotMet, VerificationError
 
 AST_CACHE_SIZE = 256
 
@@ -94,23 +95,27 @@ class Executor:
         # The queue is not trusted: everything the supervisor checked is checked again,
         # so a job written or altered in Redis by someone else never runs.
         try:
-            envelope = verify(payload, options=self.verify_options).envelope
+            verified = verify(payload, options=self.verify_options)
         except Expired as exc:
             return finish(Status.FAILED, error=ScriptError(type="Expired", message=f"envelope expired before it ran: {exc}"))
         except VerificationError as exc:
             return finish(Status.FAILED, error=ScriptError(type="SignatureInvalid", message=f"signature invalid: {exc}"))
+        envelope = verified.envelope
         if envelope.id != job_id:
             return finish(Status.FAILED, error=ScriptError(type="WrongJob", message=f"job {job_id} carries envelope {envelope.id}"))
         if self.node_id not in envelope.targets:
             return finish(Status.FAILED, error=ScriptError(type="WrongNode", message=f"job is not for node {self.node_id}"))
-        if not self.authorizer.may_deploy(envelope.signer):
-            return finish(Status.FAILED, error=ScriptError(type="NotAuthorized", message=f"signer {envelope.signer} may not deploy on this node"))
+        try:  # rights as they are now, not as they were when the job was queued: a revocation stops it
+            admin = self.authorizer.authorize(verified)
+        except (NotAuthorized, PolicyNotMet) as exc:
+            return finish(Status.FAILED, error=ScriptError(type=type(exc).__name__, message=str(exc)))
 
         context = sal.JobContext(
             job_id=envelope.id,
             signer=envelope.signer,
             node_id=self.node_id,
             deadline=started + envelope.timeout,
+            admin=admin,  # a node admin's script sees and acts on every tenant's VMs and volumes
         )
         try:
             ast = self.compile(envelope.script)

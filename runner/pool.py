@@ -22,7 +22,7 @@ from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import Runner
 from sal.registry import NodeSals
 from zeronode import logs
-from zeronode.node.authorizer import Authorizer
+from zeronode.node.authorizer import node_authorizer
 from zeronode.node.identity import node_identity
 from zeronode.node.queue.jobs import open_queue
 from zeronode.node.settings import NodeSettings
@@ -39,7 +39,7 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
     executor = Executor(
-        identity.node_id, settings.limits, settings.verify, Authorizer(settings.authorized_keys_path),
+        identity.node_id, settings.limits, settings.verify, node_authorizer(settings, identity),
         NodeSals.from_settings(settings),
     )
     runner = Runner(settings, executor, queue, name=name)

@@ -2,10 +2,12 @@
 
     POST /v1/jobs                 a signed envelope   -> 202 {job_id, status, duplicate}
     POST /v1/jobs/batch           [envelopes]         -> 200 [{status_code, job_id, status} | {status_code, error}]
-    GET  /v1/jobs/{id}            the job: status, timestamps, result, output, error
-    GET  /v1/jobs?status=&limit=  jobs by status (without one: started, queued, then ended ones)
-    POST /v1/jobs/{id}/cancel     signed request by the job's signer or an admin
-    GET  /health, GET /metrics
+    GET  /v1/jobs/{id}            signed by the job's signer or a node admin: status, timestamps, result, output, error
+    GET  /v1/jobs?status=&limit=  signed: the reader's jobs (a node admin's: all) by status
+    POST /v1/jobs/{id}/cancel     signed request by the job's signer or a node admin
+    GET  /health, GET /metrics    open, and without job data
+
+Signed requests are addressed to this node (its id is their audience).
 
 The routes are in supervisor.routes, one router per resource. Errors are JSON:
 {"detail": {"reason": ..., "message": ...}} with a 4xx status for the client's

@@ -1,8 +1,9 @@
 """The supervisor's decisions, apart from HTTP: from signed envelopes to queued jobs.
 
 For each envelope, in this order: verify it (signature, window, size), check
-that it targets this node and that its signer may deploy here, compile the
-script, then claim its nonce and its id and enqueue it. The claims and the
+that it targets this node and that its signers meet the rights here (the
+signer's roles and the signature policies: zeronode.node.authorizer), compile
+the script, then claim its nonce and its id and enqueue it. The claims and the
 enqueue are one Lua script (zeronode/node/queue/lua/accept.lua): atomic, so no envelope is
 ever claimed without its job, and one round trip for a whole batch.
 """
@@ -119,13 +120,13 @@ class Supervisor:
         """Everything that needs no Redis: verify, target, authorise, compile."""
         started = time.perf_counter()
         try:
-            envelope = verify(raw, options=self.settings.verify).envelope
+            verified = verify(raw, options=self.settings.verify)
+            envelope = verified.envelope
+            if self.node_id not in envelope.targets:
+                raise Refused(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
+            self.authorizer.authorize(verified)
         except VerificationError as exc:
             raise Refused(exc.http_status, exc.reason, str(exc)) from None
-        if self.node_id not in envelope.targets:
-            raise Refused(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
-        if not self.authorizer.may_deploy(envelope.signer):
-            raise Refused(403, "not_authorized", f"signer {envelope.signer} may not deploy on this node")
         self.compile(envelope.script)
         self.metrics.verify_seconds.observe(time.perf_counter() - started)
         return envelope
@@ -194,19 +195,25 @@ class Supervisor:
             retry_intervals=backoff(envelope.retries),
         )
 
-    # -- reading ---------------------------------------------------------
+    # -- reading: a job is its signer's, and every node admin's --------------
 
-    def job(self, job_id: str) -> JobView:
+    def job(self, job_id: str, reader: str) -> JobView:
         job = self._fetch(job_id)
+        if reader != job.meta.get("signer") and not self.authorizer.is_admin(reader):
+            # The same answer as for a job that does not exist: other tenants' job ids are not revealed.
+            raise Refused(404, "not_found", f"no job {job_id} on this node")
         return view(job)
 
-    def jobs(self, status: Status | None = None, limit: int = 100) -> list[JobView]:
-        ids = self._job_ids(status, limit)
+    def jobs(self, reader: str, status: Status | None = None, limit: int = 100) -> list[JobView]:
+        """The newest jobs `reader` may read: its own, or every job for a node admin."""
+        admin = self.authorizer.is_admin(reader)
+        # A deployer's jobs may be few among many: look further back, then keep its own.
+        ids = self._job_ids(status, limit if admin else min(10 * limit, 10_000))
         jobs = Job.fetch_many(ids, self.connection, serializer=self.queue.serializer)
-        views = [view(job) for job in jobs if job is not None]
+        views = [view(job) for job in jobs if job is not None and (admin or (job.meta or {}).get("signer") == reader)]
         if status is not None:
             views = [v for v in views if v.status == status]  # failed and timed_out share a registry
-        return views
+        return views[:limit]
 
     def _job_ids(self, status: Status | None, limit: int) -> list[str]:
         registries = {

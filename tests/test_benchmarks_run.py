@@ -15,6 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
     [
         ("rhai_eval.py", ["--seconds", "0.05"], "cached AST with 3 callbacks:"),
         ("verify.py", ["--envelopes", "100", "--rounds", "1"], "cost ratio full/raw:"),
+        ("rights.py", ["--envelopes", "100", "--users", "10", "--rounds", "1"], "rights check per envelope:"),
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
         ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10"], "signed reports vs no-op:"),
         ("coord.py", ["--nodes", "20", "--latency", "0.001"], "fan-out vs one at a time:"),

@@ -7,25 +7,37 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import new_pool
 from tests.support.health import healthy
 from tests.support.processes import ZERONODE, alive
 from tests.support.waiting import wait_until
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import NewUser, NodeRegistration
 from zeronode.client.coord import CoordClient
+from zeronode.client.ledger import LedgerClient
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import new_envelope
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def storage(btrfs_mount):
+    with new_pool(btrfs_mount) as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, storage):
     state = tmp_path_factory.mktemp("up")
     process = subprocess.Popen(
-        [ZERONODE, "up", "--nodes", "2", "--state-dir", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [ZERONODE, "up", "--nodes", "2", "--state-dir", str(state), "--storage-root", str(storage)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
     )
     lines: list[str] = []
     for line in process.stdout:
@@ -50,7 +62,7 @@ def pids(cluster) -> dict[str, int]:
 
 def deploy(cluster, targets: list[str], script: str = "node_info().id", timeout: float = 60) -> dict:
     envelope = new_envelope(script, targets, cluster["admin"])
-    with CoordClient(cluster["coord_url"]) as coord:
+    with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
         coord.submit(envelope)
         *_, final = coord.follow(envelope.id, timeout=timeout)
     return final
@@ -58,8 +70,8 @@ def deploy(cluster, targets: list[str], script: str = "node_info().id", timeout:
 
 def test_up_deployed_the_examples_and_deploys_to_both_nodes(cluster):
     output = "".join(cluster["output"])
-    assert "hello.rhai" in output and "network_hello.rhai" in output and "succeeded (2 succeeded)" in output
-    assert "skipped snapshot_and_clone.rhai: needs storage" in output
+    assert "hello.rhai" in output and "network_hello.rhai" in output and "deploy_vm.rhai" in output
+    assert output.count("succeeded (2 succeeded)") == 5 and "skipped" not in output
     nodes = [node["node_id"] for node in cluster["nodes"]]
     final = deploy(cluster, nodes)
     assert final["status"] == "succeeded"
@@ -72,7 +84,7 @@ def test_a_supervisor_down_mid_deployment_is_retried_until_it_returns(cluster):
     os.kill(supervisor, signal.SIGSTOP)  # hung: `up` cannot tell, so it does not restart it
     try:
         envelope = new_envelope("node_info().id", [node["node_id"]], cluster["admin"])
-        with CoordClient(cluster["coord_url"]) as coord:
+        with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
             coord.submit(envelope)
             retrying = wait_until(
                 lambda: (t := coord.deployment(envelope.id)["tasks"][0])["attempts"] >= 1 and t, 60, "coord to retry"
@@ -90,13 +102,13 @@ def test_a_supervisor_down_mid_deployment_is_retried_until_it_returns(cluster):
 def test_coord_restarted_mid_deployment_resumes_tracking(cluster):
     nodes = [node["node_id"] for node in cluster["nodes"]]
     envelope = new_envelope("sleep(2); node_info().id", nodes, cluster["admin"])
-    with CoordClient(cluster["coord_url"]) as coord:
+    with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
         coord.submit(envelope)
         wait_until(lambda: coord.deployment(envelope.id)["counts"].get("pending", 0) == 0, 20, "dispatch")
     coord_pid = pids(cluster)["coord"]
     os.kill(coord_pid, signal.SIGKILL)
     wait_until(lambda: pids(cluster)["coord"] != coord_pid, 30, "coord's restart by up")
-    with CoordClient(cluster["coord_url"]) as coord:
+    with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
         wait_until(lambda: healthy(cluster["coord_url"]), 30, "the new coord")
         *_, final = coord.follow(envelope.id, timeout=60)
     assert final["status"] == "succeeded" and sorted(t["result"] for t in final["tasks"]) == sorted(nodes)
@@ -130,23 +142,222 @@ def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
     assert deployed.returncode == 0, deployed.stderr
     deployment = deployed.stdout.split()[1]
     assert f'"{nodes[0]}"' in deployed.stdout and "succeeded" in deployed.stdout
-    status = zeronode("status", deployment)
+    status = zeronode("status", deployment, "--key", cluster["admin_key"])
     assert status.returncode == 0 and "succeeded (1 succeeded)" in status.stdout
     listed = zeronode("nodes")
     assert listed.returncode == 0 and all(node["node_id"] in listed.stdout for node in cluster["nodes"])
-    jobs = zeronode("jobs", "--node", nodes[0])
+    jobs = zeronode("jobs", "--node", nodes[0], "--key", cluster["admin_key"])
     assert jobs.returncode == 0 and deployment in jobs.stdout and "finished" in jobs.stdout
 
     failing = tmp_path / "fail.rhai"
     failing.write_text('throw "no";')
     failed = zeronode("deploy", str(failing), "--key", cluster["admin_key"], "--target", nodes[0], "--wait")
     assert failed.returncode == 1 and "script_error" in failed.stdout
-    unknown = zeronode("status", "no-such-deployment")
+    unknown = zeronode("status", "no-such-deployment", "--key", cluster["admin_key"])
     assert unknown.returncode == 1 and "no deployment no-such-deployment" in unknown.stderr
     nowhere = zeronode("deploy", str(script), "--key", cluster["admin_key"], "--target", nodes[0],
                        "--coord", "http://127.0.0.1:9")
     assert nowhere.returncode == 1 and "coordinator unreachable" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
+
+
+# -- trust at every hop, through `zeronode up --nodes 2` and the CLI --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli(cluster):
+    env = {**os.environ, "ZERONODE_COORD_URL": cluster["coord_url"], "ZERONODE_LEDGER_URL": cluster["ledger_url"],
+           "COLUMNS": "250"}
+
+    def zeronode(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([ZERONODE, *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+    return zeronode
+
+
+@pytest.fixture(scope="module")
+def tenants(cluster, cli, tmp_path_factory):
+    """Two deployers of the farm, granted in the ledger only (with `zeronode users add`), and a stranger."""
+    folder = tmp_path_factory.mktemp("tenants")
+    found = {}
+    for name in ("alice", "bob", "mallory"):
+        path = folder / f"{name}.key"
+        found[name] = {"key_path": path, "public": cli("keygen", "--out", path).stdout.strip()}
+        found[name]["key"] = keys.load_private_key(path)
+    for name in ("alice", "bob"):
+        granted = cli("users", "add", "--public-key", found[name]["public"], "--name", name, "--role", "deployer",
+                      "--farm", "local", "--key", cluster["admin_key"])
+        assert granted.returncode == 0, granted.stderr
+    wait_until(lambda: all(found["bob"]["public"] in node_rights(cluster, node) for node in cluster["nodes"]), 30,
+               "the nodes to fetch the grants")
+    return found
+
+
+def node_rights(cluster, node) -> str:
+    path = cluster["state"] / f"node{node['index']}" / "rights.json"
+    return path.read_text() if path.exists() else ""
+
+
+def test_a_deployer_granted_in_the_ledger_deploys_without_authorized_keys(cluster, cli, tenants, tmp_path):
+    node = cluster["nodes"][0]
+    assert tenants["alice"]["public"] not in (cluster["state"] / "node1" / "authorized_keys").read_text()
+    script = tmp_path / "mine.rhai"
+    script.write_text('volume_create(#{ name: "alice-data" }); vm_create(#{ name: "alice-vm", image: "ubuntu" }); '
+                      'print(`secret ${env.TOKEN}`); vm_list().map(|vm| vm.name)')
+    deployed = cli("deploy", script, "--key", tenants["alice"]["key_path"], "--target", node["node_id"], "--env",
+                   "TOKEN=s3cr3t", "--wait")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert '["alice-vm"]' in deployed.stdout  # alice's script sees her VM, not the examples' demo-vm
+
+
+def test_tenants_on_a_node_cannot_see_or_touch_each_others_vms_and_volumes(cluster, tenants):
+    node = cluster["nodes"][0]["node_id"]
+    looks = '#{ vms: vm_list().map(|vm| vm.name), volumes: volume_list().map(|v| v.name) }'
+    bob = run(cluster, tenants["bob"]["key"], [node], looks)["tasks"][0]
+    assert bob["state"] == "succeeded"
+    assert "alice-vm" not in bob["result"]["vms"] and "alice-data" not in bob["result"]["volumes"]
+    assert "ubuntu" in bob["result"]["volumes"]  # the operator's shared image is everyone's to see
+    for attempt in ('vm_stop("alice-vm")', 'vm_delete("alice-vm")', 'volume_delete("alice-data")',
+                    'volume_snapshot(#{ source: "alice-data", name: "bobs-copy" })', 'vm_info("alice-vm")'):
+        task = run(cluster, tenants["bob"]["key"], [node], attempt)["tasks"][0]
+        # The same words as for a VM or volume that does not exist: another tenant's do not show.
+        assert task["state"] == "failed" and ("no VM named 'alice-vm'" in task["error"]["message"]
+                                              or "no volume 'alice-data'" in task["error"]["message"]), (attempt, task)
+    taken = run(cluster, tenants["bob"]["key"], [node], 'volume_create(#{ name: "alice-data" })')["tasks"][0]
+    assert "taken on this node" in taken["error"]["message"]
+    admin = run(cluster, cluster["admin"], [node], looks)["tasks"][0]
+    assert {"alice-vm", "demo-vm"} <= set(admin["result"]["vms"]) and "alice-data" in admin["result"]["volumes"]
+    alice = run(cluster, tenants["alice"]["key"], [node], 'vm_delete("alice-vm"); volume_delete("alice-data"); vm_list().len()')
+    assert alice["tasks"][0]["result"] == 0
+
+
+def test_reads_need_the_signers_key(cluster, cli, tenants, tmp_path):
+    node = cluster["nodes"][0]
+    final = run(cluster, tenants["alice"]["key"], [node["node_id"]], 'print(`token ${env.TOKEN}`); 1', env={"TOKEN": "s3cr3t"})
+    deployment, job = final["id"], final["tasks"][0]["job_id"]
+    for url in (f"{cluster['coord_url']}/v1/deployments/{deployment}", f"{node['supervisor_url']}/v1/jobs/{job}"):
+        response = httpx.get(url, timeout=10)
+        assert response.status_code == 401 and response.json()["detail"]["reason"] == "bad_signature"
+        assert "s3cr3t" not in response.text
+    shown = cli("status", deployment, "--key", tenants["alice"]["key_path"])
+    assert shown.returncode == 0 and "succeeded" in shown.stdout
+    other = cli("status", deployment, "--key", tenants["bob"]["key_path"])
+    assert other.returncode == 1 and "not_authorized" in other.stderr and "s3cr3t" not in other.stdout + other.stderr
+    bobs_jobs = cli("jobs", "--node", node["node_id"], "--key", tenants["bob"]["key_path"])
+    assert bobs_jobs.returncode == 0 and job not in bobs_jobs.stdout
+    alices_jobs = cli("jobs", "--node", node["node_id"], "--key", tenants["alice"]["key_path"])
+    assert alices_jobs.returncode == 0 and job in alices_jobs.stdout
+
+
+def test_coord_refuses_an_unauthorised_signer_and_a_forged_destination(cluster, tenants):
+    mallory = tenants["mallory"]["key"]
+    # A "node" of mallory's own, pointing at the ledger's users endpoint: refused at registration.
+    registration = {"farm": "local", "capacity": {"vcpus": 1, "memory": 1, "disk": 1}, "version": "0",
+                    "supervisor_url": f"{cluster['ledger_url']}/v1/users"}
+    with LedgerClient(cluster["ledger_url"], mallory) as ledger:
+        with pytest.raises(Refused) as refused:
+            ledger.register(NodeRegistration.model_validate(registration))
+    assert refused.value.reason == "forbidden_destination"
+    # Submitting to the real nodes without rights there: refused before any task exists.
+    envelope = new_envelope("1", [node["node_id"] for node in cluster["nodes"]], mallory)
+    with CoordClient(cluster["coord_url"], key=mallory) as coord:
+        with pytest.raises(Refused) as refused:
+            coord.submit(envelope)
+        assert (refused.value.status, refused.value.reason) == (403, "not_authorized")
+    with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
+        with pytest.raises(Refused) as missing:
+            coord.deployment(envelope.id)
+    assert missing.value.status == 404
+
+
+def test_a_revoked_deployer_is_refused_by_coord_and_by_the_nodes(cluster, cli, tenants):
+    node = cluster["nodes"][1]
+    bob = tenants["bob"]
+    revoked = cli("users", "revoke", "--public-key", bob["public"], "--key", cluster["admin_key"])
+    assert revoked.returncode == 0, revoked.stderr
+    try:
+        with CoordClient(cluster["coord_url"], key=bob["key"]) as coord:
+            wait_until(lambda: refusal(lambda: coord.submit(new_envelope("1", [node["node_id"]], bob["key"]))) == "not_authorized",
+                       30, "coord to refuse bob")
+        started = time.monotonic()
+        wait_until(lambda: post_to_node(node, new_envelope("1", [node["node_id"]], bob["key"])) == "not_authorized",
+                   30, "the node to refuse bob")
+        assert time.monotonic() - started < 30  # the bound: rights_refresh (5 s here) plus a request
+    finally:
+        cli("users", "add", "--public-key", bob["public"], "--name", "bob", "--role", "deployer", "--farm", "local",
+            "--key", cluster["admin_key"])
+        wait_until(lambda: all(bob["public"] in node_rights(cluster, n) for n in cluster["nodes"]), 30, "bob back")
+
+
+def test_a_two_of_three_policy_is_met_only_by_two_distinct_signers(cluster, cli, tenants, tmp_path):
+    node = cluster["nodes"][1]
+    alice, bob, third = tenants["alice"], tenants["bob"], tenants["mallory"]
+    policy = ("--scope", "node", "--target", node["node_id"])
+    added = cli("policies", "set", *policy, "--threshold", "2", "--signer", alice["public"], "--signer", bob["public"],
+                "--signer", third["public"], "--key", cluster["admin_key"])
+    assert added.returncode == 0, added.stderr
+    listed = cli("policies", "list")
+    assert listed.returncode == 0 and node["node_id"] in listed.stdout and "2 of 3" in listed.stdout
+    try:
+        script, signed, cosigned = tmp_path / "two.rhai", tmp_path / "one.json", tmp_path / "two.json"
+        script.write_text("node_info().id")
+        assert cli("sign", script, "--key", alice["key_path"], "--target", node["node_id"], "--out", signed).returncode == 0
+        alone = cli("submit", signed, "--key", alice["key_path"])
+        assert alone.returncode == 1 and "policy_not_met" in alone.stderr
+        # The same envelope signed twice by one key is no second signer.
+        twice = cli("cosign", signed, "--key", alice["key_path"])
+        assert twice.returncode == 1 and "already signed" in twice.stderr
+        wait_until(lambda: "policies\": [{" in node_rights(cluster, node), 30, "the node to fetch the policy")
+        assert post_to_node(node, json.loads(signed.read_text())) == "policy_not_met"
+        assert cli("cosign", signed, "--key", bob["key_path"], "--out", cosigned).returncode == 0
+        both = cli("submit", cosigned, "--key", alice["key_path"], "--wait")
+        assert both.returncode == 0, both.stdout + both.stderr
+    finally:
+        assert cli("policies", "remove", *policy, "--key", cluster["admin_key"]).returncode == 0
+        wait_until(lambda: "policies\": []" in node_rights(cluster, node), 30, "the node to drop the policy")
+
+
+def test_replayed_grants_and_cross_node_requests_are_refused(cluster, tenants):
+    admin, bob = cluster["admin"], tenants["bob"]
+    # A grant captured on the wire, replayed after the user was changed since: refused, nothing changes.
+    user = {"public_key": bob["public"], "name": "bob", "roles": ["operator"], "farms": ["local"], "nodes": [],
+            "sequence": time.time_ns() // 1_000_000}
+    captured = httpx.Client(base_url=cluster["ledger_url"]).build_request("POST", "/v1/users", json=user)
+    captured = next(SignedRequestAuth(admin, "ledger").auth_flow(captured))
+    with LedgerClient(cluster["ledger_url"], admin) as ledger:
+        ledger.create_user(NewUser(public_key=bob["public"], name="bob", roles=["deployer"], farms=["local"],
+                                   sequence=user["sequence"] + 1))
+        replayed = httpx.Client().send(captured)
+        assert (replayed.status_code, replayed.json()["detail"]["reason"]) == (409, "stale_sequence")
+        assert ledger.user(bob["public"]).roles == ["deployer"]
+    # A cancel signed for node 1, sent to node 2: refused.
+    first, second = cluster["nodes"]
+    envelope = new_envelope("sleep(5); 1", [second["node_id"]], admin)
+    assert httpx.post(f"{second['supervisor_url']}/v1/jobs", content=envelope.to_json()).status_code == 202
+    response = httpx.post(f"{second['supervisor_url']}/v1/jobs/{envelope.id}/cancel", auth=SignedRequestAuth(admin, first["node_id"]))
+    assert (response.status_code, response.json()["detail"]["reason"]) == (401, "wrong_audience")
+
+
+def run(cluster, key, targets: list[str], script: str, env: dict | None = None) -> dict:
+    envelope = new_envelope(script, targets, key, env=env)
+    with CoordClient(cluster["coord_url"], key=key) as coord:
+        coord.submit(envelope)
+        *_, final = coord.follow(envelope.id, timeout=60)
+    return final
+
+
+def refusal(call) -> str | None:
+    try:
+        call()
+    except Refused as exc:
+        return exc.reason
+    return None
+
+
+def post_to_node(node, envelope) -> str | None:
+    body = envelope.to_json() if hasattr(envelope, "to_json") else json.dumps(envelope)
+    response = httpx.post(f"{node['supervisor_url']}/v1/jobs", content=body, timeout=10)
+    return response.json()["detail"]["reason"] if response.status_code >= 400 else None
 
 def test_ctrl_c_stops_every_process(cluster):
     up = cluster["up"]

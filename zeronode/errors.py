@@ -24,17 +24,21 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── ServiceError                  zeronode.api.errors: a request a service did not serve (status, reason, message)
     │   ├── Refused                   4xx: the caller's fault; raised by a service, and by a client reading its answer
     │   │   ├── NotFound              404
-    │   │   └── Conflict              409
+    │   │   ├── Conflict              409
+    │   │   └── RateLimited           coord.limits: 429, with Retry-After
     │   └── Unavailable               5xx, or never reached: try again later
     ├── AuthorizedKeysError           zeronode.node.authorizer: a bad line in a node's authorized_keys
+    ├── SnapshotError                 zeronode.node.rights: a node's saved ledger rights are not readable
     ├── AlreadyRunning                zeronode.identity_manager.lock: another identity manager reports for this node
     ├── ClusterError                  zeronode.dev.cluster: `zeronode up` could not start
     ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger
+    ├── BadAnswer                     coord.supervisors: a supervisor's answer coord does not read (too large, not its shape)
     └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
         ├── StorageError              sal.storage.base
         │   ├── InvalidName
         │   ├── VolumeNotFound
-        │   └── VolumeExists
+        │   ├── VolumeExists
+        │   └── VolumeShared          sal.storage.owned: a deployer tried to change a shared (unowned) volume
         ├── NetworkError              sal.network.base
         │   ├── PeerExists
         │   ├── PeerNotFound

@@ -1,4 +1,4 @@
-"""/v1/jobs: signed envelopes in, jobs out, and cancels signed by a job's signer or an admin.
+"""/v1/jobs: signed envelopes in; jobs out to signed reads by their signer or a node admin; cancels likewise.
 
 Verifying, compiling and Redis are blocking work: submits hand it to the thread
 pool, and the other handlers are plain `def`, which FastAPI runs there.
@@ -53,15 +53,16 @@ async def submit_batch(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, supervisor: SupervisorDep) -> JobView:
-    return supervisor.job(job_id)
+def get_job(job_id: str, supervisor: SupervisorDep, reader: Signer) -> JobView:
+    return supervisor.job(job_id, reader)
 
 
 @router.get("")
 def list_jobs(
-    supervisor: SupervisorDep, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    supervisor: SupervisorDep, reader: Signer, status: Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobView]:
-    return supervisor.jobs(status, limit)
+    return supervisor.jobs(reader, status, limit)
 
 
 @router.post("/{job_id}/cancel")

@@ -16,7 +16,7 @@ from supervisor.service import Supervisor
 from tests.support.processes import ZeronodeProcess
 from tests.support.waiting import wait_until
 from zeronode.api.jobs import JobView
-from zeronode.node.authorizer import Authorizer
+from zeronode.node.authorizer import node_authorizer
 from zeronode.node.identity import NodeIdentity, node_identity
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
@@ -101,8 +101,10 @@ def node(tmp_path, redis_server, serve_app):
         f"{keys.public_key_text(client)}  # the client\n{keys.public_key_text(admin)} deployer admin\n"
     )
     connection = redis.Redis(unix_socket_path=str(redis_server))
-    service = Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
-    with httpx.Client(base_url=serve_app(create_app(service)), timeout=30) as http:
+    service = Supervisor(settings, connection, identity, node_authorizer(settings, identity))
+    # Reads are signed requests: this client signs each as the node's admin (tests of who may read sign their own).
+    reader = SignedRequestAuth(admin, identity.node_id)
+    with httpx.Client(base_url=serve_app(create_app(service)), timeout=30, auth=reader) as http:
         node = Node(settings, config, identity, client, admin, stranger, connection, service, http)
         yield node
         for pool in node.pools:

@@ -2,6 +2,9 @@
 
 import httpx
 
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import SignedRequestAuth
+
 from tests.support.health import wait_healthy
 from tests.support.ports import free_port
 from tests.support.waiting import wait_until
@@ -34,8 +37,12 @@ def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server,
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
 
+    # The job is the client's to read: signed by its key, for this node.
+    assert httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5).status_code == 401
+    reader = SignedRequestAuth(keys.load_private_key(client_key), node_id)
+
     def ended() -> dict | None:
-        view = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5).json()
+        view = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5, auth=reader).json()
         return view if view["status"] not in ("queued", "started") else None
 
     job = wait_until(ended, 30, f"job {job_id} to end")

@@ -9,6 +9,7 @@ from rq.job import Job
 from runner.pool import run_runner
 from sal.registry import NodeSals
 from sal.storage.drivers.btrfs import BtrfsStorage
+from sal.tenancy import OPERATOR
 
 
 def run(node):
@@ -138,6 +139,6 @@ def test_a_deployment_runs_a_vm_that_outlives_the_job(node, pool_dir, short_dir)
 
     vms = NodeSals.from_settings(settings).vms
     try:
-        assert vms.info("app")["state"] == "Running"  # the job is over; the VM runs on
+        assert vms.info(OPERATOR, "app")["state"] == "Running"  # the job is over; the VM runs on
     finally:
         vms.stop_all(timeout=1)

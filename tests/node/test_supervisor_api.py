@@ -3,9 +3,14 @@
 import json
 import time
 
+import httpx
+import nacl.signing
 import pytest
 
+from zeronode.api.rights import Grant, NodeRights, SignaturePolicy
+from zeronode.node import rights as snapshots
 from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 
 def reason(response):
@@ -166,7 +171,7 @@ def test_admin_may_cancel_others_jobs(node):
 def test_cancel_must_be_signed(node):
     envelope = node.sign("1")
     node.post(envelope)
-    response = node.http.post(f"/v1/jobs/{envelope.id}/cancel")
+    response = node.http.post(f"/v1/jobs/{envelope.id}/cancel", auth=None)  # without the client's default signer
     assert (response.status_code, reason(response)) == (401, "bad_signature")
 
 
@@ -189,3 +194,76 @@ def test_health_is_503_without_redis(node):
     node.supervisor.connection = type(node.connection)(unix_socket_path="/nonexistent/redis.sock")
     response = node.http.get("/health")
     assert response.status_code == 503
+
+
+# -- reads need a key: a job is its signer's and the node admins' --------------------
+
+
+def test_reads_without_a_signature_are_401(node):
+    envelope = node.sign("1")
+    node.post(envelope)
+    with httpx.Client(base_url=str(node.http.base_url), timeout=10) as anonymous:
+        for path in (f"/v1/jobs/{envelope.id}", "/v1/jobs"):
+            response = anonymous.get(path)
+            assert (response.status_code, reason(response)) == (401, "bad_signature")
+        # Health and metrics stay open, and say nothing of jobs.
+        assert anonymous.get("/health").status_code == 200
+        assert envelope.id not in anonymous.get("/metrics").text
+
+
+def test_a_job_is_readable_by_its_signer_and_admins_only(node):
+    mine, theirs = node.sign('print("secret of the client")'), node.sign("2", key=node.admin)
+    node.post(mine)
+    node.post(theirs)
+    as_client = SignedRequestAuth(node.client, node.node_id)
+    assert node.http.get(f"/v1/jobs/{mine.id}", auth=as_client).status_code == 200
+    # Another tenant's job looks like no job at all.
+    response = node.http.get(f"/v1/jobs/{theirs.id}", auth=as_client)
+    assert (response.status_code, reason(response)) == (404, "not_found")
+    response = node.http.get(f"/v1/jobs/{mine.id}", auth=SignedRequestAuth(node.stranger, node.node_id))
+    assert (response.status_code, reason(response)) == (404, "not_found")
+    # The list shows a deployer its own jobs; the node's admin sees every job.
+    assert [job["id"] for job in node.http.get("/v1/jobs", auth=as_client).json()] == [mine.id]
+    assert {job["id"] for job in node.http.get("/v1/jobs").json()} == {mine.id, theirs.id}
+    assert node.http.get(f"/v1/jobs/{mine.id}").status_code == 200
+
+
+def test_a_read_or_cancel_signed_for_another_node_is_refused(node):
+    envelope = node.sign("1")
+    node.post(envelope)
+    elsewhere = keys.node_id(keys.public_key_text(nacl.signing.SigningKey.generate()))
+    for response in (
+        node.http.get(f"/v1/jobs/{envelope.id}", auth=SignedRequestAuth(node.admin, elsewhere)),
+        node.http.post(f"/v1/jobs/{envelope.id}/cancel", auth=SignedRequestAuth(node.admin, elsewhere)),
+    ):
+        assert (response.status_code, reason(response)) == (401, "wrong_audience")
+    assert node.job(envelope.id).status == "queued"
+
+
+def test_rights_from_the_ledger_snapshot_let_a_deployer_in_and_revoke_it(node):
+    """The node's copy of its ledger rights (what the identity manager saves) counts from the next envelope."""
+    newcomer = nacl.signing.SigningKey.generate()
+    assert reason(node.post(node.sign("1", key=newcomer))) == "not_authorized"
+    save_rights(node, {keys.public_key_text(newcomer): ["deployer"]})
+    assert node.post(node.sign("1", key=newcomer)).status_code == 202
+    save_rights(node, {})
+    assert reason(node.post(node.sign("1", key=newcomer))) == "not_authorized"
+
+
+def test_a_policy_on_the_node_needs_its_cosigners(node):
+    second, third = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+    policy = SignaturePolicy(scope="node", target=node.node_id, threshold=2,
+                             keys=frozenset(keys.public_key_text(k) for k in (node.client, second, third)))
+    save_rights(node, {}, [policy])
+    alone = node.sign("1")
+    response = node.post(alone)
+    assert (response.status_code, reason(response)) == (403, "policy_not_met")
+    assert node.post(node.sign("1").signed_by(third)).status_code == 202
+
+
+def save_rights(node, grants: dict[str, list[str]], policies=()) -> None:
+    rights = NodeRights(
+        node_id=node.node_id, farm="default", generated_at=int(time.time()),
+        grants=[Grant(public_key=key, roles=roles) for key, roles in grants.items()], policies=list(policies),
+    )
+    snapshots.save(node.settings.rights_path, snapshots.RightsSnapshot(rights, time.time()))

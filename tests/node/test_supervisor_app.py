@@ -9,7 +9,7 @@ from redis.retry import Retry
 from supervisor.app import create_app
 from supervisor.service import Supervisor
 from tests.support.answers import detail, openapi_routes
-from zeronode.node.authorizer import Authorizer
+from zeronode.node.authorizer import node_authorizer
 
 ROUTES = {
     ("POST", "/v1/jobs"),
@@ -34,8 +34,8 @@ def test_errors_are_json_with_a_reason(node):
 
 def test_redis_away_is_503_not_500(node, serve_app):
     away = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))  # fail at once
-    service = Supervisor(node.settings, away, node.identity, Authorizer(node.settings.authorized_keys_path))
-    with httpx.Client(base_url=serve_app(create_app(service)), timeout=10) as http:
+    service = Supervisor(node.settings, away, node.identity, node_authorizer(node.settings, node.identity))
+    with httpx.Client(base_url=serve_app(create_app(service)), timeout=10, auth=node.http.auth) as http:
         assert detail(http.post("/v1/jobs", content=node.sign("1").to_json())) == (503, "unavailable")
         assert detail(http.get("/v1/jobs/00000000-0000-4000-8000-000000000000")) == (503, "store_unavailable")
         assert http.get("/health").status_code == 503

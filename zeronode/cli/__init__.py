@@ -4,8 +4,9 @@
     signing.py   keygen, sign, cosign, verify  keys and signed envelopes, offline
     node.py      supervisor, runner, identity  a node's services
     services.py  ledger, coord                 the control plane's services
-    fleet.py     deploy, status, nodes, jobs   asking coord, the ledger, a node
-    users.py     users add | show              a ledger's users and rights
+    fleet.py     deploy, submit, status, nodes, jobs   asking coord, the ledger, a node
+    users.py     users add | revoke | show     a ledger's users and rights
+    policies.py  policies set | remove | list  a ledger's signature policies
     up.py        up                            a local cluster (zeronode.dev)
 
 Each group is a Typer app of its own that imports only common.py (and views.py),
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from zeronode.cli import fleet, local, node, services, signing, up, users
+from zeronode.cli import fleet, local, node, policies, services, signing, up, users
 
 app = typer.Typer(
     name="zeronode",
@@ -29,3 +30,4 @@ app = typer.Typer(
 for group in (local, signing, node, services, fleet, up):
     app.add_typer(group.app)
 app.add_typer(users.app, name="users")
+app.add_typer(policies.app, name="policies")

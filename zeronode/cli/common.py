@@ -72,5 +72,30 @@ def node_settings(config: Path | None, **overrides):
         fail(str(exc))
 
 
+def change_ledger(ledger_url: str, key: Path, model, fields: dict, send) -> None:
+    """Send one change of users or policies to the ledger, signed by `key`, and print what the ledger saved.
+
+    The change carries a sequence, the signing time in milliseconds: the ledger
+    refuses one older than the last it applied, so a captured change replayed
+    later changes nothing."""
+    import time
+
+    from pydantic import ValidationError
+
+    from zeronode.api.errors import ServiceError, problems
+    from zeronode.client.ledger import LedgerClient
+
+    try:
+        change = model.model_validate({**fields, "sequence": time.time_ns() // 1_000_000})
+    except ValidationError as exc:
+        fail(problems(exc.errors()))
+    with LedgerClient(ledger_url, load_key(key)) as client:
+        try:
+            saved = send(client, change)
+        except ServiceError as exc:
+            fail(str(exc))
+    print(saved.model_dump_json(indent=2))
+
+
 LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
 CoordOption = Annotated[str, typer.Option("--coord", envvar="ZERONODE_COORD_URL", help="The coordinator's URL")]

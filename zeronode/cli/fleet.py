@@ -1,4 +1,8 @@
-"""Asking the fleet: `zeronode deploy`, `status` (coord), `nodes` (the ledger), `jobs` (a node's supervisor)."""
+"""Asking the fleet: `zeronode deploy`, `submit`, `status` (coord), `nodes` (the ledger), `jobs` (a node's supervisor).
+
+Reads of deployments and jobs are signed (`--key`): coord and the nodes show
+a deployment or a job to its signer and to admins only.
+"""
 
 from __future__ import annotations
 
@@ -31,23 +35,55 @@ def deploy(
     from zeronode.client.coord import CoordClient
     from zeronode.protocol.envelope import new_envelope
 
-    envelope = new_envelope(
-        read_text(script, "script"), target, load_key(key), timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env)
-    )
-    with CoordClient(coord_url) as client:
+    from zeronode.protocol.errors import VerificationError
+
+    signing_key = load_key(key)
+    try:
+        envelope = new_envelope(
+            read_text(script, "script"), target, signing_key, timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env)
+        )
+    except VerificationError as exc:
+        fail(str(exc))
+    submit_and_follow(envelope, coord_url, signing_key, wait)
+
+
+@app.command()
+def submit(
+    envelope_path: Annotated[Path, typer.Argument(metavar="ENVELOPE", help="A signed envelope (zeronode sign, cosign)")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file that signs the reads: the envelope's signer's")],
+    coord_url: CoordOption = "http://127.0.0.1:8200",
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress; exit 0 only when every node succeeded")] = False,
+) -> None:
+    """Deploy an envelope signed beforehand (by several keys, for a multi-signature policy)."""
+    from zeronode.protocol.envelope import Envelope
+    from zeronode.protocol.errors import VerificationError
+
+    try:
+        envelope = Envelope.from_json(read_text(envelope_path, "envelope"))
+    except VerificationError as exc:
+        fail(f"{envelope_path} is not an envelope: {exc}")
+    submit_and_follow(envelope, coord_url, load_key(key), wait)
+
+
+def submit_and_follow(envelope, coord_url: str, key, wait: bool) -> None:
+    from zeronode.api.errors import ServiceError
+    from zeronode.client.coord import CoordClient
+
+    with CoordClient(coord_url, key=key) as client:
         try:
             client.submit(envelope)
         except ServiceError as exc:
             fail(str(exc))
-    out.print(f"deployment {envelope.id} submitted to {len(target)} node(s)", highlight=False)
+    out.print(f"deployment {envelope.id} submitted to {len(envelope.targets)} node(s)", highlight=False)
     if wait:
-        final = follow(coord_url, envelope.id, len(target))
+        final = follow(coord_url, envelope.id, len(envelope.targets), key)
         raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 
 @app.command()
 def status(
     deployment: Annotated[str, typer.Argument(help="The deployment's id")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file: the deployment's signer's or a coord admin's")],
     coord_url: CoordOption = "http://127.0.0.1:8200",
     wait: Annotated[bool, typer.Option("--wait", help="Follow it until it ends")] = False,
 ) -> None:
@@ -55,10 +91,11 @@ def status(
     from zeronode.api.errors import ServiceError
     from zeronode.client.coord import CoordClient
 
+    signing_key = load_key(key)
     if wait:
-        final = follow(coord_url, deployment, targets=0)
+        final = follow(coord_url, deployment, 0, signing_key)
         raise typer.Exit(0 if final["status"] == "succeeded" else 1)
-    with CoordClient(coord_url) as client:
+    with CoordClient(coord_url, key=signing_key) as client:
         try:
             out.print(deployment_table(client.deployment(deployment)))
         except ServiceError as exc:
@@ -105,14 +142,16 @@ def drivers(capabilities) -> str:
 @app.command()
 def jobs(
     node: Annotated[str, typer.Option("--node", help="The node's id")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file: you see your own jobs, a node admin all")],
     ledger_url: LedgerOption = "http://127.0.0.1:8400",
     status: Annotated[str | None, typer.Option(help="queued, started, finished, failed, canceled")] = None,
 ) -> None:
     """List a node's recent jobs, from its supervisor (found through the ledger)."""
     import httpx
 
-    from zeronode.api.errors import ServiceError
+    from zeronode.api.errors import ServiceError, from_response
     from zeronode.client.ledger import LedgerClient
+    from zeronode.protocol.signed_requests import SignedRequestAuth
 
     with LedgerClient(ledger_url) as ledger:
         try:
@@ -121,11 +160,13 @@ def jobs(
             fail(str(exc))
     if not record.supervisor_url:
         fail(f"node {node} registered no supervisor URL")
+    auth = SignedRequestAuth(load_key(key), node)  # addressed to that node: no other node accepts it
     try:
-        response = httpx.get(f"{record.supervisor_url}/v1/jobs", params={"status": status} if status else {}, timeout=10)
-        response.raise_for_status()
+        response = httpx.get(f"{record.supervisor_url}/v1/jobs", params={"status": status} if status else {}, timeout=10, auth=auth)
     except httpx.HTTPError as exc:
         fail(f"supervisor of {node} at {record.supervisor_url}: {exc}")
+    if response.status_code >= 400:
+        fail(str(from_response(response, f"the supervisor of {node}")))
     table = Table(title=f"jobs on {node}", title_justify="left")
     for column in ("job", "status", "signer", "attempts", "ended", "result / error"):
         table.add_column(column)

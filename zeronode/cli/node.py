@@ -26,7 +26,7 @@ def supervisor(
     from supervisor.app import create_app
     from supervisor.service import Supervisor
     from zeronode import logs
-    from zeronode.node.authorizer import Authorizer
+    from zeronode.node.authorizer import node_authorizer
     from zeronode.node.identity import node_identity
 
     settings = node_settings(config, host=host, port=port)
@@ -36,7 +36,7 @@ def supervisor(
     except (KeyFileError, OSError) as exc:
         fail(f"cannot load the node key: {exc}")
     connection = redis.Redis.from_url(settings.redis_url)
-    service = Supervisor(settings, connection, identity, Authorizer(settings.authorized_keys_path))
+    service = Supervisor(settings, connection, identity, node_authorizer(settings, identity))
     logging.getLogger("zeronode.supervisor").info(
         "supervisor starting", extra={"node": identity.node_id, "host": settings.host, "port": settings.port}
     )

@@ -83,7 +83,7 @@ def deploy_examples(cluster, examples: Path) -> bool:
         err.print(f"no example scripts in {examples}", highlight=False)
         return False
     all_succeeded = True
-    with CoordClient(cluster.coord_url) as client:
+    with CoordClient(cluster.coord_url, key=cluster.admin_key) as client:
         for path in scripts:
             script = path.read_text()
             if missing := example_needs(script) - have:

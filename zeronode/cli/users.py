@@ -1,4 +1,8 @@
-"""`zeronode users add | show`: a ledger's users and their rights."""
+"""`zeronode users add | revoke | show`: a ledger's users and their rights.
+
+Each change carries a sequence (zeronode.cli.common.change_ledger): a grant
+captured and replayed after a revocation changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import LedgerOption, fail, load_key
+from zeronode.cli.common import LedgerOption, change_ledger, fail
 
 app = typer.Typer(help="Users of a ledger and their rights.", no_args_is_help=True)
 
@@ -21,27 +25,37 @@ def users_add(
     name: Annotated[str, typer.Option(help="Who the user is")],
     key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
     ledger_url: LedgerOption,
-    role: Annotated[list[str], typer.Option("--role", help="admin or deployer (repeatable)")] = [],  # noqa: B006
-    node: Annotated[list[str], typer.Option("--node", help="A node id the user may deploy on (repeatable)")] = [],  # noqa: B006
-    farm: Annotated[list[str], typer.Option("--farm", help="A farm the user may deploy on (repeatable)")] = [],  # noqa: B006
+    role: Annotated[list[str], typer.Option("--role", help="admin, operator or deployer (repeatable)")] = [],  # noqa: B006
+    node: Annotated[list[str], typer.Option("--node", help="A node id the roles apply on (repeatable)")] = [],  # noqa: B006
+    farm: Annotated[list[str], typer.Option("--farm", help="A farm the roles apply on (repeatable)")] = [],  # noqa: B006
 ) -> None:
     """Create a user in the ledger, or replace their name and rights; print the user."""
-    from pydantic import ValidationError
+    save(ledger_url, key, {"public_key": public_key, "name": name, "roles": role, "nodes": node, "farms": farm})
 
-    from zeronode.api.errors import ServiceError, problems
-    from zeronode.api.ledger import NewUser
+
+@app.command("revoke")
+def users_revoke(
+    public_key: UserKeyOption,
+    key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
+    ledger_url: LedgerOption,
+    token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
+) -> None:
+    """Take every role from a user (nodes stop honouring them within their rights_refresh); print the user."""
+    from zeronode.api.errors import ServiceError
     from zeronode.client.ledger import LedgerClient
 
-    try:
-        user = NewUser.model_validate({"public_key": public_key, "name": name, "roles": role, "nodes": node, "farms": farm})
-    except ValidationError as exc:
-        fail(problems(exc.errors()))
-    with LedgerClient(ledger_url, load_key(key)) as client:
+    with LedgerClient(ledger_url, token=token) as client:
         try:
-            saved = client.create_user(user)
+            name = client.user(public_key).name
         except ServiceError as exc:
             fail(str(exc))
-    print(saved.model_dump_json(indent=2))
+    save(ledger_url, key, {"public_key": public_key, "name": name, "roles": [], "nodes": [], "farms": []})
+
+
+def save(ledger_url: str, key: Path, fields: dict) -> None:
+    from zeronode.api.ledger import NewUser
+
+    change_ledger(ledger_url, key, NewUser, fields, lambda client, user: client.create_user(user))
 
 
 @app.command("show")

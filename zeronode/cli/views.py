@@ -31,12 +31,13 @@ def deployment_table(view: dict[str, Any]) -> Table:
     return table
 
 
-def follow(coord_url: str, deployment_id: str, targets: int) -> dict[str, Any]:
-    """Live progress until the deployment ends (per node when there are few); its final view."""
+def follow(coord_url: str, deployment_id: str, targets: int, key) -> dict[str, Any]:
+    """Live progress until the deployment ends (per node when there are few); its final view.
+    `key` signs the reads: the deployment's signer's, or a coord admin's."""
     from zeronode.api.errors import ServiceError
     from zeronode.client.coord import CoordClient
 
-    with CoordClient(coord_url) as client, Live(console=out, refresh_per_second=8, transient=False) as live:
+    with CoordClient(coord_url, key=key) as client, Live(console=out, refresh_per_second=8, transient=False) as live:
         try:
             for view in client.follow(deployment_id, tasks=targets <= MAX_ROWS):
                 live.update(deployment_table(view))

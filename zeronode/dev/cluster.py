@@ -1,10 +1,13 @@
 """A whole zeronode system on one machine, for development and demos: `zeronode up`.
 
     redis-server          one, on a UNIX socket; coord uses database 0, node i database i
-    zeronode ledger       SQLite in the state dir; the generated admin key is its first admin
+    zeronode ledger       SQLite in the state dir; the generated admin key is its first admin, and
+                          an operator of the farm "local" (so it deploys), as is coord's key (so it
+                          reads and cancels jobs on the nodes)
     zeronode coord
     per node:             a mycelium simulator (peered with the other nodes'), `zeronode identity`
-                          (registers the node, reports uptime), `zeronode supervisor`, `zeronode runner --pool 2`
+                          (registers the node, reports uptime, fetches its rights), `zeronode supervisor`,
+                          `zeronode runner --pool 2`; authorized_keys bootstraps the admin and coord
 
 Every process is a real one, started with the same commands an operator uses,
 configured by generated TOML files, and logging to STATE_DIR/logs/. Each is
@@ -34,12 +37,16 @@ from pydantic import ValidationError
 
 from sal import registry
 from sal.errors import SalError
+from zeronode.api.ledger import NewUser
+from zeronode.client.ledger import LedgerClient
 from zeronode.errors import ZeronodeError
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
 
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
+FARM = "local"
+LOOPBACK = ["127.0.0.0/8", "::1/128"]  # where a local cluster's supervisors are: allowed as supervisor URLs
 
 
 class ClusterError(ZeronodeError):
@@ -179,7 +186,7 @@ class LocalCluster:
 
         ledger_config = self._write("ledger.toml", {
             "data_dir": self.state_dir / "ledger", "port": int(self.ledger_url.rsplit(":", 1)[1]),
-            "admins": [admin_public], "report_interval": self.report_interval,
+            "admins": [admin_public], "report_interval": self.report_interval, "supervisor_networks": LOOPBACK,
         })
         (self.state_dir / "ledger").mkdir(exist_ok=True)
         ledger = self._spawn("ledger", [self.zeronode, "ledger", "--config", str(ledger_config)])
@@ -187,10 +194,12 @@ class LocalCluster:
             "state_dir": self.state_dir / "coord", "key": self.state_dir / "coord.key",
             "redis_url": f"unix://{self.redis_socket}?db=0", "ledger_url": self.ledger_url,
             "port": int(self.coord_url.rsplit(":", 1)[1]), "admins": [admin_public], "offline_wait": 5.0,
+            "supervisor_networks": LOOPBACK,
         })
         coord = self._spawn("coord", [self.zeronode, "coord", "--config", str(coord_config)])
         self._wait("ledger and coord", lambda: self._answers(f"{self.ledger_url}/health") and self._answers(f"{self.coord_url}/health"), [ledger, coord])
         self.on_progress(f"ledger {self.ledger_url}, coord {self.coord_url}")
+        self._grant_rights(admin, admin_public, coord_public)
 
         mycelium_ports = [free_port() for _ in range(self.nodes)]
         started: list[Service] = []
@@ -198,9 +207,19 @@ class LocalCluster:
             started += self._start_node(index, mycelium_ports, admin_public, coord_public)
         self._wait("supervisors", lambda: all(self._answers(f"{n.supervisor_url}/health") for n in self.local_nodes), started)
         self._wait("node registration", self._all_online, started)
+        self._wait("node rights", lambda: all((self.state_dir / f"node{n.index}" / "rights.json").exists() for n in self.local_nodes), started)
         for node in self.local_nodes:
             self.on_progress(f"node {node.index}: {node.node_id} at {node.supervisor_url}")
         self._write_description()
+
+    def _grant_rights(self, admin: nacl.signing.SigningKey, admin_public: str, coord_public: str) -> None:
+        """The ledger's rights of a local cluster: its admin runs scripts on every node of the farm (operator),
+        coord reads and cancels jobs there (operator too). Nodes fetch them through their identity managers."""
+        sequence = time.time_ns() // 1_000_000
+        with LedgerClient(self.ledger_url, admin) as ledger:
+            for public_key, name in ((admin_public, "zeronode up's admin"), (coord_public, "zeronode up's coord")):
+                ledger.create_user(NewUser(public_key=public_key, name=name, roles=["admin", "operator"] if public_key == admin_public
+                                           else ["operator"], farms=[FARM], sequence=sequence))
 
     def _write_description(self) -> None:
         (self.state_dir / "cluster.json").write_text(json.dumps(self.describe(), indent=2))
@@ -223,7 +242,8 @@ class LocalCluster:
         mycelium_port = mycelium_ports[index - 1]
         settings = {
             "state_dir": node_dir, "redis_url": f"unix://{self.redis_socket}?db={index}", "port": port,
-            "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": "local",
+            "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": FARM,
+            "rights_refresh": 5.0,  # a revocation counts on the nodes within 5 s: quick to see in development
             "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
         }
         if self.storage_root:

@@ -3,6 +3,7 @@
     lock.py     one reporter per node (flock)
     host.py     what the ledger should know of this host: capacity, addresses, drivers
     manager.py  the loop: register, report, back off; `run` is the command
+    rights.py   the node's rights from the ledger, fetched and saved for the supervisor and runners
 
 It runs at boot (scripts/systemd/zeronode-identity.service) and for as long
 as the node does:
@@ -15,6 +16,9 @@ as the node does:
    URL, mycelium address, and its capabilities (each SAL's driver
    fingerprint). Registered again whenever any of that changes.
 4. Report the host's uptime every `uptime_interval` seconds.
+5. Beside it, fetch the node's rights from the ledger every `rights_refresh`
+   seconds and save them in STATE_DIR/rights.json (0600), which the supervisor
+   and runners read (docs/security.md).
 
 It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and
 unexpected errors are logged and retried with capped exponential backoff,

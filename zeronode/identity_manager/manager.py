@@ -1,4 +1,5 @@
-"""The identity manager's loop: register the node when needed, report its uptime, back off on failures.
+"""The identity manager's loops: register the node when needed, report its uptime, keep its rights fresh
+(zeronode.identity_manager.rights), back off on failures.
 
 It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and
 unexpected errors are logged and retried with capped exponential backoff,
@@ -19,6 +20,7 @@ from zeronode.api.ledger import NodeRegistration
 from zeronode.client.ledger import LedgerClient
 from zeronode.identity_manager.host import host_uptime, registration
 from zeronode.identity_manager.lock import reporter_lock
+from zeronode.identity_manager.rights import RightsKeeper
 from zeronode.node.identity import node_identity
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
@@ -102,7 +104,14 @@ def run(settings: NodeSettings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         timeout = min(10.0, settings.uptime_interval)
-        with LedgerClient(settings.ledger_url, identity.key, timeout=timeout) as ledger:
+        # Two loops, two clients (an httpx.Client is not shared across threads): uptime here, rights beside it.
+        with (
+            LedgerClient(settings.ledger_url, identity.key, timeout=timeout) as ledger,
+            LedgerClient(settings.ledger_url, identity.key, timeout=min(10.0, settings.rights_refresh)) as rights_ledger,
+        ):
+            keeper = threading.Thread(target=RightsKeeper(settings, rights_ledger, stop).run, name="rights", daemon=True)
+            keeper.start()
             IdentityManager(settings, ledger, stop).run()
+            keeper.join(timeout=timeout)
         log.info("identity manager stopped", extra={"node": node_id})
 

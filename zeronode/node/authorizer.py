@@ -1,12 +1,25 @@
-"""Who may do what on this node, from its authorized_keys file: the supervisor and every runner ask it.
+"""Who may do what on this node: the ledger's rights for it, and the bootstrap signers of authorized_keys.
 
-One signer a line, with optional roles; `#` starts a comment:
+The supervisor and every runner ask one Authorizer, which answers from two files:
 
-    # zeronode authorized keys
-    A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg              # alice: deployer (the default role)
-    Kay64UG8yvCyLhqU000LxzYeUm0L_hLIl5S8kyKWbdc admin        # bob may also cancel others' jobs
+- `authorized_keys`, the node's own list, for bootstrap admins and nodes
+  without a ledger. One signer a line, with optional roles; `#` starts a comment:
 
-The file is read again whenever it changes, so keys can be added without a restart.
+      # zeronode authorized keys
+      A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg              # alice: deployer (the default role)
+      Kay64UG8yvCyLhqU000LxzYeUm0L_hLIl5S8kyKWbdc admin        # bob: this node's admin
+
+  A local admin is an operator of this node (zeronode.api.rights): it deploys,
+  and sees and acts on every tenant's workloads.
+
+- `rights.json`, the ledger's rights for this node as the identity manager
+  last fetched them (zeronode.node.rights): the users with a role here and the
+  signature policies covering the node. Older than `max_staleness` (the
+  ledger has been unreachable that long), its grants stop counting and only
+  the local signers pass; its policies keep applying.
+
+Both files are read again as soon as they change (a stat each, per check), so
+a grant or a revocation counts from the first envelope after the file changed.
 """
 
 from __future__ import annotations
@@ -14,15 +27,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from zeronode.api import rights as decide
+from zeronode.api.rights import SignaturePolicy
 from zeronode.errors import ZeronodeError
+from zeronode.node import rights as snapshots
+from zeronode.node.identity import NodeIdentity
+from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
+from zeronode.protocol.envelope import Verified
 from zeronode.protocol.errors import MalformedKey
 
 log = logging.getLogger("zeronode.node")
 
-ROLES = frozenset({"deployer", "admin"})
+LOCAL_ROLES = {"deployer": frozenset({"deployer"}), "admin": frozenset({"operator"})}
+ROLES = frozenset(LOCAL_ROLES)
+Stamp = tuple[int, int, int] | None  # (inode, mtime, size): what tells a changed file
 
 
 class AuthorizedKeysError(ZeronodeError):
@@ -30,6 +53,7 @@ class AuthorizedKeysError(ZeronodeError):
 
 
 def parse(text: str, source: str = "authorized_keys") -> dict[str, frozenset[str]]:
+    """Each signer's roles as written in the file (deployer, admin)."""
     entries: dict[str, frozenset[str]] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         words = line.split("#", 1)[0].split()
@@ -46,44 +70,131 @@ def parse(text: str, source: str = "authorized_keys") -> dict[str, frozenset[str
     return entries
 
 
-class Authorizer:
-    """The roles of each authorised signer, from a file that may change while we run."""
+def _stamp(path: str | None) -> Stamp:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def __init__(self, path: Path):
+
+class Authorizer:
+    """Each signer's roles on this node, and the one check every envelope passes (`authorize`)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rights_path: Path | None = None,
+        node_id: str | None = None,
+        max_staleness: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ):
         self.path = Path(path)
+        self.rights_path = rights_path
+        self.node_id = node_id
+        self.max_staleness = max_staleness
+        self.clock = clock
+        # os.stat of a str is a microsecond faster than of a Path: this is the accept path's cost.
+        self._watched = (str(self.path), str(rights_path) if rights_path is not None else None)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._entries: dict[str, frozenset[str]] = {}
+        self._stamps: tuple[Stamp, Stamp] = (None, None)
+        self._loaded = False
+        self._local: dict[str, frozenset[str]] = {}
+        self._granted: dict[str, frozenset[str]] = {}
+        self._grants_until = float("-inf")  # when the ledger's grants go stale
+        self.policies: tuple[SignaturePolicy, ...] = ()
+        self._roles: dict[str, frozenset[str]] = {}  # local and ledger merged: the hot path is one lookup
+
+    # -- the checks ------------------------------------------------------
 
     def roles(self, signer: str) -> frozenset[str]:
-        """The signer's roles; empty when it is not authorised here."""
+        """The signer's roles here (zeronode.api.rights); empty when it has none."""
         self._refresh()
-        return self._entries.get(signer, frozenset())
+        if self._grants_until < self.clock() and self._granted:
+            self._expire_grants()
+        return self._roles.get(signer, decide.NONE)
 
     def may_deploy(self, signer: str) -> bool:
-        return bool(self.roles(signer) & {"deployer", "admin"})
+        return decide.may_deploy(self.roles(signer))
 
     def is_admin(self, signer: str) -> bool:
-        return "admin" in self.roles(signer)
+        """A node admin: sees and acts on every tenant's jobs and workloads."""
+        return decide.is_node_admin(self.roles(signer))
+
+    def authorize(self, verified: Verified) -> bool:
+        """Whether the envelope's signer may run it here, by its roles and the policies on its signers;
+        NotAuthorized or PolicyNotMet if not. True when it runs as a node admin."""
+        signer = verified.envelope.signer
+        return decide.authorize(self.roles(signer), self.policies, verified.signers, signer)
+
+    # -- the files -------------------------------------------------------
 
     def _refresh(self) -> None:
-        try:
-            stat = os.stat(self.path)
-        except FileNotFoundError:
-            stamp = None
-        else:
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp == self._stamp:
+        stamps = (_stamp(self._watched[0]), _stamp(self._watched[1]))
+        if stamps == self._stamps and self._loaded:
             return
         with self._lock:
-            if stamp is None:
-                entries: dict[str, frozenset[str]] = {}
-            else:
-                try:
-                    entries = parse(self.path.read_text(encoding="utf-8"), str(self.path))
-                except (OSError, UnicodeDecodeError, AuthorizedKeysError) as exc:
-                    # Keep the last good list rather than locking everyone out (or in).
-                    log.error("authorized keys not reloaded", extra={"error": str(exc)})
-                    return
-            self._entries, self._stamp = entries, stamp
-            log.info("authorized keys loaded", extra={"path": str(self.path), "signers": len(entries)})
+            if stamps[0] != self._stamps[0] or not self._loaded:
+                self._load_local(stamps[0])
+            if stamps[1] != self._stamps[1] or not self._loaded:
+                self._load_rights(stamps[1])
+            self._stamps, self._loaded = stamps, True
+            self._merge()
+
+    def _load_local(self, stamp: Stamp) -> None:
+        if stamp is None:
+            self._local = {}
+            return
+        try:
+            entries = parse(self.path.read_text(encoding="utf-8"), str(self.path))
+        except (OSError, UnicodeDecodeError, AuthorizedKeysError) as exc:
+            # Keep the last good list rather than locking everyone out (or in).
+            log.error("authorized keys not reloaded", extra={"error": str(exc)})
+            return
+        self._local = {key: frozenset().union(*(LOCAL_ROLES[role] for role in roles)) for key, roles in entries.items()}
+        log.info("authorized keys loaded", extra={"path": str(self.path), "signers": len(entries)})
+
+    def _load_rights(self, stamp: Stamp) -> None:
+        if stamp is None or self.rights_path is None:
+            self._granted, self.policies, self._grants_until = {}, (), float("-inf")
+            return
+        try:
+            snapshot = snapshots.load(self.rights_path)
+        except (OSError, snapshots.SnapshotError) as exc:
+            log.error("ledger rights not reloaded", extra={"error": str(exc)})
+            return
+        if self.node_id is not None and snapshot.rights.node_id != self.node_id:
+            log.error("ledger rights are for another node; ignored", extra={"for": snapshot.rights.node_id})
+            return
+        self._granted = {grant.public_key: frozenset(grant.roles) for grant in snapshot.rights.grants}
+        self.policies = tuple(snapshot.rights.policies)
+        self._grants_until = snapshot.fetched_at + self.max_staleness
+        log.info("ledger rights loaded", extra={"users": len(self._granted), "policies": len(self.policies),
+                                                "fetched_at": snapshot.fetched_at})
+
+    def _expire_grants(self) -> None:
+        with self._lock:
+            if not self._granted:
+                return
+            log.warning("ledger rights are stale: only the local authorized_keys count now",
+                        extra={"max_staleness": self.max_staleness})
+            self._granted = {}
+            self._merge()
+
+    def _merge(self) -> None:
+        merged = dict(self._granted) if self._grants_until >= self.clock() else {}
+        for key, roles in self._local.items():
+            merged[key] = merged.get(key, decide.NONE) | roles
+        self._roles = merged
+
+
+def node_authorizer(settings: NodeSettings, identity: NodeIdentity) -> Authorizer:
+    """The authorizer of a node's supervisor and runners, from its settings."""
+    return Authorizer(
+        # The ledger knows the node by its key's id, even where the settings override node_id.
+        settings.authorized_keys_path, rights_path=settings.rights_path, node_id=keys.node_id(identity.public_key),
+        max_staleness=settings.rights_max_staleness,
+    )

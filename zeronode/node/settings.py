@@ -72,6 +72,13 @@ class NodeSettings(FileSettings):
     uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
     farm: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the farm this node belongs to")
     owner: str | None = Field(None, max_length=128, description="who owns this node (free text, in the ledger)")
+    rights_refresh: float = Field(
+        15.0, ge=1, description="seconds between fetches of this node's rights from the ledger: how soon a revocation counts"
+    )
+    rights_max_staleness: float = Field(
+        3600.0, ge=0, description="seconds the last rights fetched stay good while the ledger is unreachable; "
+        "after that only authorized_keys counts",
+    )
     supervisor_url: str | None = Field(
         None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
     )
@@ -93,3 +100,8 @@ class NodeSettings(FileSettings):
     @property
     def authorized_keys_path(self) -> Path:
         return self.authorized_keys or self.state_dir / "authorized_keys"
+
+    @property
+    def rights_path(self) -> Path:
+        """The ledger's rights for this node, as the identity manager last fetched them (zeronode.node.rights)."""
+        return self.state_dir / "rights.json"
