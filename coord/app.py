@@ -28,10 +28,11 @@ from fastapi import FastAPI
 
 from coord.authorization import Authorizer, LedgerRights
 from coord.dispatcher import Dispatcher
-from coord.limits import SubmissionRate
+from coord.limits import LedgerLookups, SubmissionRate
 from coord.metrics import Metrics
 from coord.nodes import NodeDirectory
 from coord.routes import deployments, operations
+from coord.routes.dependencies import Coord
 from coord.settings import CoordSettings
 from coord.store import Store
 from coord.supervisors import SupervisorClients
@@ -44,7 +45,7 @@ log = logging.getLogger("zeronode.coord")
 
 
 def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signing.SigningKey, *, clock=time.time) -> FastAPI:
-    """The app; `clock` tells the minute submissions are counted in (a test's fixed one in the tests)."""
+    """The app; `clock` tells the window submissions are counted in (a test's fixed one in the tests)."""
     store = Store(connection)
     metrics = Metrics()
     ledger_http = httpx.AsyncClient(timeout=settings.request_timeout, limits=httpx.Limits(max_connections=16))
@@ -69,9 +70,11 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
             await supervisors.aclose()
 
     app = FastAPI(title="zeronode coordinator", version="1", lifespan=lifespan)
-    app.state.store, app.state.dispatcher, app.state.settings, app.state.metrics = store, dispatcher, settings, metrics
-    app.state.authorizer = Authorizer(rights, nodes)
-    app.state.rate = SubmissionRate(connection, settings.submissions_per_minute, clock=clock)
+    app.state.coord = Coord(
+        store=store, dispatcher=dispatcher, settings=settings, metrics=metrics, authorizer=Authorizer(rights, nodes),
+        rate=SubmissionRate(connection, settings.submissions_per_minute, clock=clock),
+        lookups=LedgerLookups(connection, settings.ledger_lookups_per_second, clock=clock),
+    )
     app.state.signed_request = SignedRequest(COORD)  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
     handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())

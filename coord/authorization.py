@@ -10,6 +10,13 @@ deployment, and nothing is stored.
 Users and policies are cached for `ttl` seconds (bounded), so a deployment to a
 thousand nodes costs a handful of ledger requests (its nodes come from
 coord.nodes, 200 a request) and a revocation applies within `ttl`.
+
+Only two answers are taken as the ledger's word: 200 in the expected shape,
+and 404 for a user (GET /v1/users/KEY: a key the ledger has no record of, which
+has no rights). Anything else, a 404 for the policies included (the ledger
+always serves GET /v1/policies: a 404 there means coord is asking something
+that is not the ledger), leaves the rights unknown: Unavailable, 503
+ledger_unavailable, and nothing is stored. Unknown rights grant nothing.
 """
 
 from __future__ import annotations
@@ -78,10 +85,9 @@ class LedgerRights:
         return self._parse(response, lambda body: UserView.model_validate_json(body))
 
     async def _load_policies(self) -> list[SignaturePolicy]:
-        response = await self._get("/v1/policies")
-        if response.status_code == 404:  # a ledger from before policies: it holds none
-            return []
-        return self._parse(response, POLICIES.validate_json)
+        # No 404 exception here: every ledger serves GET /v1/policies, so a 404 means ledger_url (or a proxy
+        # before it) sends coord somewhere else, and reading that as "no policies" would skip them all.
+        return self._parse(await self._get("/v1/policies"), POLICIES.validate_json)
 
     async def _get(self, path: str) -> httpx.Response:
         try:

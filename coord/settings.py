@@ -37,6 +37,9 @@ class CoordSettings(FileSettings):
     request_timeout: float = Field(10.0, gt=0, description="seconds for one request to a supervisor or the ledger")
     # What one signer may ask of the fleet (docs/operators.md, "What coord checks").
     submissions_per_minute: int = Field(60, gt=0, description="submissions one signer may make a minute, across replicas")
+    ledger_lookups_per_second: int = Field(
+        200, gt=0, description="submissions, by all signers, checked with the ledger a second, across replicas (then 429)"
+    )
     max_envelope_bytes: int = Field(1024 * 1024, gt=0, description="largest envelope a submission may carry, bytes")
     max_targets: int = Field(1000, gt=0, description="most target nodes one deployment may name")
     rights_ttl: float = Field(

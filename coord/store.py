@@ -159,6 +159,11 @@ class Store:
                 record[name] = json.loads(value)
         return Deployment.model_validate(record)
 
+    async def envelope(self, deployment_id: str) -> str | None:
+        """The deployment's envelope as submitted, or None when there is no such deployment: one HGET."""
+        value = await self.redis.hget(deployment_key(deployment_id), "envelope")
+        return None if value is None else json.loads(value)
+
     async def tasks(self, deployment: Deployment) -> list[Task]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for node in deployment.targets:

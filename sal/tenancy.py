@@ -2,10 +2,11 @@
 
 Every VM and volume a script creates records its owner: the envelope's signer.
 A deployer sees and acts on its own; a node admin on everyone's. What has no
-owner was made outside scripts, by the node's operator (OPERATOR): a volume so
-made is a shared image, which everyone may see and boot from and only admins
-may change (sal.storage.owned); a VM so made, or recorded before VMs had
-owners, is the admins' alone (sal.hypervisor.manager).
+owner (made outside scripts by the node's operator, OPERATOR, or before VMs
+and volumes had owners) is the admins' alone. The one exception is explicit: a
+volume the operator shared (sal.storage.owned) is an image, which everyone may
+see and boot from and only admins may change. Host network interfaces (a VM's
+taps) have no owner, so only admins attach them (sal.hypervisor.manager).
 
 What a caller may not see answers exactly as a missing one would, so a
 deployer cannot learn that another's VM or volume exists; only creating says
@@ -34,7 +35,7 @@ class Caller:
 
 
 # The node's operator, outside any script (`zeronode up` preparing images, a node stopping its VMs):
-# it acts on everything, and what it makes has no owner.
+# it acts on everything, and what it makes has no owner (the admins' alone, until it shares an image).
 OPERATOR = Caller(owner=None, admin=True)
 
 

@@ -198,15 +198,11 @@ class Supervisor:
     # -- reading: a job is its signer's, and every node admin's --------------
 
     def job(self, job_id: str, reader: str) -> JobView:
-        job = self._fetch(job_id)
-        if reader != job.meta.get("signer") and not self.authorizer.is_admin(reader):
-            # The same answer as for a job that does not exist: other tenants' job ids are not revealed.
-            raise Refused(404, "not_found", f"no job {job_id} on this node")
-        return view(job)
+        return view(self._fetch_for(job_id, reader))
 
     def jobs(self, reader: str, status: Status | None = None, limit: int = 100) -> list[JobView]:
-        """The newest jobs `reader` may read: its own, or every job for a node admin."""
-        admin = self.authorizer.is_admin(reader)
+        """The newest jobs `reader` may read: its own, or every job for a node admin or an observer."""
+        admin = self.authorizer.oversees_jobs(reader)
         # A deployer's jobs may be few among many: look further back, then keep its own.
         ids = self._job_ids(status, limit if admin else min(10 * limit, 10_000))
         jobs = Job.fetch_many(ids, self.connection, serializer=self.queue.serializer)
@@ -231,19 +227,19 @@ class Supervisor:
             ids.extend(registries[source]())
         return list(dict.fromkeys(ids))[:limit]
 
-    def _fetch(self, job_id: str) -> Job:
+    def _fetch_for(self, job_id: str, reader: str) -> Job:
+        """The job, if `reader` may read and cancel it: its signer, a node admin or an observer. For anyone
+        else the answer is the one a missing job gets: other tenants' job ids are not revealed."""
         job = Job.fetch_many([job_id], self.connection, serializer=self.queue.serializer)[0]
-        if job is None:
+        if job is None or (reader != (job.meta or {}).get("signer") and not self.authorizer.oversees_jobs(reader)):
             raise Refused(404, "not_found", f"no job {job_id} on this node")
         return job
 
     # -- cancelling ------------------------------------------------------
 
     def cancel(self, job_id: str, requester: str) -> JobView:
-        """Stop a queued or running job, at the request of its signer or an admin."""
-        job = self._fetch(job_id)
-        if requester != job.meta.get("signer") and not self.authorizer.is_admin(requester):
-            raise Refused(403, "not_authorized", "only the job's signer or an admin may cancel it")
+        """Stop a queued or running job, at the request of its signer, a node admin or an observer."""
+        job = self._fetch_for(job_id, requester)
         status = view(job).status
         if status == Status.CANCELED:
             return view(job)

@@ -279,10 +279,9 @@ def test_a_revoked_deployer_is_refused_by_coord_and_by_the_nodes(cluster, cli, t
         with CoordClient(cluster["coord_url"], key=bob["key"]) as coord:
             wait_until(lambda: refusal(lambda: coord.submit(new_envelope("1", [node["node_id"]], bob["key"]))) == "not_authorized",
                        30, "coord to refuse bob")
-        started = time.monotonic()
+        # The bound: rights_refresh (5 s here) plus a request.
         wait_until(lambda: post_to_node(node, new_envelope("1", [node["node_id"]], bob["key"])) == "not_authorized",
                    30, "the node to refuse bob")
-        assert time.monotonic() - started < 30  # the bound: rights_refresh (5 s here) plus a request
     finally:
         cli("users", "add", "--public-key", bob["public"], "--name", "bob", "--role", "deployer", "--farm", "local",
             "--key", cluster["admin_key"])

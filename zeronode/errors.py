@@ -38,7 +38,7 @@ tests/test_architecture.py holds it to the code in both directions.
         │   ├── InvalidName
         │   ├── VolumeNotFound
         │   ├── VolumeExists
-        │   └── VolumeShared          sal.storage.owned: a deployer tried to change a shared (unowned) volume
+        │   └── VolumeShared          sal.storage.owned: a deployer tried to change a shared volume (an image for everyone)
         ├── NetworkError              sal.network.base
         │   ├── PeerExists
         │   ├── PeerNotFound

@@ -1,51 +1,42 @@
-"""What the coordinator's handlers take from their app, as typed dependencies.
+"""What the coordinator's handlers take from their app: one typed dependency, `CoordDep`.
 
-The objects are the ones coord.app.create_app puts on app.state. Every
-dependency here is `async`, like the handlers: FastAPI would run a plain `def`
-one in its thread pool, a hop to read one attribute.
+The objects are the ones coord.app.create_app puts on app.state.coord. One
+dependency, not one per object: each dependency FastAPI resolves costs a
+request tens of microseconds (see ledger.routes.dependencies, which does the
+same). It is `async`, like the handlers: FastAPI would run a plain `def` one in
+its thread pool, a hop to read one attribute.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from coord.authorization import Authorizer
 from coord.dispatcher import Dispatcher
-from coord.limits import SubmissionRate
+from coord.limits import LedgerLookups, SubmissionRate
 from coord.metrics import Metrics
 from coord.settings import CoordSettings
 from coord.store import Store
 
 
-async def store(request: Request) -> Store:
-    return request.app.state.store
+@dataclass(frozen=True)
+class Coord:
+    """What every handler may need of its app."""
+
+    store: Store
+    dispatcher: Dispatcher
+    settings: CoordSettings
+    metrics: Metrics
+    authorizer: Authorizer  # the signer's rights on the targets, from the ledger
+    rate: SubmissionRate  # each signer's submissions a minute
+    lookups: LedgerLookups  # submissions a second that reach the ledger, whoever signed them
 
 
-async def dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+async def _coord(request: Request) -> Coord:
+    return request.app.state.coord
 
 
-async def settings(request: Request) -> CoordSettings:
-    return request.app.state.settings
-
-
-async def metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-async def authorizer(request: Request) -> Authorizer:
-    return request.app.state.authorizer
-
-
-async def rate(request: Request) -> SubmissionRate:
-    return request.app.state.rate
-
-
-StoreDep = Annotated[Store, Depends(store)]
-DispatcherDep = Annotated[Dispatcher, Depends(dispatcher)]
-SettingsDep = Annotated[CoordSettings, Depends(settings)]
-MetricsDep = Annotated[Metrics, Depends(metrics)]
-AuthorizerDep = Annotated[Authorizer, Depends(authorizer)]
-RateDep = Annotated[SubmissionRate, Depends(rate)]
+CoordDep = Annotated[Coord, Depends(_coord)]

@@ -1,10 +1,13 @@
 """/v1/deployments: signed envelopes in, each target node's progress out, and cancels.
 
 A submission is checked before anything is stored, cheapest first: its size
-(`max_envelope_bytes`, 413), the envelope's signatures, the signer's rate
-(`submissions_per_minute`, 429 with Retry-After), its number of targets
-(`max_targets`, 422), and the signer's rights on every target, as the ledger
-says (coord.authorization: 403, or 503 when the ledger cannot say).
+(`max_envelope_bytes`, 413), the envelope's signatures, whether that very
+envelope is stored already (then 200 duplicate, having spent no quota: a replay
+costs its signer nothing), the signer's rate (`submissions_per_minute`, 429
+with Retry-After), its number of targets (`max_targets`, 422), the replicas'
+cap on submissions checked with the ledger (`ledger_lookups_per_second`, 429
+with Retry-After; coord.limits), and the signer's rights on every target, as
+the ledger says (coord.authorization: 403, or 503 when the ledger cannot say).
 
 A deployment is stored once, whichever replica takes it; the dispatcher (coord.dispatcher)
 moves its tasks. Reads are signed requests too (audience "coord"): a deployment's
@@ -21,14 +24,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from coord.routes.dependencies import (
-    AuthorizerDep,
-    DispatcherDep,
-    MetricsDep,
-    RateDep,
-    SettingsDep,
-    StoreDep,
-)
+from coord.routes.dependencies import Coord, CoordDep
 from coord.settings import CoordSettings
 from coord.store import Deployment, Store
 from coord.views import DeploymentView, Overall, view
@@ -56,42 +52,51 @@ def is_admin(settings: CoordSettings, reader: str) -> bool:
     return reader in settings.admins
 
 
-async def readable(store: Store, settings: CoordSettings, deployment_id: str, reader: str) -> Deployment:
+async def readable(coord: Coord, deployment_id: str, reader: str) -> Deployment:
     """The deployment, if `reader` signed it or is a coord admin; else Refused (404, 403)."""
-    deployment = await existing(store, deployment_id)
-    if reader != deployment.signer and not is_admin(settings, reader):
+    deployment = await existing(coord.store, deployment_id)
+    if reader != deployment.signer and not is_admin(coord.settings, reader):
         raise Refused(403, "not_authorized", "only the deployment's signer or a coord admin may read it")
     return deployment
 
 
+def duplicate(deployment_id: str, targets: list[str]) -> JSONResponse:
+    return JSONResponse({"id": deployment_id, "targets": targets, "duplicate": True}, status_code=200)
+
+
 @router.post("", status_code=202)
-async def submit(
-    request: Request, store: StoreDep, dispatcher: DispatcherDep, settings: SettingsDep, metrics: MetricsDep,
-    rate: RateDep, authorizer: AuthorizerDep,
-) -> JSONResponse:
+async def submit(request: Request, coord: CoordDep) -> JSONResponse:
+    store, settings = coord.store, coord.settings
     raw = await read_bounded(request, settings.max_envelope_bytes)
     try:
         verified = verify(raw, options=settings.verify)
     except VerificationError as exc:
         raise Refused(exc.http_status, exc.reason, str(exc)) from None
     envelope = verified.envelope
-    await rate.spend(envelope.signer)
+    text = raw.decode()
+    # A replay of a stored envelope (by its signer retrying, or by anyone who saw it) changes nothing:
+    # answered before the signer's quota is spent. Another envelope under a stored id goes the whole way
+    # (quota, rights) before it learns of the clash, as before.
+    if await store.envelope(envelope.id) == text:
+        return duplicate(envelope.id, envelope.targets)
+    await coord.rate.spend(envelope.signer)
     if len(envelope.targets) > settings.max_targets:
         raise Refused(
             422, "too_many_targets", f"{len(envelope.targets)} targets; a deployment may name at most {settings.max_targets}"
         )
-    await authorizer.check(verified)
+    await coord.lookups.spend()
+    await coord.authorizer.check(verified)
     deployment = Deployment(
-        id=envelope.id, signer=envelope.signer, created=time.time(), envelope=raw.decode(),
+        id=envelope.id, signer=envelope.signer, created=time.time(), envelope=text,
         expires_at=envelope.expires_at, targets=envelope.targets,
     )
-    if not await store.create(deployment):
+    if not await store.create(deployment):  # stored meanwhile, by this replica or another
         stored = await existing(store, envelope.id)
         if stored.envelope != deployment.envelope:
             raise Refused(409, "id_in_use", f"deployment {envelope.id} exists with another envelope")
-        return JSONResponse({"id": stored.id, "targets": stored.targets, "duplicate": True}, status_code=200)
-    metrics.accepted.inc()
-    dispatcher.wake.set()
+        return duplicate(stored.id, stored.targets)
+    coord.metrics.accepted.inc()
+    coord.dispatcher.wake.set()
     log.info("deployment accepted", extra={"deployment": deployment.id, "signer": deployment.signer,
                                            "targets": len(deployment.targets)})
     return JSONResponse({"id": deployment.id, "targets": deployment.targets, "duplicate": False}, status_code=202)
@@ -101,13 +106,13 @@ async def submit(
 async def get_deployment(
     deployment_id: str,
     reader: Signer,
-    store: StoreDep,
-    settings: SettingsDep,
+    coord: CoordDep,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description="seconds to wait for a change past `version`")] = 0,
     version: Annotated[int, Query(description="the version the caller has seen")] = -1,
     tasks: Annotated[bool, Query(description="false: status and counts only (cheap for big deployments)")] = True,
 ) -> DeploymentView:
-    deployment = await readable(store, settings, deployment_id, reader)
+    store = coord.store
+    deployment = await readable(coord, deployment_id, reader)
     deadline = time.monotonic() + wait
     if deployment.version <= version:  # wait on the version alone, one HGET a tick; then read it all
         while await store.version(deployment_id) <= version and time.monotonic() < deadline:
@@ -117,8 +122,9 @@ async def get_deployment(
 
 
 @router.get("/{deployment_id}/events")
-async def events(deployment_id: str, reader: Signer, store: StoreDep, settings: SettingsDep) -> StreamingResponse:
-    await readable(store, settings, deployment_id, reader)
+async def events(deployment_id: str, reader: Signer, coord: CoordDep) -> StreamingResponse:
+    await readable(coord, deployment_id, reader)
+    store = coord.store
 
     async def stream():
         seen = -1
@@ -138,13 +144,13 @@ async def events(deployment_id: str, reader: Signer, store: StoreDep, settings: 
 @router.get("")
 async def list_deployments(
     reader: Signer,
-    store: StoreDep,
-    settings: SettingsDep,
+    coord: CoordDep,
     status: Overall | None = None,
     signer: Annotated[str | None, Query(description="a coord admin's filter; anyone else sees their own only")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[DeploymentView]:
-    if not is_admin(settings, reader):
+    store = coord.store
+    if not is_admin(coord.settings, reader):
         if signer not in (None, reader):
             raise Refused(403, "not_authorized", "only a coord admin may list another signer's deployments")
         signer = reader
@@ -163,13 +169,14 @@ async def list_deployments(
 
 @router.post("/{deployment_id}/cancel")
 async def cancel(
-    deployment_id: str, requester: Signer, store: StoreDep, dispatcher: DispatcherDep, settings: SettingsDep
+    deployment_id: str, requester: Signer, coord: CoordDep
 ) -> DeploymentView:
+    store = coord.store
     deployment = await existing(store, deployment_id)
-    if requester != deployment.signer and not is_admin(settings, requester):
+    if requester != deployment.signer and not is_admin(coord.settings, requester):
         raise Refused(403, "not_authorized", "only the deployment's signer or a coord admin may cancel it")
     await store.cancel(deployment, requester)
-    dispatcher.wake.set()
+    coord.dispatcher.wake.set()
     log.info("deployment canceled", extra={"deployment": deployment_id, "by": requester})
     deployment = await existing(store, deployment_id)
     return view(deployment, await store.tasks(deployment))

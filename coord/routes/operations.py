@@ -7,21 +7,21 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from coord.routes.dependencies import MetricsDep, StoreDep
+from coord.routes.dependencies import CoordDep
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
-async def health(store: StoreDep) -> JSONResponse:
+async def health(coord: CoordDep) -> JSONResponse:
     """200 with the number of tasks due while the store's Redis answers, 503 when it does not."""
     try:
-        await store.redis.ping()
+        await coord.store.redis.ping()
     except redis.RedisError as exc:
         return JSONResponse({"status": f"store unavailable: {exc}"}, status_code=503)
-    return JSONResponse({"status": "ok", "due": await store.due_count()})
+    return JSONResponse({"status": "ok", "due": await coord.store.due_count()})
 
 
 @router.get("/metrics")
-async def scrape(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def scrape(coord: CoordDep) -> Response:
+    return Response(generate_latest(coord.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,7 @@
 """The hypervisor SAL as Rhai scripts see it.
 
     vm_create(#{ name: "web1", image: "ubuntu", vcpus: 2, memory_mb: 1024, disk_gb: 10,
-                 volumes: ["web1-data"], cmdline: "...", taps: ["tap-web1"] });   // the VM's info
+                 volumes: ["web1-data"], cmdline: "...", taps: ["tap-web1"] });   // the VM's info; taps: admins only
     vm_start("web1");     // boots it (or resumes it); its info, state "Running"
     vm_stop("web1");      // or #{ name: "web1", timeout: 10 }: ACPI power-off, forced after timeout
     vm_info("web1");      // #{ name, state, hypervisor, pid, image, vcpus, memory_mb, disks, volumes, ... }

@@ -21,6 +21,10 @@ or a shared one); data volumes must be the caller's (any, for an admin); the
 root disk is the caller's. A VM boots only from the very volumes it was
 created with (their uuids are in its record), so a name that another tenant
 takes after its volume was deleted never becomes this VM's disk.
+
+Taps: a tap names a host network interface, which no record says is whose (it
+may be bridged to another tenant's VM or to the operator's management network),
+so only node admins attach VMs to taps; a deployer's VM gets none.
 """
 
 from __future__ import annotations
@@ -123,6 +127,9 @@ class VmManager:
         for tap in taps:
             if not isinstance(tap, str) or not TAP_NAME.fullmatch(tap):
                 raise SalError(f"invalid tap name {tap!r}: 1-15 letters, digits, '_' or '-'")
+        if taps and not caller.admin:
+            raise SalError("taps are for node admins: a tap is a host network interface, which may be another "
+                           "tenant's or the node's own, so only a node admin attaches a VM to one")
         with self._locked(name):
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
@@ -162,8 +169,8 @@ class VmManager:
     def _image(self, caller: Caller, image: str, in_use: dict[str, VmRecord]) -> OwnedVolume:
         volume = self.volumes.info(caller, image)
         holder = in_use.get(image)
-        # An unowned volume is shared, but not when it is the disk of a VM the caller may not see (one made by the
-        # operator, or recorded before VMs had owners): that is someone's data, not an image.
+        # A shared volume is an image, but not when it is the disk of a VM the caller may not see (shared by
+        # mistake, say): that is someone's data.
         if holder is not None and not caller.may_act_on(holder.owner):
             raise SalError(f"volume {image!r} is another VM's disk, not an image")
         if not (volume.path / IMAGE_DISK).is_file():

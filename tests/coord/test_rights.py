@@ -1,10 +1,13 @@
 """Who may ask coord for what: submissions authorised by the ledger's rights and policies before any task
-exists, bounded per signer and in size, and deployments read by their signer or a coord admin only."""
+exists, bounded per signer, in what reaches the ledger and in size, and deployments read by their signer or a
+coord admin only."""
 
 import json
 
+import httpx
 import nacl.signing
 import pytest
+from fastapi import FastAPI, Request, Response
 
 from tests.support.ports import free_port
 from zeronode.api.errors import Refused, ServiceError
@@ -121,6 +124,43 @@ def test_submissions_are_rate_limited_per_signer_across_replicas(control_plane, 
     assert refused_by(one, control_plane.sign([node], key=stranger)).status == 403
 
 
+def test_replaying_a_stored_envelope_spends_none_of_its_signers_quota(control_plane, redis_client):
+    one = control_plane.make_coord(submissions_per_minute=2, clock=lambda: MID_MINUTE)
+    other = control_plane.make_coord(submissions_per_minute=2, clock=lambda: MID_MINUTE)
+    node = control_plane.add_node()
+    victims = control_plane.sign([node])
+    assert one.submit(victims)["duplicate"] is False  # the signer's first submission of the minute
+    with control_plane.client(None) as anyone:  # whoever saw the envelope replays it, far beyond the quota
+        for _ in range(10):
+            for replica in (one, other):
+                answer = replica.http.post("/v1/deployments", content=victims.to_json())
+                assert (answer.status_code, answer.json()) == (200, {"id": victims.id, "targets": [node], "duplicate": True})
+        assert anyone.submit(victims)["duplicate"] is True
+    assert other.submit(control_plane.sign([node]))["duplicate"] is False  # the second: within the quota still
+    assert refused_by(one, control_plane.sign([node])).status == 429  # the third is over it: replays counted for nothing
+    assert redis_client.get(f"coord:rate:{keys.public_key_text(control_plane.client_key)}:{int(MID_MINUTE // 60)}") == b"3"
+
+
+def test_submissions_checked_with_the_ledger_are_capped_across_replicas(control_plane, redis_client):
+    one = control_plane.make_coord(ledger_lookups_per_second=2, clock=lambda: MID_MINUTE)
+    other = control_plane.make_coord(ledger_lookups_per_second=2, clock=lambda: MID_MINUTE)
+    node = control_plane.add_node()
+    stored = control_plane.sign([node])
+    one.submit(stored)  # the first of the second's two
+    fresh = [nacl.signing.SigningKey.generate() for _ in range(3)]  # each a quota of its own, and no rights
+    assert refused_by(other, control_plane.sign([node], key=fresh[0])).status == 403  # the second: the ledger was asked
+    control_plane.ledger_requests.clear()
+    for replica, key in ((one, fresh[1]), (other, fresh[2])):
+        answer = replica.http.post("/v1/deployments", content=control_plane.sign([node], key=key).to_json())
+        assert answer.status_code == 429 and answer.headers["retry-after"] == "1"
+        assert answer.json()["detail"]["reason"] == "rate_limited" and answer.json()["detail"]["retry_after"] == 1
+    assert control_plane.ledger_requests == []  # refused before the ledger was asked anything
+    assert one.submit(stored)["duplicate"] is True  # a stored envelope asks the ledger nothing: answered still
+    # The window is the second: the next one checks with the ledger again.
+    later = control_plane.make_coord(ledger_lookups_per_second=2, clock=lambda: MID_MINUTE + 1)
+    assert refused_by(later, control_plane.sign([node], key=fresh[1])).status == 403
+
+
 def test_submissions_are_bounded_in_size_and_targets(control_plane):
     too_many = control_plane.sign([f"node-{i}" for i in range(1001)])
     refusal = refused_by(control_plane.coord, too_many)
@@ -136,6 +176,34 @@ def test_the_ledger_away_is_503_and_nothing_is_stored(control_plane, redis_clien
         away.submit(control_plane.sign([control_plane.add_node()]))
     assert (unavailable.value.status, unavailable.value.reason) == (503, "ledger_unavailable")
     assert stored_keys(redis_client) == []
+
+
+def ledger_without_policies(ledger_url: str) -> FastAPI:
+    """The ledger behind a proxy that routes all but GET /v1/policies (a misrouted ledger_url, in part)."""
+    proxy = FastAPI()
+
+    @proxy.get("/{path:path}")
+    async def forward(path: str, request: Request) -> Response:
+        if path == "v1/policies":
+            return Response('{"detail": "Not Found"}', status_code=404, media_type="application/json")
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(f"{ledger_url}/{path}", params=request.query_params)
+        return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
+
+    return proxy
+
+
+def test_a_ledger_that_will_not_show_its_policies_is_503_not_no_policies(control_plane, serve_app, redis_client):
+    node = control_plane.add_node()
+    operator = nacl.signing.SigningKey.generate()
+    control_plane.set_policy("node", node, 2, [control_plane.client_key, operator])  # two signatures, or nothing runs
+    proxied = control_plane.make_coord(ledger_url=serve_app(ledger_without_policies(control_plane.ledger_url)))
+    with pytest.raises(ServiceError) as unavailable:
+        proxied.submit(control_plane.sign([node]))  # one signature: would run if a 404 meant "no policies"
+    assert (unavailable.value.status, unavailable.value.reason) == (503, "ledger_unavailable")
+    assert "404" in str(unavailable.value)
+    assert stored_keys(redis_client) == [] and control_plane.fleet.submissions == 0
+    assert refused_by(control_plane.coord, control_plane.sign([node])).reason == "policy_not_met"  # the ledger's own word
 
 
 def test_deployments_are_read_by_their_signer_or_a_coord_admin(control_plane):

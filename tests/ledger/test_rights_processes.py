@@ -6,8 +6,6 @@ the refresh bound; with the ledger down, the node's saved rights serve (across a
 they are older than `rights_max_staleness`, after which only authorized_keys counts.
 """
 
-import time
-
 import httpx
 
 from tests.support.health import wait_healthy
@@ -18,7 +16,7 @@ from zeronode.protocol.envelope import new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
 
 REFRESH = 1.0
-STALENESS = 8.0
+STALENESS = 20.0  # room for the ledger's stop and a supervisor's restart on a slow machine
 
 
 def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_while(
@@ -35,7 +33,9 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
     )
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    (state / "authorized_keys").write_text(f"{local}  # bootstrap: the node's own deployer\n")
+    local_deployer_key = tmp_path / "local-deployer.key"
+    local_deployer = zn("keygen", "--out", local_deployer_key).stdout.strip()
+    (state / "authorized_keys").write_text(f"{local} admin  # bootstrap: the node's own admin\n{local_deployer}\n")
     node_config = tmp_path / "node.toml"
     node_config.write_text(
         f'state_dir = "{state}"\nredis_url = "unix://{redis_server}"\nqueue = "rights"\nport = {supervisor_port}\n'
@@ -49,7 +49,8 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
     supervisor = services("supervisor", "--config", node_config)
     wait_healthy(supervisor_url, 30, supervisor.process)
     services("runner", "--pool", "1", "--config", node_config)
-    signing_keys = {name: keys.load_private_key(path) for name, path in [("deployer", deployer_key), ("local", local_key)]}
+    signing_keys = {name: keys.load_private_key(path) for name, path in
+                    [("deployer", deployer_key), ("local", local_key), ("local deployer", local_deployer_key)]}
 
     def submit(who: str) -> httpx.Response:
         envelope = new_envelope("node_info().id", [node_id], signing_keys[who])
@@ -74,9 +75,7 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
 
     revoked = zn("users", "revoke", "--public-key", deployer, "--key", admin_key, "--ledger", ledger_url)
     assert revoked.returncode == 0, revoked.stderr
-    started = time.monotonic()
-    wait_until(lambda: refused(submit("deployer")), 30, "the revocation to reach the node")
-    assert time.monotonic() - started < 30  # within the bound: rights_refresh plus a request, far under 60 s
+    wait_until(lambda: refused(submit("deployer")), 30, "the revocation to reach the node")  # bound: refresh + a request
 
     zn("users", "add", "--public-key", deployer, "--name", "dana", "--role", "deployer", "--farm", "farm-r",
        "--key", admin_key, "--ledger", ledger_url)
@@ -88,8 +87,9 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
     supervisor = services("supervisor", "--config", node_config)
     wait_healthy(supervisor_url, 30, supervisor.process)
     assert submit("deployer").status_code == 202
-    # Past rights_max_staleness, only authorized_keys counts.
+    # Past rights_max_staleness, only the local admins pass.
     wait_until(lambda: refused(submit("deployer")), STALENESS + 30, "the saved rights to go stale")
+    assert refused(submit("local deployer"))
     assert submit("local").status_code == 202
     assert (state / "rights.json").stat().st_mode & 0o777 == 0o600
 

@@ -53,7 +53,8 @@ def signed(*signers, targets=(NODE,)):
 
 def test_local_signers_and_ledger_grants_are_merged(files):
     local_admin, local_deployer, ledger_deployer, ledger_operator, stranger = (key() for _ in range(5))
-    files.authorized_keys.write_text(f"{public(local_admin)} admin\n{public(local_deployer)}\n")
+    observer = key()
+    files.authorized_keys.write_text(f"{public(local_admin)} admin\n{public(local_deployer)}\n{public(observer)} observer\n")
     files.grant({public(ledger_deployer): ["deployer"], public(ledger_operator): ["operator"], public(local_deployer): ["admin"]})
     authorizer = files.authorizer()
     assert authorizer.roles(public(local_admin)) == {"operator"}  # a local admin is this node's operator
@@ -62,6 +63,9 @@ def test_local_signers_and_ledger_grants_are_merged(files):
     assert authorizer.is_admin(public(ledger_operator))
     assert authorizer.roles(public(local_deployer)) == {"deployer", "admin"}  # both sources count
     assert authorizer.roles(public(stranger)) == set()
+    # An observer (coord's key) reads and cancels every job and deploys nothing.
+    assert authorizer.oversees_jobs(public(observer)) and not authorizer.is_admin(public(observer))
+    assert not authorizer.may_deploy(public(observer))
     assert authorizer.authorize(signed(ledger_deployer)) is False
     assert authorizer.authorize(signed(ledger_operator)) is True
     with pytest.raises(NotAuthorized):
@@ -88,21 +92,44 @@ def test_a_revocation_counts_from_the_next_check(files):
     assert not authorizer.may_deploy(public(deployer))
 
 
-def test_stale_rights_stop_counting_but_local_signers_still_pass(files):
-    deployer, local = key(), key()
-    files.authorized_keys.write_text(f"{public(local)}\n")
+def test_stale_rights_stop_counting_and_only_local_admins_pass(files):
+    deployer, local_admin, local_deployer = key(), key(), key()
+    files.authorized_keys.write_text(f"{public(local_admin)} admin\n{public(local_deployer)}\n")
     files.grant({public(deployer): ["deployer"]})
     authorizer = files.authorizer(max_staleness=30)
     files.clock["now"] += 29
-    assert authorizer.may_deploy(public(deployer))
+    assert authorizer.may_deploy(public(deployer)) and authorizer.may_deploy(public(local_deployer))
     files.clock["now"] += 2
     assert not authorizer.may_deploy(public(deployer))
-    assert authorizer.may_deploy(public(local))
+    assert not authorizer.may_deploy(public(local_deployer))
+    assert authorizer.may_deploy(public(local_admin)) and authorizer.is_admin(public(local_admin))
     # A fresh fetch brings them back; one saved long ago counts for nothing from the start.
     files.grant({public(deployer): ["deployer"]})
     assert authorizer.may_deploy(public(deployer))
     files.grant({public(deployer): ["deployer"]}, fetched_at=files.clock["now"] - 31)
     assert not files.authorizer(max_staleness=30).may_deploy(public(deployer))
+
+
+def test_a_node_without_ledger_rights_runs_on_authorized_keys_alone(files):
+    local_deployer = key()
+    files.authorized_keys.write_text(f"{public(local_deployer)}\n")
+    authorizer = files.authorizer(max_staleness=30)
+    files.clock["now"] += 3600
+    assert authorizer.may_deploy(public(local_deployer))
+
+
+def test_a_deleted_rights_file_keeps_the_last_rights_until_they_are_stale(files):
+    deployer, second = key(), key()
+    policy = SignaturePolicy(scope="node", target=NODE, threshold=2, keys=frozenset({public(deployer), public(second)}))
+    files.grant({public(deployer): ["deployer"]}, [policy])
+    authorizer = files.authorizer(max_staleness=30)
+    assert authorizer.may_deploy(public(deployer))
+    files.rights.unlink()
+    assert authorizer.may_deploy(public(deployer))
+    with pytest.raises(PolicyNotMet):  # the policy is not lost with the file
+        authorizer.authorize(signed(deployer))
+    files.clock["now"] += 31
+    assert not authorizer.may_deploy(public(deployer))
 
 
 def test_rights_of_another_node_or_a_broken_file_are_ignored(files):

@@ -9,6 +9,7 @@ from rq.job import Job
 from runner.pool import run_runner
 from sal.registry import NodeSals
 from sal.storage.drivers.btrfs import BtrfsStorage
+from sal.storage.owned import OwnedStorage
 from sal.tenancy import OPERATOR
 
 
@@ -128,6 +129,7 @@ def test_a_deployment_runs_a_vm_that_outlives_the_job(node, pool_dir, short_dir)
     BtrfsStorage(pool_dir).create("alpine")
     (image / "disk.raw").write_bytes(b"\0" * 1024 * 1024)
     (image / "vmlinux").write_bytes(b"kernel")
+    OwnedStorage(BtrfsStorage(pool_dir)).share(OPERATOR, "alpine")  # the operator's image, for every tenant to boot
     settings = node.settings.model_copy(
         update={"storage_root": pool_dir, "vm_dir": short_dir / "vms", "hypervisor": "simulated"}
     )

@@ -14,8 +14,9 @@ import rhai
 from sal import registry
 from sal.hypervisor import VmManager, VmmUnreachable
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
+from sal.storage import OwnedStorage
 from sal.storage.drivers.btrfs import BtrfsStorage
-from sal.tenancy import Caller
+from sal.tenancy import OPERATOR, Caller
 
 # Two tenants of one node and its admin. Keys are opaque to the SALs: any string does.
 ALICE, BOB = Caller(owner="alice-key"), Caller(owner="bob-key")
@@ -56,15 +57,19 @@ def vmm(short_dir):
     process.wait()
 
 
-def make_image(storage: BtrfsStorage, name: str = "ubuntu", *, kernel: bool = True, disk_mb: int = 64):
+def make_image(storage: BtrfsStorage, name: str = "ubuntu", *, kernel: bool = True, disk_mb: int = 64,
+               shared: bool = True):
     """An image volume as the VM manager expects one: disk.raw, and a kernel unless told otherwise. Made by the
-    driver, outside any script, it has no owner: a shared image, as the operator makes them."""
+    driver, outside any script, it has no owner; then shared, as the operator shares images (`zeronode up` too),
+    unless told otherwise: unshared, it is the node admins' alone."""
     volume = storage.create(name)
     with open(volume.path / "disk.raw", "wb") as disk:
         disk.truncate(disk_mb * 1024 * 1024)
     if kernel:
         (volume.path / "vmlinux").write_bytes(b"\x7fELF not really a kernel")
         (volume.path / "cmdline").write_text("console=ttyS0 root=/dev/vda1 rw\n")
+    if shared:
+        OwnedStorage(storage).share(OPERATOR, name)
     return volume
 
 

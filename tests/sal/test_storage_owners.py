@@ -1,8 +1,10 @@
-"""Volumes' owners (sal.storage.owned): two deployers on one node, its admin, and shared volumes, on a real btrfs."""
+"""Volumes' owners (sal.storage.owned): two deployers on one node, its admin, volumes without owners and shared
+ones, on a real btrfs."""
 
 import json
 import re
 
+import btrfsutil
 import pytest
 
 from sal.storage import OwnedStorage, StorageError, VolumeExists, VolumeNotFound, VolumeShared
@@ -81,11 +83,42 @@ def test_a_name_is_node_wide_a_taken_one_is_refused_whoever_holds_it(volumes):
     assert names(volumes, BOB) == ["bob-data"]
 
 
-def test_a_shared_volume_is_seen_by_everyone_and_changed_by_admins_only(volumes, storage):
-    storage.create("ubuntu")  # made outside scripts, by the operator: no owner
-    operators = volumes.create(OPERATOR, "debian")  # the operator through this layer: no owner either
-    assert operators.owner is None and volumes.info(ALICE, "ubuntu").owner is None
-    assert names(volumes, ALICE) == names(volumes, BOB) == ["debian", "ubuntu"]
+def test_a_volume_without_an_owner_record_is_the_admins_alone(pool_dir, volumes, storage):
+    """What a node upgraded to owners holds: volumes made before them, or outside scripts, have no record. They are
+    nobody's, so no deployer's: not shared, as if they did not exist."""
+    storage.create("legacy-data")  # a tenant's, from before volumes had owners
+    made = volumes.create(OPERATOR, "ops")  # the operator through this layer: no owner, no record either
+    assert (made.owner, made.shared) == (None, False) and not (pool_dir / ".owners" / "ops.json").exists()
+    assert names(volumes, ALICE) == names(volumes, BOB) == []
+    for action in (
+        lambda caller, name: volumes.info(caller, name),
+        lambda caller, name: volumes.clone(caller, name, "mine"),  # a VM's root disk from it: what this stops
+        lambda caller, name: volumes.snapshot(caller, name, "mine"),
+        lambda caller, name: volumes.delete(caller, name),
+        lambda caller, name: volumes.set_quota(caller, name, MIB),
+    ):
+        for caller in (ALICE, BOB):
+            for name in ("legacy-data", "ops"):
+                with pytest.raises(VolumeNotFound, match=f"^no volume '{name}'$"):  # a missing volume's words
+                    action(caller, name)
+    assert not storage.exists("mine")
+    legacy = volumes.info(ADMIN, "legacy-data")
+    assert (legacy.owner, legacy.shared) == (None, False) and legacy.as_dict()["shared_image"] is False
+    assert names(volumes, ADMIN) == ["legacy-data", "ops"]
+    volumes.owners.set("legacy-data", "alice-key")  # the operator gives it its owner back
+    assert names(volumes, ALICE) == ["legacy-data"] and names(volumes, BOB) == []
+
+
+def test_a_shared_volume_is_seen_by_everyone_and_changed_by_admins_only(pool_dir, volumes, storage):
+    storage.create("ubuntu")  # made outside scripts, by the operator: the admins' until shared
+    shared = volumes.share(OPERATOR, "ubuntu")
+    assert (shared.owner, shared.shared) == (None, True) and shared.as_dict()["shared_image"] is True
+    record = pool_dir / ".owners" / "ubuntu.json"
+    assert json.loads(record.read_text()) == {"format": 1, "volume": "ubuntu", "owner": None, "shared": True}
+    assert oct(record.stat().st_mode & 0o777) == "0o600"
+    volumes.create(ALICE, "alice-data")
+    assert names(volumes, ALICE) == ["alice-data", "ubuntu"] and names(volumes, BOB) == ["ubuntu"]
+    assert volumes.info(BOB, "ubuntu").shared
     for action in (
         lambda caller: volumes.delete(caller, "ubuntu"),
         lambda caller: volumes.snapshot(caller, "ubuntu", "mine"),
@@ -94,10 +127,26 @@ def test_a_shared_volume_is_seen_by_everyone_and_changed_by_admins_only(volumes,
         for caller in (ALICE, BOB):
             with pytest.raises(VolumeShared, match="volume 'ubuntu' is shared on this node .* only a node admin"):
                 action(caller)
-    # ... but booting from it is what it is for: a clone is the deployer's own.
-    assert volumes.clone(BOB, "ubuntu", "bob-root").owner == "bob-key"
+    # ... but booting from it is what it is for: a clone is the deployer's own, and not shared.
+    clone = volumes.clone(BOB, "ubuntu", "bob-root")
+    assert (clone.owner, clone.shared) == ("bob-key", False) and names(volumes, ALICE) == ["alice-data", "ubuntu"]
     volumes.delete(ADMIN, "ubuntu")
-    assert names(volumes, ALICE) == ["debian"]
+    assert names(volumes, ALICE) == ["alice-data"] and not record.exists()
+
+
+def test_only_a_node_admin_shares_and_only_a_volume_that_exists(pool_dir, volumes):
+    volumes.create(ALICE, "alice-image")
+    for caller in (ALICE, BOB):  # not even one's own: sharing is the node's decision
+        with pytest.raises(StorageError, match="^only a node admin may share a volume$"):
+            volumes.share(caller, "alice-image")
+    with pytest.raises(VolumeNotFound):
+        volumes.share(OPERATOR, "ghost")
+    assert not (pool_dir / ".owners" / "ghost.json").exists()  # no mark waits for a volume made under the name
+    assert names(volumes, BOB) == []
+    shared = volumes.share(ADMIN, "alice-image")  # an admin may: the mark takes the owner's place
+    assert (shared.owner, shared.shared) == (None, True) and names(volumes, BOB) == ["alice-image"]
+    with pytest.raises(VolumeShared):
+        volumes.delete(ALICE, "alice-image")
 
 
 def test_owners_outlive_the_storage_object_and_are_kept_private(pool_dir, volumes):
@@ -124,8 +173,39 @@ def test_deleting_a_volume_removes_its_owner_and_a_stale_record_is_overwritten(p
     assert volumes.create(BOB, "ghost").owner == "bob-key"
 
 
-def test_an_unreadable_owner_record_is_refused_not_taken_for_shared(pool_dir, volumes):
+def test_a_refused_delete_leaves_the_volume_as_it_was(volumes):
+    volumes.create(ALICE, "alice-data")
+    volumes.create(ADMIN, "image")
+    volumes.share(ADMIN, "image")
+    for caller, name in ((ALICE, "alice-data"), (ADMIN, "image")):
+        btrfsutil.create_subvolume(volumes.info(caller, name).path / "inner")  # not deleted without recursive
+        with pytest.raises(StorageError, match="delete recursively"):
+            volumes.delete(caller, name)
+    assert volumes.info(ALICE, "alice-data").owner == "alice-key" and volumes.info(BOB, "image").shared
+    volumes.delete(ALICE, "alice-data", recursive=True)
+    assert names(volumes, ADMIN) == ["image"]
+
+
+def test_an_unreadable_owner_record_is_refused_not_taken_for_another(pool_dir, volumes):
     volumes.create(ALICE, "data")
     (pool_dir / ".owners" / "data.json").write_text("{torn")
     with pytest.raises(StorageError, match="the owner record of volume 'data' cannot be read"):
         volumes.info(BOB, "data")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"owner": "alice-key", "shared": True},  # both: whose is it?
+        {"owner": None},  # neither, but a record: not "no record"
+        {"owner": None, "shared": "yes"},
+        {"shared": True, "volume": "other"},
+        {"owner": "alice-key", "format": 2},
+    ],
+)
+def test_a_malformed_owner_record_is_refused_not_taken_for_shared(pool_dir, volumes, record):
+    volumes.create(ALICE, "data")
+    (pool_dir / ".owners" / "data.json").write_text(json.dumps({"format": 1, "volume": "data", **record}))
+    for caller in (BOB, ADMIN):
+        with pytest.raises(StorageError, match="the owner record of volume 'data' is malformed"):
+            volumes.info(caller, "data")

@@ -146,7 +146,7 @@ def test_images_without_a_kernel_boot_the_node_firmware(storage, short_dir):
 
 def test_bad_requests_are_refused_before_anything_is_made(vm_manager, storage):
     make_image(storage)
-    storage.create("not-an-image")
+    vm_manager.volumes.create(ALICE, "not-an-image")
     vm_manager.volumes.create(ALICE, "no-quota")
     cases = [
         (dict(name="Web_1", image="ubuntu"), InvalidVmName, "invalid VM name"),

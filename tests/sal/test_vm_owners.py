@@ -10,6 +10,7 @@ from sal.hypervisor import VmExists, VmManager, VmNotFound
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.storage import VolumeNotFound, VolumeShared
 from sal.storage.drivers.btrfs import BtrfsStorage
+from sal.tenancy import OPERATOR
 
 from .conftest import ADMIN, ALICE, BOB, make_image
 
@@ -114,9 +115,25 @@ def test_an_attached_volume_names_only_a_vm_the_caller_may_see(two_tenants):
         vms.create(ALICE, "alice-vm2", image="ubuntu", volumes=["alice-data"])
 
 
-def test_an_unowned_vms_disk_is_not_a_shared_image(two_tenants, storage):
-    """A VM recorded before VMs had owners, with a root disk from before volumes had them: both own-less. The
-    disk reads as shared, but it is that VM's data: no deployer boots from it."""
+def test_an_image_without_an_owner_record_boots_only_admins_vms_until_it_is_shared(two_tenants, storage):
+    """An image made outside scripts and not shared, or any volume from before volumes had owners, is the admins':
+    a deployer cannot boot a VM from it (its root disk would be a copy of the volume's data)."""
+    vms = two_tenants
+    make_image(storage, "debian", shared=False)
+    for caller in (ALICE, BOB):
+        with pytest.raises(VolumeNotFound, match="^no volume 'debian'$"):
+            vms.create(caller, "bob-vm", image="debian")
+    assert not storage.exists("bob-vm-root") and names(vms, BOB) == []
+    assert vms.create(ADMIN, "ops", image="debian")["image"] == "debian"
+    vms.volumes.share(OPERATOR, "debian")
+    assert vms.create(BOB, "bob-vm", image="debian")["owner"] == "bob-key"
+    with pytest.raises(VolumeShared, match="volume 'debian' is shared"):
+        vms.volumes.delete(BOB, "debian")
+
+
+def test_an_unowned_vms_disk_is_not_an_image(two_tenants, storage):
+    """A VM recorded before VMs had owners, with a root disk from before volumes had them: both own-less, so the
+    admins'. No deployer boots from that disk, even if an operator shares it by mistake: it is that VM's data."""
     vms = two_tenants
     vms.create(ALICE, "legacy", image="ubuntu")
     path = vms.state_dir / "legacy" / "vm.json"
@@ -124,10 +141,25 @@ def test_an_unowned_vms_disk_is_not_a_shared_image(two_tenants, storage):
     path.write_text(json.dumps({key: value for key, value in record.items() if key not in ("owner", "disk_uuids")}
                                | {"format": 1}))
     vms.volumes.owners.set("legacy-root", None)
-    assert vms.volumes.info(BOB, "legacy-root").owner is None
+    with pytest.raises(VolumeNotFound, match="^no volume 'legacy-root'$"):
+        vms.create(BOB, "bob-vm", image="legacy-root")
+    vms.volumes.share(ADMIN, "legacy-root")
     with pytest.raises(SalError, match="volume 'legacy-root' is another VM's disk, not an image"):
         vms.create(BOB, "bob-vm", image="legacy-root")
     assert vms.create(ADMIN, "rescue", image="legacy-root")["image"] == "legacy-root"
+
+
+def test_only_a_node_admin_attaches_a_vm_to_taps(two_tenants, storage):
+    """A tap is a host interface that no record says is whose: another tenant's VM's, or the operator's network."""
+    vms = two_tenants
+    before = sorted(volume.name for volume in storage.list())
+    for taps in (["tap-alice-vm"], ["mgmt0"]):
+        with pytest.raises(SalError, match="^taps are for node admins: "):
+            vms.create(BOB, "bob-vm", image="ubuntu", taps=taps)
+    assert names(vms, BOB) == [] and sorted(volume.name for volume in storage.list()) == before  # nothing made
+    assert vms.create(BOB, "bob-vm", image="ubuntu")["taps"] == []  # without taps, Bob's VM is made as ever
+    ops = vms.create(ADMIN, "ops", image="ubuntu", taps=["tap-ops", "mgmt0"])
+    assert ops["taps"] == ["tap-ops", "mgmt0"] and ops["owner"] == "admin-key"
 
 
 def test_a_vm_never_boots_another_tenants_volume_that_took_its_disks_name(two_tenants):

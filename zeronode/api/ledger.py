@@ -39,7 +39,7 @@ UnixTime = Annotated[int, Field(ge=0, le=2**53)]
 # integer will do; the CLI sends its signing time in milliseconds. 2**53: exact in JSON everywhere.
 SequenceNumber = Annotated[int, Field(ge=1, le=2**53)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
-Role = Literal["admin", "operator", "deployer"]  # what each means: zeronode.api.rights
+Role = Literal["admin", "operator", "deployer", "observer"]  # what each means: zeronode.api.rights
 Status = Literal["online", "offline"]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
@@ -182,7 +182,7 @@ class NewUser(BaseModel):
 
     public_key: PublicKey
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    roles: Annotated[list[Role], Field(max_length=3)] = []
+    roles: Annotated[list[Role], Field(max_length=4)] = []
     nodes: Annotated[list[NodeId], Field(max_length=10_000)] = []
     farms: Annotated[list[FarmName], Field(max_length=1_000)] = []
     sequence: SequenceNumber

@@ -6,10 +6,13 @@ The ledger holds each user's roles and the nodes and farms they apply to
     admin      fleet admin: node admin everywhere, and manages the ledger's users and policies
     operator   node admin on the nodes and farms listed for the user; may deploy there
     deployer   may deploy on the nodes and farms listed for the user
+    observer   reads and cancels every job on the nodes and farms listed for the user, and
+               deploys nothing: coord's key, which follows the jobs it dispatched
 
 A node admin sees and acts on every tenant's VMs, volumes and jobs; a deployer
 on its own only. The admin role alone grants no deployment: an admin who runs
-scripts on nodes is also an operator or deployer there.
+scripts on nodes is also an operator or deployer there. An observer's key,
+stolen, runs nothing anywhere.
 
 A signature policy says "`threshold` of these `keys` must have signed" for the
 envelopes run on a node or on every node of a farm: all of them (`deploy`), or
@@ -33,6 +36,8 @@ from zeronode.protocol.errors import NotAuthorized
 
 NODE_ADMIN: frozenset[str] = frozenset({"admin", "operator"})
 MAY_DEPLOY: frozenset[str] = frozenset({"operator", "deployer"})
+OVERSEES_JOBS: frozenset[str] = NODE_ADMIN | {"observer"}  # reads and cancels anyone's jobs
+SCOPED: frozenset[str] = MAY_DEPLOY | {"observer"}  # the roles that hold on the listed nodes and farms only
 NONE: frozenset[str] = frozenset()
 NODE_ID = re.compile(r"[a-z2-7]{26}")  # zeronode.protocol.keys.node_id
 
@@ -44,7 +49,7 @@ def roles_on(roles: Iterable[str], nodes: Collection[str], farms: Collection[str
     roles = frozenset(roles)
     effective = roles & {"admin"}
     if node_id in nodes or (farm is not None and farm in farms):
-        effective |= roles & MAY_DEPLOY
+        effective |= roles & SCOPED
     return effective
 
 
@@ -54,6 +59,11 @@ def may_deploy(roles: frozenset[str]) -> bool:
 
 def is_node_admin(roles: frozenset[str]) -> bool:
     return not roles.isdisjoint(NODE_ADMIN)
+
+
+def oversees_jobs(roles: frozenset[str]) -> bool:
+    """Whether these roles read and cancel every tenant's jobs (node admins and observers)."""
+    return not roles.isdisjoint(OVERSEES_JOBS)
 
 
 class SignaturePolicy(Policy):

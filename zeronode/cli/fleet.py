@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zeronode.cli.common import CoordOption, LedgerOption, fail, load_key, out, parse_env, read_text
 from zeronode.cli.views import deployment_table, follow
@@ -148,8 +149,10 @@ def jobs(
 ) -> None:
     """List a node's recent jobs, from its supervisor (found through the ledger)."""
     import httpx
+    from pydantic import TypeAdapter, ValidationError
 
     from zeronode.api.errors import ServiceError, from_response
+    from zeronode.api.jobs import JobView
     from zeronode.client.ledger import LedgerClient
     from zeronode.protocol.signed_requests import SignedRequestAuth
 
@@ -167,11 +170,17 @@ def jobs(
         fail(f"supervisor of {node} at {record.supervisor_url}: {exc}")
     if response.status_code >= 400:
         fail(str(from_response(response, f"the supervisor of {node}")))
+    try:  # the URL is the node's own claim: what answers there is read as data, never trusted to be well-formed
+        found = TypeAdapter(list[JobView]).validate_json(response.content)
+    except ValidationError as exc:
+        fail(f"the supervisor of {node} at {record.supervisor_url} answered something that is not a job list "
+             f"({exc.error_count()} problems)")
     table = Table(title=f"jobs on {node}", title_justify="left")
     for column in ("job", "status", "signer", "attempts", "ended", "result / error"):
         table.add_column(column)
-    for job in response.json():
-        outcome = f"{job['error']['type']}: {job['error']['message']}" if job.get("error") else repr(job.get("result"))
-        table.add_row(job["id"], job["status"], (job.get("signer") or "")[:12], str(job["attempts"]),
-                      job.get("ended_at") or "", outcome)
+    for job in found:
+        outcome = f"{job.error.type}: {job.error.message}" if job.error else repr(job.result)
+        ended = job.ended_at.isoformat() if job.ended_at else ""
+        # Text, not markup: a script's error message is the script's words.
+        table.add_row(job.id, job.status, (job.signer or "")[:12], str(job.attempts), ended, Text(outcome))
     out.print(table)

@@ -52,14 +52,17 @@ def policies_list(
     token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
 ) -> None:
     """List the ledger's policies."""
+    from pydantic import ValidationError
     from rich.table import Table
 
-    from zeronode.api.errors import ServiceError
+    from zeronode.api.errors import ServiceError, problems
     from zeronode.client.ledger import LedgerClient
 
     with LedgerClient(ledger_url, token=token) as client:
         try:
             found = client.policies(scope=scope, target=target)
+        except ValidationError as exc:  # --scope or --target not what a policy can have
+            fail(problems(exc.errors()))
         except ServiceError as exc:
             fail(str(exc))
     table = Table()

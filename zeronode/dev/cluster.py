@@ -2,8 +2,8 @@
 
     redis-server          one, on a UNIX socket; coord uses database 0, node i database i
     zeronode ledger       SQLite in the state dir; the generated admin key is its first admin, and
-                          an operator of the farm "local" (so it deploys), as is coord's key (so it
-                          reads and cancels jobs on the nodes)
+                          an operator of the farm "local" (so it deploys); coord's key is an observer
+                          there (it reads and cancels jobs on the nodes, and runs nothing)
     zeronode coord
     per node:             a mycelium simulator (peered with the other nodes'), `zeronode identity`
                           (registers the node, reports uptime, fetches its rights), `zeronode supervisor`,
@@ -37,6 +37,8 @@ from pydantic import ValidationError
 
 from sal import registry
 from sal.errors import SalError
+from sal.storage.owned import OwnedStorage
+from sal.tenancy import OPERATOR
 from zeronode.api.ledger import NewUser
 from zeronode.client.ledger import LedgerClient
 from zeronode.errors import ZeronodeError
@@ -214,12 +216,12 @@ class LocalCluster:
 
     def _grant_rights(self, admin: nacl.signing.SigningKey, admin_public: str, coord_public: str) -> None:
         """The ledger's rights of a local cluster: its admin runs scripts on every node of the farm (operator),
-        coord reads and cancels jobs there (operator too). Nodes fetch them through their identity managers."""
+        coord reads and cancels jobs there and runs nothing (observer). Nodes fetch them through their identity managers."""
         sequence = time.time_ns() // 1_000_000
         with LedgerClient(self.ledger_url, admin) as ledger:
             for public_key, name in ((admin_public, "zeronode up's admin"), (coord_public, "zeronode up's coord")):
                 ledger.create_user(NewUser(public_key=public_key, name=name, roles=["admin", "operator"] if public_key == admin_public
-                                           else ["operator"], farms=[FARM], sequence=sequence))
+                                           else ["observer"], farms=[FARM], sequence=sequence))
 
     def _write_description(self) -> None:
         (self.state_dir / "cluster.json").write_text(json.dumps(self.describe(), indent=2))
@@ -237,7 +239,7 @@ class LocalCluster:
     def _start_node(self, index: int, mycelium_ports: list[int], admin: str, coord: str) -> list[Service]:
         node_dir = self.state_dir / f"node{index}"
         node_dir.mkdir(exist_ok=True)
-        (node_dir / "authorized_keys").write_text(f"{admin} deployer admin  # zeronode up's admin\n{coord} admin  # coord\n")
+        (node_dir / "authorized_keys").write_text(f"{admin} deployer admin  # zeronode up's admin\n{coord} observer  # coord\n")
         port = free_port()
         mycelium_port = mycelium_ports[index - 1]
         settings = {
@@ -268,15 +270,17 @@ class LocalCluster:
 
     def prepare_images(self, name: str = "ubuntu") -> None:
         """A placeholder image volume on each node's storage: a sparse disk and a stand-in kernel, enough
-        for VMs on the simulated hypervisor (the examples' deploy_vm.rhai)."""
+        for VMs on the simulated hypervisor (the examples' deploy_vm.rhai); shared, so every deployer boots from it."""
         for node in self.local_nodes:
             storage = registry.build("storage", self._node_settings(node))
-            if storage.exists(name):
-                continue
-            volume = storage.create(name)
-            with open(volume.path / "disk.raw", "wb") as disk:
-                disk.truncate(64 * 1024 * 1024)
-            (volume.path / "vmlinux").write_bytes(b"placeholder kernel for the simulated hypervisor")
+            if not storage.exists(name):
+                volume = storage.create(name)
+                with open(volume.path / "disk.raw", "wb") as disk:
+                    disk.truncate(64 * 1024 * 1024)
+                (volume.path / "vmlinux").write_bytes(b"placeholder kernel for the simulated hypervisor")
+            images = OwnedStorage(storage)
+            if images.info(OPERATOR, name).owner is None:  # made here, now or by an earlier `up`: not a tenant's
+                images.share(OPERATOR, name)  # once whole: no deployer boots from a half-made image
 
     def _all_online(self) -> bool:
         try:

@@ -8,15 +8,18 @@ The supervisor and every runner ask one Authorizer, which answers from two files
       # zeronode authorized keys
       A6EHv_POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg              # alice: deployer (the default role)
       Kay64UG8yvCyLhqU000LxzYeUm0L_hLIl5S8kyKWbdc admin        # bob: this node's admin
+      Ge8Yx0RHEPDEL8yDY6eLTakuasFGlG1aRQQZhdg50_I observer     # coord: reads and cancels jobs
 
   A local admin is an operator of this node (zeronode.api.rights): it deploys,
-  and sees and acts on every tenant's workloads.
+  and sees and acts on every tenant's workloads. An observer reads and cancels
+  every job and deploys nothing.
 
 - `rights.json`, the ledger's rights for this node as the identity manager
   last fetched them (zeronode.node.rights): the users with a role here and the
   signature policies covering the node. Older than `max_staleness` (the
   ledger has been unreachable that long), its grants stop counting and only
-  the local signers pass; its policies keep applying.
+  the local admins pass; its policies keep applying. A node that never had a
+  snapshot (no ledger) runs on authorized_keys alone, deployers included.
 
 Both files are read again as soon as they change (a stat each, per check), so
 a grant or a revocation counts from the first envelope after the file changed.
@@ -43,7 +46,7 @@ from zeronode.protocol.errors import MalformedKey
 
 log = logging.getLogger("zeronode.node")
 
-LOCAL_ROLES = {"deployer": frozenset({"deployer"}), "admin": frozenset({"operator"})}
+LOCAL_ROLES = {"deployer": frozenset({"deployer"}), "admin": frozenset({"operator"}), "observer": frozenset({"observer"})}
 ROLES = frozenset(LOCAL_ROLES)
 Stamp = tuple[int, int, int] | None  # (inode, mtime, size): what tells a changed file
 
@@ -104,6 +107,8 @@ class Authorizer:
         self._loaded = False
         self._local: dict[str, frozenset[str]] = {}
         self._granted: dict[str, frozenset[str]] = {}
+        self._snapshot_loaded = False  # a node with a ledger: once stale, only local admins pass
+        self._stale = False
         self._grants_until = float("-inf")  # when the ledger's grants go stale
         self.policies: tuple[SignaturePolicy, ...] = ()
         self._roles: dict[str, frozenset[str]] = {}  # local and ledger merged: the hot path is one lookup
@@ -113,8 +118,8 @@ class Authorizer:
     def roles(self, signer: str) -> frozenset[str]:
         """The signer's roles here (zeronode.api.rights); empty when it has none."""
         self._refresh()
-        if self._grants_until < self.clock() and self._granted:
-            self._expire_grants()
+        if self._snapshot_loaded and not self._stale and self._grants_until < self.clock():
+            self._go_stale()
         return self._roles.get(signer, decide.NONE)
 
     def may_deploy(self, signer: str) -> bool:
@@ -123,6 +128,10 @@ class Authorizer:
     def is_admin(self, signer: str) -> bool:
         """A node admin: sees and acts on every tenant's jobs and workloads."""
         return decide.is_node_admin(self.roles(signer))
+
+    def oversees_jobs(self, signer: str) -> bool:
+        """Reads and cancels every tenant's jobs: a node admin, or an observer (coord)."""
+        return decide.oversees_jobs(self.roles(signer))
 
     def authorize(self, verified: Verified) -> bool:
         """Whether the envelope's signer may run it here, by its roles and the policies on its signers;
@@ -159,7 +168,8 @@ class Authorizer:
 
     def _load_rights(self, stamp: Stamp) -> None:
         if stamp is None or self.rights_path is None:
-            self._granted, self.policies, self._grants_until = {}, (), float("-inf")
+            if self._snapshot_loaded:  # deleted: the identity manager saves it again; until then, and until stale, the last one
+                log.warning("ledger rights file is gone; the last ones loaded serve until they are stale")
             return
         try:
             snapshot = snapshots.load(self.rights_path)
@@ -172,22 +182,29 @@ class Authorizer:
         self._granted = {grant.public_key: frozenset(grant.roles) for grant in snapshot.rights.grants}
         self.policies = tuple(snapshot.rights.policies)
         self._grants_until = snapshot.fetched_at + self.max_staleness
+        self._snapshot_loaded, self._stale = True, False
         log.info("ledger rights loaded", extra={"users": len(self._granted), "policies": len(self.policies),
                                                 "fetched_at": snapshot.fetched_at})
 
-    def _expire_grants(self) -> None:
+    def _go_stale(self) -> None:
         with self._lock:
-            if not self._granted:
+            if self._stale:
                 return
-            log.warning("ledger rights are stale: only the local authorized_keys count now",
+            log.warning("ledger rights are stale: only the local admins of authorized_keys pass now",
                         extra={"max_staleness": self.max_staleness})
-            self._granted = {}
             self._merge()
 
     def _merge(self) -> None:
-        merged = dict(self._granted) if self._grants_until >= self.clock() else {}
+        """The roles each signer has now. With stale ledger rights, the ledger's grants and the local
+        deployers count for nothing; the local admins (and observers) still pass, so the node stays
+        manageable. The policies keep applying."""
+        self._stale = self._snapshot_loaded and self._grants_until < self.clock()
+        merged = {} if self._stale else dict(self._granted)
         for key, roles in self._local.items():
-            merged[key] = merged.get(key, decide.NONE) | roles
+            if self._stale:
+                roles = roles & decide.OVERSEES_JOBS
+            if roles:
+                merged[key] = merged.get(key, decide.NONE) | roles
         self._roles = merged
 
 
