@@ -11,7 +11,8 @@ the ledger says (coord.authorization: 403, or 503 when the ledger cannot say).
 
 A deployment is stored once, whichever replica takes it; the dispatcher (coord.dispatcher)
 moves its tasks. Reads are signed requests too (audience "coord"): a deployment's
-tasks hold its jobs' results and output, so only its signer or a coord admin sees it.
+tasks hold its jobs' results and output, so only its signer or an admin (coord's, or the
+ledger's fleet admins) sees it.
 """
 
 from __future__ import annotations
@@ -25,12 +26,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from coord.routes.dependencies import Coord, CoordDep
-from coord.settings import CoordSettings
 from coord.store import Deployment, Store
 from coord.views import DeploymentView, Overall, view
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import read_bounded
-from zeronode.api.errors import Refused
+from zeronode.api.errors import Refused, Unavailable
 from zeronode.protocol.envelope import verify
 from zeronode.protocol.errors import VerificationError
 
@@ -48,14 +48,22 @@ async def existing(store: Store, deployment_id: str) -> Deployment:
     return deployment
 
 
-def is_admin(settings: CoordSettings, reader: str) -> bool:
-    return reader in settings.admins
+async def is_admin(coord: Coord, reader: str) -> bool:
+    """A coord admin (its settings' `admins`) or a fleet admin of the ledger (the `admin` role): may read
+    and cancel every deployment. The ledger is asked only for keys that are not the settings' (cached)."""
+    if reader in coord.settings.admins:
+        return True
+    try:
+        user = await coord.authorizer.rights.user(reader)
+    except Unavailable as exc:
+        raise Unavailable(f"cannot check the reader's rights: {exc}", reason="ledger_unavailable") from None
+    return user is not None and "admin" in user.roles
 
 
 async def readable(coord: Coord, deployment_id: str, reader: str) -> Deployment:
-    """The deployment, if `reader` signed it or is a coord admin; else Refused (404, 403)."""
+    """The deployment, if `reader` signed it or is an admin; else Refused (404, 403)."""
     deployment = await existing(coord.store, deployment_id)
-    if reader != deployment.signer and not is_admin(coord.settings, reader):
+    if reader != deployment.signer and not await is_admin(coord, reader):
         raise Refused(403, "not_authorized", "only the deployment's signer or a coord admin may read it")
     return deployment
 
@@ -150,7 +158,7 @@ async def list_deployments(
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[DeploymentView]:
     store = coord.store
-    if not is_admin(coord.settings, reader):
+    if not await is_admin(coord, reader):
         if signer not in (None, reader):
             raise Refused(403, "not_authorized", "only a coord admin may list another signer's deployments")
         signer = reader
@@ -173,7 +181,7 @@ async def cancel(
 ) -> DeploymentView:
     store = coord.store
     deployment = await existing(store, deployment_id)
-    if requester != deployment.signer and not is_admin(coord.settings, requester):
+    if requester != deployment.signer and not await is_admin(coord, requester):
         raise Refused(403, "not_authorized", "only the deployment's signer or a coord admin may cancel it")
     await store.cancel(deployment, requester)
     coord.dispatcher.wake.set()

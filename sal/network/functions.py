@@ -5,6 +5,13 @@
     net_send(#{ to: key_or_ip, payload: "text", topic: "t" });          // the message id
     net_send(#{ to: key_or_ip, payload: "ping", reply_timeout: 5 });    // the reply
     net_receive(#{ topic: "t", timeout: 5 });     // a message, or () when none came
+
+Messages travel under their signer's name: the topic on the wire is
+"SIGNER/TOPIC" (the signer's public key, then the script's topic, which may
+be empty), and a script receives only from its own signer's topics. Tenants
+of one node share its mycelium daemon and its inbox; this keeps them from
+reading (or taking) each other's messages. It keeps inboxes apart, it does not
+authenticate: any mycelium peer may send under any topic.
 """
 
 from __future__ import annotations
@@ -12,8 +19,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sal.errors import configured, spec
+from sal.errors import SalError, configured, spec
 from sal.network.base import Message, Network
+from sal.tenancy import current_caller
+
+MAX_TOPIC = 200  # bytes of a script's topic: with the signer's 43-character key and "/", under mycelium's 255
+
+
+def wire_topic(function: str, topic: str | None) -> bytes:
+    """The topic a message of the current job's signer travels under."""
+    text = (topic or "").encode()
+    if len(text) > MAX_TOPIC:
+        raise SalError(f"{function}: a topic is at most {MAX_TOPIC} bytes")
+    return f"{current_caller().owner}/".encode() + text
+
+
+def script_message(message: Message) -> dict:
+    """The message as the script sees it: its topic without the signer's name."""
+    shown = message.as_dict()
+    shown["topic"] = (shown["topic"] or "").split("/", 1)[-1] or None
+    return shown
 
 
 def functions(network: Network | None) -> dict[str, Callable[..., Any]]:
@@ -36,14 +61,13 @@ def functions(network: Network | None) -> dict[str, Callable[..., Any]]:
 
     def net_send(arguments: dict) -> str | dict:
         args = spec("net_send", arguments, required={"to": str, "payload": str}, optional={"topic": str, "reply_timeout": int})
-        topic = args["topic"].encode() if "topic" in args else None
+        topic = wire_topic("net_send", args.get("topic"))
         sent = overlay().send(args["to"], args["payload"].encode(), topic=topic, reply_timeout=args.get("reply_timeout"))
-        return sent.as_dict() if isinstance(sent, Message) else sent
+        return script_message(sent) if isinstance(sent, Message) else sent
 
     def net_receive(arguments: dict | None = None) -> dict | None:
         args = spec("net_receive", arguments or {}, required={}, optional={"topic": str, "timeout": int})
-        topic = args["topic"].encode() if "topic" in args else None
-        message = overlay().receive(topic=topic, timeout=args.get("timeout", 0))
-        return message.as_dict() if message else None
+        message = overlay().receive(topic=wire_topic("net_receive", args.get("topic")), timeout=args.get("timeout", 0))
+        return script_message(message) if message else None
 
     return {"net_info": net_info, "net_peers": net_peers, "net_send": net_send, "net_receive": net_receive}

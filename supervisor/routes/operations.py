@@ -13,11 +13,13 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/health")
 def health(supervisor: SupervisorDep) -> JSONResponse:
-    """200 while the node's Redis answers, 503 when it does not."""
+    """200 while the node's Redis answers, 503 when it does not; and where the node's rights come from
+    (zeronode.node.authorizer: ledger, stale, local or unreadable), which a probe may alert on."""
     healthy = supervisor.healthy()
     return JSONResponse(
         status_code=200 if healthy else 503,
-        content={"status": "ok" if healthy else "redis unavailable", "node": supervisor.node_id},
+        content={"status": "ok" if healthy else "redis unavailable", "node": supervisor.node_id,
+                 "rights": supervisor.authorizer.rights_state},
     )
 
 

@@ -234,3 +234,17 @@ def test_deployments_are_read_by_their_signer_or_a_coord_admin(control_plane):
     assert {d["id"] for d in as_admin.deployments()} == {mine["id"], theirs.id}
     assert [d["id"] for d in as_admin.deployments(signer=keys.public_key_text(colleague))] == [theirs.id]
     assert as_admin.deployment(theirs.id)["signer"] == keys.public_key_text(colleague)
+
+
+def test_a_fleet_admin_of_the_ledger_reads_every_deployment(control_plane):
+    fleet_admin = nacl.signing.SigningKey.generate()
+    control_plane.grant(fleet_admin, ["admin"])
+    node = control_plane.add_node()
+    mine = control_plane.run(control_plane.sign([node]))
+    with control_plane.client(fleet_admin) as admin:
+        assert admin.deployment(mine["id"])["signer"] == mine["signer"]
+        assert mine["id"] in {d["id"] for d in admin.deployments()}
+    # A key the ledger does not know reads nothing.
+    with control_plane.client(nacl.signing.SigningKey.generate()) as stranger, pytest.raises(Refused) as forbidden:
+        stranger.deployment(mine["id"])
+    assert forbidden.value.status == 403

@@ -178,7 +178,7 @@ def test_cancel_must_be_signed(node):
 def test_health_and_metrics(node):
     health = node.http.get("/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "node": node.node_id}
+    assert health.json() == {"status": "ok", "node": node.node_id, "rights": "local"}  # no ledger rights yet
     node.post(node.sign("1"))
     node.post(node.sign("1", key=node.stranger))
     node.post(b"{")
@@ -248,6 +248,10 @@ def test_rights_from_the_ledger_snapshot_let_a_deployer_in_and_revoke_it(node):
     assert node.post(node.sign("1", key=newcomer)).status_code == 202
     save_rights(node, {})
     assert reason(node.post(node.sign("1", key=newcomer))) == "not_authorized"
+    assert node.http.get("/health").json()["rights"] == "ledger"
+    node.settings.rights_path.write_text("not a snapshot")  # or one the supervisor's user may not read
+    assert node.http.get("/health").json()["rights"] == "unreadable"
+    assert reason(node.post(node.sign("1", key=newcomer))) == "not_authorized"  # the last good rights still hold
 
 
 def test_a_policy_on_the_node_needs_its_cosigners(node):

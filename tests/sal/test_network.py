@@ -2,9 +2,16 @@
 
 import pytest
 
+from sal.context import JobContext, running
 from sal.network import MalformedEndpoint, PeerExists, PeerNotFound, ReplyTimeout
 from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.drivers.mycelium.simulator import create_simulator
+
+ALICE, BOB = "A" * 43, "B" * 43  # two signers' keys (only their text matters here)
+
+
+def job(signer: str) -> JobContext:
+    return JobContext(job_id="job", signer=signer, node_id="node", deadline=float("inf"))
 
 
 @pytest.fixture
@@ -99,16 +106,36 @@ def test_scripts_talk_over_the_network(two_nodes):
     a, b, _ = two_nodes
     engine = rhai.Engine()
     registry.register_all(engine, registry.NodeSals(network=a))
-    result = engine.eval(
-        'let me = net_info(); let id = net_send(#{ to: to, payload: "hello", topic: "zn" });'
-        '#{ me: me.public_key, id: id, peers: net_peers().map(|p| p.state) }',
-        {"to": b.info()["nodePubkey"]},
-    )
+    with running(job(ALICE)):
+        result = engine.eval(
+            'let me = net_info(); let id = net_send(#{ to: to, payload: "hello", topic: "zn" });'
+            '#{ me: me.public_key, id: id, peers: net_peers().map(|p| p.state) }',
+            {"to": b.info()["nodePubkey"]},
+        )
     assert result["me"] == a.info()["nodePubkey"] and result["peers"] == ["alive"]
-    message = b.receive(topic=b"zn", timeout=2)
+    message = b.receive(topic=f"{ALICE}/zn".encode(), timeout=2)  # under its signer's name on the wire
     assert (message.id, message.payload) == (result["id"], b"hello")
-    with pytest.raises(rhai.EvalError, match="unknown key 'body'"):
+    with running(job(ALICE)), pytest.raises(rhai.EvalError, match="unknown key 'body'"):
         engine.eval('net_send(#{ to: "x", body: "y" })')
-    b.send(a.info()["nodePubkey"], b"back", topic=b"zn")
-    assert engine.eval('net_receive(#{ topic: "zn", timeout: 2 }).payload') == "back"
-    assert engine.eval("net_receive()") is None
+    b.send(a.info()["nodePubkey"], b"back", topic=f"{ALICE}/zn".encode())
+    with running(job(ALICE)):
+        received = engine.eval('net_receive(#{ topic: "zn", timeout: 2 })')
+        assert (received["payload"], received["topic"]) == ("back", "zn")
+        assert engine.eval("net_receive()") is None
+
+
+def test_tenants_do_not_read_each_others_messages(two_nodes):
+    import rhai
+    from sal import registry
+
+    a, b, _ = two_nodes
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(network=a))
+    b.send(a.info()["nodePubkey"], b"for alice", topic=f"{ALICE}/inbox".encode())
+    with running(job(BOB)):  # bob asks for the same topic, and for any: alice's message is not his
+        assert engine.eval('net_receive(#{ topic: "inbox", timeout: 1 })') is None
+        assert engine.eval("net_receive()") is None
+    with running(job(ALICE)):
+        assert engine.eval('net_receive(#{ topic: "inbox", timeout: 2 }).payload') == "for alice"
+    with running(job(ALICE)), pytest.raises(rhai.EvalError, match="at most 200 bytes"):
+        engine.eval(f'net_send(#{{ to: "x", payload: "y", topic: "{"t" * 201}" }})')

@@ -108,6 +108,7 @@ class Authorizer:
         self._local: dict[str, frozenset[str]] = {}
         self._granted: dict[str, frozenset[str]] = {}
         self._snapshot_loaded = False  # a node with a ledger: once stale, only local admins pass
+        self._unreadable = False  # the last read of rights.json failed
         self._stale = False
         self._grants_until = float("-inf")  # when the ledger's grants go stale
         self.policies: tuple[SignaturePolicy, ...] = ()
@@ -132,6 +133,18 @@ class Authorizer:
     def oversees_jobs(self, signer: str) -> bool:
         """Reads and cancels every tenant's jobs: a node admin, or an observer (coord)."""
         return decide.oversees_jobs(self.roles(signer))
+
+    @property
+    def rights_state(self) -> str:
+        """Where the rights come from now, for /health: "ledger" (a fresh snapshot), "stale" (only local
+        admins pass), "local" (no snapshot yet: authorized_keys alone), or "unreadable" (rights.json is
+        there but cannot be read: fix its owner or mode)."""
+        self.roles("")  # brings the files and the staleness up to date
+        if self._unreadable:
+            return "unreadable"
+        if not self._snapshot_loaded:
+            return "local"
+        return "stale" if self._stale else "ledger"
 
     def authorize(self, verified: Verified) -> bool:
         """Whether the envelope's signer may run it here, by its roles and the policies on its signers;
@@ -175,7 +188,9 @@ class Authorizer:
             snapshot = snapshots.load(self.rights_path)
         except (OSError, snapshots.SnapshotError) as exc:
             log.error("ledger rights not reloaded", extra={"error": str(exc)})
+            self._unreadable = True
             return
+        self._unreadable = False
         if self.node_id is not None and snapshot.rights.node_id != self.node_id:
             log.error("ledger rights are for another node; ignored", extra={"for": snapshot.rights.node_id})
             return
