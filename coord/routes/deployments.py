@@ -50,9 +50,11 @@ async def existing(store: Store, deployment_id: str) -> Deployment:
 
 async def is_admin(coord: Coord, reader: str) -> bool:
     """A coord admin (its settings' `admins`) or a fleet admin of the ledger (the `admin` role): may read
-    and cancel every deployment. The ledger is asked only for keys that are not the settings' (cached)."""
+    and cancel every deployment. Asked only when a reader wants someone else's: the ledger is asked then
+    (cached, and within the fleet-wide cap on ledger lookups), so reading one's own never depends on it."""
     if reader in coord.settings.admins:
         return True
+    await coord.lookups.spend()
     try:
         user = await coord.authorizer.rights.user(reader)
     except Unavailable as exc:
@@ -154,14 +156,15 @@ async def list_deployments(
     reader: Signer,
     coord: CoordDep,
     status: Overall | None = None,
-    signer: Annotated[str | None, Query(description="a coord admin's filter; anyone else sees their own only")] = None,
+    signer: Annotated[str | None, Query(description="an admin's filter; anyone else sees their own only")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[DeploymentView]:
     store = coord.store
-    if not await is_admin(coord, reader):
-        if signer not in (None, reader):
-            raise Refused(403, "not_authorized", "only a coord admin may list another signer's deployments")
+    # Everyone's (no `signer`) is for coord's admins; another signer's for any admin; one's own for anyone.
+    if signer is None and reader not in coord.settings.admins:
         signer = reader
+    if signer != reader and not await is_admin(coord, reader):
+        raise Refused(403, "not_authorized", "only an admin may list another signer's deployments")
     found: list[DeploymentView] = []
     for deployment_id in await store.recent(min(limit * 4, 4000), signer=signer):
         deployment = await store.deployment(deployment_id)

@@ -46,8 +46,9 @@ def grants(answer: httpx.Response) -> dict[str, list[str]]:
 def test_a_node_reads_who_has_which_roles_on_it(ledger, node_key, registered):
     other_node = nacl.signing.SigningKey.generate()
     elsewhere = ledger.signed("POST", "/v1/nodes", other_node, registration(farm="farm-b")).json()["node_id"]
-    farm_deployer, node_operator, other_farm, revoked, db_admin, admin_deployer = new_keys(6)
+    farm_deployer, node_operator, other_farm, revoked, db_admin, admin_deployer, everything = new_keys(7)
     save_user(ledger, farm_deployer, ["deployer"], farms=[REGISTRATION["farm"]])
+    save_user(ledger, everything, ["admin", "operator", "deployer", "observer"], nodes=[registered])
     save_user(ledger, node_operator, ["operator"], nodes=[registered])
     save_user(ledger, other_farm, ["deployer", "operator"], farms=["farm-b"], nodes=[elsewhere])
     save_user(ledger, revoked, ["deployer"], farms=[REGISTRATION["farm"]])
@@ -62,6 +63,7 @@ def test_a_node_reads_who_has_which_roles_on_it(ledger, node_key, registered):
         public(node_operator): ["operator"],
         public(db_admin): ["admin"],
         public(admin_deployer): ["admin", "deployer"],
+        public(everything): ["admin", "deployer", "observer", "operator"],  # every role at once: still one grant
         public(ledger.admin): ["admin"],  # the settings' admins are fleet admins
     }
     rights = NodeRights.model_validate(answer.json())
@@ -70,7 +72,7 @@ def test_a_node_reads_who_has_which_roles_on_it(ledger, node_key, registered):
     # The other node's rights name its own operator and deployer, and none of farm-a's.
     assert grants(ledger.signed("GET", f"/v1/nodes/{elsewhere}/rights", other_node)) == {
         public(other_farm): ["deployer", "operator"], public(db_admin): ["admin"],
-        public(admin_deployer): ["admin"], public(ledger.admin): ["admin"],
+        public(admin_deployer): ["admin"], public(everything): ["admin"], public(ledger.admin): ["admin"],
     }
     # Ledger admins read any node's, from the settings or the database; the client signs its GET.
     assert grants(ledger.signed("GET", f"/v1/nodes/{registered}/rights", db_admin)) == grants(answer)

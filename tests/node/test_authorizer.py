@@ -171,3 +171,18 @@ def test_the_snapshot_file_is_private(files):
     files.grant({})
     assert files.rights.stat().st_mode & 0o777 == 0o600
 
+
+
+def test_a_node_with_a_ledger_but_no_rights_yet_lets_only_local_admins_in(files):
+    local_admin, local_deployer = key(), key()
+    files.authorized_keys.write_text(f"{public(local_admin)} admin\n{public(local_deployer)}\n")
+    authorizer = Authorizer(files.authorized_keys, rights_path=files.rights, node_id=NODE, ledger=True,
+                            clock=lambda: files.clock["now"])
+    assert authorizer.rights_state == "pending"
+    assert authorizer.may_deploy(public(local_admin)) and not authorizer.may_deploy(public(local_deployer))
+    files.rights.write_text("not yet")  # unreadable (a wrong owner, say): still closed
+    assert authorizer.rights_state == "unreadable" and not authorizer.may_deploy(public(local_deployer))
+    files.rights.unlink()
+    assert authorizer.rights_state == "pending"
+    files.grant({})
+    assert authorizer.rights_state == "ledger" and authorizer.may_deploy(public(local_deployer))

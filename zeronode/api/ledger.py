@@ -7,7 +7,7 @@ not 8, so a signed body means one thing only.
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -182,7 +182,7 @@ class NewUser(BaseModel):
 
     public_key: PublicKey
     name: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    roles: Annotated[list[Role], Field(max_length=4)] = []
+    roles: Annotated[list[Role], Field(max_length=len(get_args(Role)))] = []
     nodes: Annotated[list[NodeId], Field(max_length=10_000)] = []
     farms: Annotated[list[FarmName], Field(max_length=1_000)] = []
     sequence: SequenceNumber

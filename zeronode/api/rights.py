@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer, model_validator
 
@@ -140,7 +140,7 @@ class Grant(BaseModel):
     model_config = _STRICT
 
     public_key: PublicKey
-    roles: Annotated[list[Role], Field(min_length=1, max_length=3)]
+    roles: Annotated[list[Role], Field(min_length=1, max_length=len(get_args(Role)))]  # each at most once
 
 
 class NodeRights(BaseModel):

@@ -25,7 +25,7 @@ def users_add(
     name: Annotated[str, typer.Option(help="Who the user is")],
     key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
     ledger_url: LedgerOption,
-    role: Annotated[list[str], typer.Option("--role", help="admin, operator or deployer (repeatable)")] = [],  # noqa: B006
+    role: Annotated[list[str], typer.Option("--role", help="admin, operator, deployer or observer (repeatable)")] = [],  # noqa: B006
     node: Annotated[list[str], typer.Option("--node", help="A node id the roles apply on (repeatable)")] = [],  # noqa: B006
     farm: Annotated[list[str], typer.Option("--farm", help="A farm the roles apply on (repeatable)")] = [],  # noqa: B006
 ) -> None:

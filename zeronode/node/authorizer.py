@@ -18,8 +18,9 @@ The supervisor and every runner ask one Authorizer, which answers from two files
   last fetched them (zeronode.node.rights): the users with a role here and the
   signature policies covering the node. Older than `max_staleness` (the
   ledger has been unreachable that long), its grants stop counting and only
-  the local admins pass; its policies keep applying. A node that never had a
-  snapshot (no ledger) runs on authorized_keys alone, deployers included.
+  the local admins pass; its policies keep applying. So it is too on a node
+  with a ledger that has no snapshot yet. A node without a ledger runs on
+  authorized_keys alone, deployers included.
 
 Both files are read again as soon as they change (a stat each, per check), so
 a grant or a revocation counts from the first envelope after the file changed.
@@ -92,12 +93,14 @@ class Authorizer:
         *,
         rights_path: Path | None = None,
         node_id: str | None = None,
+        ledger: bool = False,
         max_staleness: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ):
         self.path = Path(path)
         self.rights_path = rights_path
         self.node_id = node_id
+        self.ledger = ledger  # rights come from a ledger: until its first snapshot, only local admins pass
         self.max_staleness = max_staleness
         self.clock = clock
         # os.stat of a str is a microsecond faster than of a Path: this is the accept path's cost.
@@ -137,13 +140,14 @@ class Authorizer:
     @property
     def rights_state(self) -> str:
         """Where the rights come from now, for /health: "ledger" (a fresh snapshot), "stale" (only local
-        admins pass), "local" (no snapshot yet: authorized_keys alone), or "unreadable" (rights.json is
-        there but cannot be read: fix its owner or mode)."""
+        admins pass), "pending" (a ledger, but no snapshot yet: only local admins pass), "local" (no
+        ledger: authorized_keys alone), or "unreadable" (rights.json is there but cannot be read: fix its
+        owner or mode; the last rights read, if any, hold)."""
         self.roles("")  # brings the files and the staleness up to date
         if self._unreadable:
             return "unreadable"
         if not self._snapshot_loaded:
-            return "local"
+            return "pending" if self.ledger else "local"
         return "stale" if self._stale else "ledger"
 
     def authorize(self, verified: Verified) -> bool:
@@ -181,6 +185,7 @@ class Authorizer:
 
     def _load_rights(self, stamp: Stamp) -> None:
         if stamp is None or self.rights_path is None:
+            self._unreadable = False
             if self._snapshot_loaded:  # deleted: the identity manager saves it again; until then, and until stale, the last one
                 log.warning("ledger rights file is gone; the last ones loaded serve until they are stale")
             return
@@ -214,9 +219,12 @@ class Authorizer:
         deployers count for nothing; the local admins (and observers) still pass, so the node stays
         manageable. The policies keep applying."""
         self._stale = self._snapshot_loaded and self._grants_until < self.clock()
-        merged = {} if self._stale else dict(self._granted)
+        # Stale rights, or a node with a ledger that has none yet (a first fetch to come, or a rights.json
+        # it cannot read): fail closed, to the local admins.
+        restricted = self._stale or (self.ledger and not self._snapshot_loaded)
+        merged = {} if restricted else dict(self._granted)
         for key, roles in self._local.items():
-            if self._stale:
+            if restricted:
                 roles = roles & decide.OVERSEES_JOBS
             if roles:
                 merged[key] = merged.get(key, decide.NONE) | roles
@@ -228,5 +236,6 @@ def node_authorizer(settings: NodeSettings, identity: NodeIdentity) -> Authorize
     return Authorizer(
         # The ledger knows the node by its key's id, even where the settings override node_id.
         settings.authorized_keys_path, rights_path=settings.rights_path, node_id=keys.node_id(identity.public_key),
+        ledger=settings.ledger_url is not None,
         max_staleness=settings.rights_max_staleness,
     )
