@@ -36,6 +36,11 @@ def test_redis_away_is_503_not_500(node, serve_app):
     away = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))  # fail at once
     service = Supervisor(node.settings, away, node.identity, node_authorizer(node.settings, node.identity))
     with httpx.Client(base_url=serve_app(create_app(service)), timeout=10, auth=node.http.auth) as http:
-        assert detail(http.post("/v1/jobs", content=node.sign("1").to_json())) == (503, "unavailable")
-        assert detail(http.get("/v1/jobs/00000000-0000-4000-8000-000000000000")) == (503, "store_unavailable")
+        job = "00000000-0000-4000-8000-000000000000"
+        submitted = http.post("/v1/jobs", content=node.sign("1").to_json())
+        assert detail(submitted) == (503, "unavailable")
+        # Every read path too, and each says when to try again.
+        answers = [submitted, http.get(f"/v1/jobs/{job}"), http.get("/v1/jobs"), http.post(f"/v1/jobs/{job}/cancel")]
+        assert [detail(answer) for answer in answers[1:]] == [(503, "store_unavailable")] * 3
+        assert [answer.headers.get("retry-after") for answer in answers] == ["1"] * 4
         assert http.get("/health").status_code == 503

@@ -2,7 +2,8 @@
 
     {"detail": {"reason": "not_found", "message": "no job 1234 on this node"}}
 
-- ServiceError (Refused, Unavailable): its own status, reason and message.
+- ServiceError (Refused, Unavailable): its own status, reason and message (and headers).
+- Every 503 says when to try again (Retry-After), unless its error says otherwise.
 - A request FastAPI could not validate (a query parameter, a path): 422 malformed.
 - Starlette's HTTPException (an unknown route, a wrong method): its status, a reason code.
 - The foreign errors in FOREIGN: what a service's back end throws when it is away.
@@ -29,10 +30,14 @@ FOREIGN: dict[str, tuple[int, str, str]] = {
     "sqlalchemy.exc.OperationalError": (503, "database_unavailable", "database unavailable"),
 }
 REASONS = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+# What a 503 tells a caller: try again, in this many seconds (a back end away comes back, or it does not).
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 def error_response(status: int, reason: str, message: str, **detail) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": {"reason": reason, "message": message, **detail}})
+    headers = RETRY_AFTER if status == 503 else None
+    return JSONResponse(status_code=status, content={"detail": {"reason": reason, "message": message, **detail}},
+                        headers=headers)
 
 
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
@@ -56,7 +61,8 @@ def install(app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceErr
     async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         if on_error is not None:
             on_error(exc)
-        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()}, headers=exc.headers or None)
+        headers = exc.headers or (RETRY_AFTER if exc.status == 503 else None)
+        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()}, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
