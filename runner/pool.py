@@ -24,6 +24,7 @@ from sal.registry import NodeSals
 from zeronode import logs
 from zeronode.node.authorizer import node_authorizer
 from zeronode.node.identity import node_identity
+from zeronode.node.process import die_with_parent
 from zeronode.node.queue.jobs import open_queue
 from zeronode.node.settings import NodeSettings
 
@@ -47,7 +48,8 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     return runner.work(burst=burst)
 
 
-def _child(settings_data: dict[str, Any], index: int) -> None:
+def _child(settings_data: dict[str, Any], index: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)  # a pool killed with -9 leaves no runner behind (its SIGTERM: finish, then exit)
     logs.setup()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     settings = NodeSettings.model_validate(settings_data)
@@ -66,7 +68,8 @@ class Pool:
 
     def _start(self, index: int) -> None:
         process = self.context.Process(
-            target=_child, args=(self.settings.model_dump(mode="json"), index), name=f"runner-{index}", daemon=False
+            target=_child, args=(self.settings.model_dump(mode="json"), index, os.getpid()), name=f"runner-{index}",
+            daemon=False,
         )
         process.start()
         self.processes[index] = process

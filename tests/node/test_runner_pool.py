@@ -6,6 +6,7 @@ import time
 
 from rq.job import Job
 
+from tests.support.processes import alive
 from tests.support.waiting import wait_until
 
 KILL_RECOVERY_LIMIT = 30  # seconds: the bound for recovering a dead runner's job
@@ -107,3 +108,11 @@ def test_many_jobs_on_a_pool_of_two_each_finish_exactly_once(node):
     assert len(workers) == 2
     ended = [entry["job"] for entry in pool.logs if entry.get("msg") == "job ended"]
     assert sorted(ended) == sorted(e.id for e in envelopes)  # none twice, none missing
+
+
+def test_a_pool_killed_with_9_leaves_no_runner_behind(node):
+    pool = node.pool(2)
+    runners = pool.runner_pids()
+    assert len(runners) == 2 and all(alive(pid) for pid in runners)
+    os.kill(pool.process.pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in runners), 30, "the orphaned runners to exit")

@@ -17,8 +17,6 @@ in order) and is told to exit if `up` itself dies, so none is left behind.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -42,10 +40,10 @@ from sal.tenancy import OPERATOR
 from zeronode.api.ledger import NewUser
 from zeronode.client.ledger import LedgerClient
 from zeronode.errors import ZeronodeError
+from zeronode.node.process import die_with_parent
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
 
-PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 60.0
 FARM = "local"
 LOOPBACK = ["127.0.0.0/8", "::1/128"]  # where a local cluster's supervisors are: allowed as supervisor URLs
@@ -59,12 +57,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when `up` exits, however it exits (Linux only, best effort)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -124,7 +116,7 @@ class LocalCluster:
         with open(log, "ab") as output:
             return subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output, cwd=self.state_dir,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,  # SIGTERM when `up` exits, however it exits
             )
 
     def _spawn(self, name: str, argv: list[str]) -> Service:
