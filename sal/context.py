@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,6 +29,13 @@ def current_job() -> JobContext:
     if context is None:
         raise SalError("this function can only be called from a job")
     return context
+
+
+def time_left(requested: int) -> int:
+    """`requested` seconds, cut to what the current job has left, in whole seconds (the daemons' unit):
+    a SAL call that waits (a message, a reply, a VM's power-off) never outwaits its job's timeout."""
+    left = current_job().deadline - time.monotonic()
+    return requested if left >= requested else max(0, math.floor(left))
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sal.context import time_left
 from sal.errors import SalError, configured, spec
 from sal.hypervisor.manager import VmManager
 from sal.tenancy import current_caller
@@ -46,7 +47,8 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
         if isinstance(name_or_arguments, str):
             name_or_arguments = {"name": name_or_arguments}
         args = spec("vm_stop", name_or_arguments, required={"name": str}, optional={"timeout": int})
-        return vms().stop(current_caller(), args["name"], timeout=args.get("timeout", 30))
+        # The graceful wait fits in what the job has left; past it, the VM is forced off.
+        return vms().stop(current_caller(), args["name"], timeout=time_left(args.get("timeout", 30)))
 
     def vm_delete(name: str) -> None:
         vms().delete(current_caller(), name)

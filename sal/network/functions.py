@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sal.context import time_left
 from sal.errors import SalError, configured, spec
 from sal.network.base import Message, Network
 from sal.tenancy import current_caller
@@ -62,12 +63,14 @@ def functions(network: Network | None) -> dict[str, Callable[..., Any]]:
     def net_send(arguments: dict) -> str | dict:
         args = spec("net_send", arguments, required={"to": str, "payload": str}, optional={"topic": str, "reply_timeout": int})
         topic = wire_topic("net_send", args.get("topic"))
-        sent = overlay().send(args["to"], args["payload"].encode(), topic=topic, reply_timeout=args.get("reply_timeout"))
+        wait = time_left(args["reply_timeout"]) if "reply_timeout" in args else None
+        sent = overlay().send(args["to"], args["payload"].encode(), topic=topic, reply_timeout=wait)
         return script_message(sent) if isinstance(sent, Message) else sent
 
     def net_receive(arguments: dict | None = None) -> dict | None:
         args = spec("net_receive", arguments or {}, required={}, optional={"topic": str, "timeout": int})
-        message = overlay().receive(topic=wire_topic("net_receive", args.get("topic")), timeout=args.get("timeout", 0))
+        topic = wire_topic("net_receive", args.get("topic"))
+        message = overlay().receive(topic=topic, timeout=time_left(args.get("timeout", 0)))
         return script_message(message) if message else None
 
     return {"net_info": net_info, "net_peers": net_peers, "net_send": net_send, "net_receive": net_receive}

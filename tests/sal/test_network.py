@@ -139,3 +139,33 @@ def test_tenants_do_not_read_each_others_messages(two_nodes):
         assert engine.eval('net_receive(#{ topic: "inbox", timeout: 2 }).payload') == "for alice"
     with running(job(ALICE)), pytest.raises(rhai.EvalError, match="at most 200 bytes"):
         engine.eval(f'net_send(#{{ to: "x", payload: "y", topic: "{"t" * 201}" }})')
+
+
+class Recording(MyceliumClient):
+    """The real client, noting how long each receive was asked to wait."""
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self.waits: list[int] = []
+
+    def receive(self, *, topic=None, timeout=0, peek=False):
+        self.waits.append(timeout)
+        return super().receive(topic=topic, timeout=timeout, peek=peek)
+
+
+def test_a_sal_call_never_waits_longer_than_its_job_has_left(serve_app):
+    import time
+
+    import rhai
+    from sal import registry
+
+    network = Recording(serve_app(create_simulator()))
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(network=network))
+    three_seconds_left = JobContext(job_id="job", signer=ALICE, node_id="node", deadline=time.monotonic() + 3)
+    with running(three_seconds_left):
+        assert engine.eval("net_receive(#{ timeout: 40 })") is None
+    with running(job(ALICE)):  # a job with time to spare waits as long as asked
+        engine.eval("net_receive(#{ timeout: 1 })")
+    assert network.waits[0] <= 3 and network.waits[1] == 1
+    network.close()
