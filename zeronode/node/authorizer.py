@@ -121,9 +121,7 @@ class Authorizer:
 
     def roles(self, signer: str) -> frozenset[str]:
         """The signer's roles here (zeronode.api.rights); empty when it has none."""
-        self._refresh()
-        if self._snapshot_loaded and not self._stale and self._grants_until < self.clock():
-            self._go_stale()
+        self._bring_up_to_date()
         return self._roles.get(signer, decide.NONE)
 
     def may_deploy(self, signer: str) -> bool:
@@ -143,7 +141,7 @@ class Authorizer:
         admins pass), "pending" (a ledger, but no snapshot yet: only local admins pass), "local" (no
         ledger: authorized_keys alone), or "unreadable" (rights.json is there but cannot be read: fix its
         owner or mode; the last rights read, if any, hold)."""
-        self.roles("")  # brings the files and the staleness up to date
+        self._bring_up_to_date()
         if self._unreadable:
             return "unreadable"
         if not self._snapshot_loaded:
@@ -157,6 +155,12 @@ class Authorizer:
         return decide.authorize(self.roles(signer), self.policies, verified.signers, signer)
 
     # -- the files -------------------------------------------------------
+
+    def _bring_up_to_date(self) -> None:
+        """Both files as they are now, and the ledger's rights stale once they are too old."""
+        self._refresh()
+        if self._snapshot_loaded and not self._stale and self._grants_until < self.clock():
+            self._go_stale()
 
     def _refresh(self) -> None:
         stamps = (_stamp(self._watched[0]), _stamp(self._watched[1]))
