@@ -3,7 +3,9 @@
     .venv/bin/python bench/verify.py [--envelopes 1000] [--rounds 5]
 
 "full" is what every hop does with an envelope off the wire: parse the JSON
-into the model, canonicalize, check the time window, and check the signature.
+strictly into the model (one parse; a repeated key is found by a count, not by
+parsing again: zeronode.protocol.strict_json), canonicalize, check the time
+window, and check the signature.
 "raw" is only `VerifyKey.verify(signing_bytes, signature)` with the key already
 decoded. Both run over the same distinct envelopes in alternating batches of
 100, and the reported ratio is the median of the per-batch ratios, so drift on

@@ -3,7 +3,10 @@
 A batch item is a single-report request exactly as its node signed it:
 method, target, the three signature headers and the body. So a relay (or a
 node catching up) forwards reports without holding any key, and each is
-verified on its own, as if it had come alone. A bad item fails alone.
+verified on its own, as if it had come alone. A bad item fails alone: the
+batch is cut into its items' texts (zeronode.api.bodies.batch_items) and each
+is parsed on its own, so an item that is too large, nested 100,000 deep, not
+JSON, repeats a key or has a field of the wrong type is answered alone.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 
 from ledger import uptime
 from ledger.database import Database
-from zeronode.api.bodies import parse_body
+from zeronode.api.bodies import batch_items, parse_body
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import SignedRequestCopy, UptimeAccepted, UptimeReport
 from zeronode.protocol import keys
@@ -21,6 +24,9 @@ from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import LEDGER, verify_request
 
 REPORT_TARGET = re.compile(r"/v1/nodes/([a-z2-7]{26})/uptime")
+# The text of one batch item: a body of at most 4096 characters (SignedRequestCopy), escaped at
+# worst six-fold, a target and four headers of at most 256. Larger is refused before it is parsed.
+MAX_ITEM_BYTES = 32 * 1024
 
 
 def single(signer: str, node_id: str, body: bytes | str) -> tuple[str, UptimeReport]:
@@ -42,15 +48,33 @@ def unpack(copy: SignedRequestCopy, *, window: float, now: float) -> tuple[str, 
     return single(signer, target[1], copy.body)
 
 
-def ingest_batch(
-    db: Database, copies: Sequence[SignedRequestCopy], *, window: float, now: float, skew: float
+def copy_of(item: bytes | SignedRequestCopy) -> SignedRequestCopy:
+    """A batch item's text as the request copy it must be, or Refused (413, 400, 422) for it alone."""
+    if isinstance(item, SignedRequestCopy):
+        return item
+    if len(item) > MAX_ITEM_BYTES:
+        raise Refused(413, "too_large", f"a batch item of {len(item)} bytes; at most {MAX_ITEM_BYTES}")
+    return parse_body(SignedRequestCopy, item)
+
+
+def ingest_raw_batch(
+    db: Database, raw: bytes, *, limit: int, window: float, now: float, skew: float
 ) -> list[UptimeAccepted | Refused]:
-    """One answer per copy, in order: refused alone when its request does not verify, else judged with the rest."""
+    """POST /v1/uptime/batch's body, `{"reports": [...]}`: one answer per item, or Refused for the whole
+    batch when it is not that shape or has more than `limit` items (zeronode.api.bodies.batch_items)."""
+    return ingest_batch(db, batch_items(raw, limit=limit, member="reports"), window=window, now=now, skew=skew)
+
+
+def ingest_batch(
+    db: Database, copies: Sequence[bytes | SignedRequestCopy], *, window: float, now: float, skew: float
+) -> list[UptimeAccepted | Refused]:
+    """One answer per copy (its text, or parsed), in order: refused alone when it is not a request copy
+    or its request does not verify, else judged with the rest."""
     answers: list[UptimeAccepted | Refused | None] = []
     verified: list[tuple[str, UptimeReport]] = []
     for copy in copies:
         try:
-            verified.append(unpack(copy, window=window, now=now))
+            verified.append(unpack(copy_of(copy), window=window, now=now))
             answers.append(None)
         except Refused as refusal:
             answers.append(refusal)

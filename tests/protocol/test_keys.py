@@ -1,10 +1,13 @@
 """Key files (0600, never overwritten by accident, refused when others can read them) and key texts."""
 
 import os
+import re
 import stat
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zeronode.protocol import keys
 from zeronode.protocol.errors import KeyFileError, MalformedKey
@@ -93,3 +96,32 @@ def test_sign_and_verify_signature():
     signature = keys.sign(key, b"message")
     assert keys.verify_signature(public, b"message", signature)
     assert not keys.verify_signature(public, b"massage", signature)
+
+
+@pytest.mark.parametrize("character", list("+/= \n\t*.é\x00"))
+@pytest.mark.parametrize("position", [0, 21, 42])
+def test_a_character_outside_base64url_is_refused_anywhere(character, position):
+    text = keys.b64url(bytes(range(32)))
+    mangled = text[:position] + character + text[position + 1 :]
+    with pytest.raises(MalformedKey):
+        keys.b64url_decode(mangled, 32, "k")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.binary(min_size=64, max_size=64),
+    st.text(alphabet=st.sampled_from("AQgwBz9_-"), min_size=86, max_size=86),
+    st.integers(0, 85),
+    st.sampled_from(["", "+", "/", "=", "é", " ", "\n", "*"]),
+)
+def test_decoding_accepts_exactly_the_canonical_spellings(raw, text, position, character):
+    if character:
+        text = text[:position] + character + text[position + 1 :]
+    assert keys.b64url_decode(keys.b64url(raw), 64, "s") == raw
+    canonical = re.fullmatch(r"[A-Za-z0-9_-]{86}", text) is not None and text[-1] in "AQgw"
+    try:
+        decoded = keys.b64url_decode(text, 64, "s")
+    except MalformedKey:
+        assert not canonical
+    else:
+        assert canonical and keys.b64url(decoded) == text
