@@ -5,7 +5,7 @@
     GET  /v1/jobs/{id}            signed by the job's signer or a node admin: status, timestamps, result, output, error
     GET  /v1/jobs?status=&limit=  signed: the reader's jobs (a node admin's: all) by status
     POST /v1/jobs/{id}/cancel     signed request by the job's signer or a node admin
-    GET  /health, GET /metrics    open, and without job data
+    GET  /health, GET /metrics    open, and without job data; /health names the queue's persistence
 
 Signed requests are addressed to this node (its id is their audience).
 
@@ -14,12 +14,19 @@ The routes are in supervisor.routes, one router per resource. Errors are JSON:
 faults, never a traceback. The service's work (verification, Redis, compiling)
 runs in FastAPI's thread pool, not on the event loop, so a large batch does not
 hold up /health.
+
+The node's Redis must be append-only (zeronode.node.queue.durability): at
+start, `check_queue_at_start` refuses a volatile one (VolatileQueue) unless
+allow_volatile_queue, and lets an unreachable one be (the accept path checks
+before it queues anything); /health reads the persistence again on every
+probe, and answers 503 while it is one the node may not run on.
 """
 
 from __future__ import annotations
 
 import logging
 
+import redis
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
 
@@ -28,6 +35,7 @@ from supervisor.service import Supervisor
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
+from zeronode.node.queue.durability import describe
 
 log = logging.getLogger("zeronode.supervisor")
 
@@ -45,6 +53,21 @@ class QueueDepth:
         except Exception:  # Redis away: report nothing rather than fail the scrape
             return
         yield depth
+
+
+def check_queue_at_start(supervisor: Supervisor) -> str | None:
+    """The queue's persistence, checked as the supervisor starts: raises VolatileQueue (not append-only,
+    and allow_volatile_queue is off: the supervisor must not start). None when Redis cannot be reached:
+    the supervisor starts all the same, and its accept path checks once Redis answers."""
+    where = describe(supervisor.connection)
+    try:
+        mode = supervisor.durability.ensure()
+    except redis.RedisError as exc:
+        log.warning("the node's redis cannot be reached at start; its persistence is checked once it answers",
+                    extra={"redis": where, "error": str(exc)})
+        return None
+    log.info("queue persistence", extra={"redis": where, "persistence": mode})
+    return mode
 
 
 def create_app(supervisor: Supervisor) -> FastAPI:

@@ -60,3 +60,16 @@ def test_the_dockerfile_copies_only_what_exists():
             *sources, _destination = line.split()[1:]
             for source in sources:
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repo"
+
+
+def test_every_redis_of_the_stack_is_append_only():
+    """A node's Redis without append-only loses accepted jobs in a crash, and its supervisor refuses it."""
+    redises = {name: service for name, service in compose_services().items() if service.get("image", "").startswith("redis")}
+    assert {"coord-redis", "node1-redis", "node2-redis"} <= set(redises)
+    for name, service in redises.items():
+        command = service["command"]
+        settings = dict(zip(command[1::2], command[2::2], strict=False))
+        assert command[0] == "redis-server", name
+        assert settings.get("--appendonly") == "yes", f"{name} is not append-only"
+        assert settings.get("--appendfsync") in ("everysec", "always"), f"{name} fsyncs less than every second"
+        assert any(volume.endswith(":/data") for volume in service.get("volumes", [])), f"{name} keeps its files in no volume"

@@ -29,6 +29,7 @@ tests/test_architecture.py holds it to the code in both directions.
     │   └── Unavailable               5xx, or never reached: try again later
     ├── AuthorizedKeysError           zeronode.node.authorizer: a bad line in a node's authorized_keys
     ├── SnapshotError                 zeronode.node.rights: a node's saved ledger rights are not readable
+    ├── VolatileQueue                 zeronode.node.queue.durability: the node's Redis is not append-only, and that is not allowed
     ├── AlreadyRunning                zeronode.identity_manager.lock: another identity manager reports for this node
     ├── ClusterError                  zeronode.dev.cluster: `zeronode up` could not start
     ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from supervisor.routes.dependencies import SupervisorDep
+from zeronode.node.queue.durability import UNKNOWN
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
 def health(supervisor: SupervisorDep) -> JSONResponse:
-    """200 while the node's Redis answers, 503 when it does not; and where the node's rights come from
-    (zeronode.node.authorizer: ledger, stale, local or unreadable), which a probe may alert on."""
-    healthy = supervisor.healthy()
+    """200 while the node's Redis answers and is one the node may run on (append-only, or
+    allow_volatile_queue), 503 otherwise; its persistence, read again ("aof", "rdb", "none", "unknown");
+    and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
+    which a probe may alert on."""
+    status, persistence = "redis unavailable", supervisor.durability.mode or UNKNOWN
+    if supervisor.healthy():
+        try:
+            persistence = supervisor.durability.read()
+            status = "ok" if supervisor.durability.acceptable else "queue not append-only"
+        except redis.RedisError:
+            pass
     return JSONResponse(
-        status_code=200 if healthy else 503,
-        content={"status": "ok" if healthy else "redis unavailable", "node": supervisor.node_id,
+        status_code=200 if status == "ok" else 503,
+        content={"status": status, "node": supervisor.node_id, "queue_persistence": persistence,
                  "rights": supervisor.authorizer.rights_state},
     )
 

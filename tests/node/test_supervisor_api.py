@@ -178,7 +178,8 @@ def test_cancel_must_be_signed(node):
 def test_health_and_metrics(node):
     health = node.http.get("/health")
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "node": node.node_id, "rights": "local"}  # no ledger rights yet
+    # No ledger rights yet; the tests' Redis is append-only, as a node's must be.
+    assert health.json() == {"status": "ok", "node": node.node_id, "queue_persistence": "aof", "rights": "local"}
     node.post(node.sign("1"))
     node.post(node.sign("1", key=node.stranger))
     node.post(b"{")
@@ -271,3 +272,99 @@ def save_rights(node, grants: dict[str, list[str]], policies=()) -> None:
         grants=[Grant(public_key=key, roles=roles) for key, roles in grants.items()], policies=list(policies),
     )
     snapshots.save(node.settings.rights_path, snapshots.RightsSnapshot(rights, time.time()))
+
+
+# -- strict JSON, and batches whose items stand alone (zeronode.protocol.strict_json) ----------
+
+
+def test_a_duplicate_script_key_is_refused(node):
+    envelope = node.sign("1")
+    text = envelope.to_json()
+    for raw in (text.replace('"script":"1"', '"script":"2","script":"1"'),  # the signed value last
+                text.replace('"script":"1"', '"script":"1","script":"2"')):  # or first
+        response = node.post(raw)
+        assert (response.status_code, reason(response)) == (400, "invalid_json")
+        assert "duplicate key 'script'" in response.json()["detail"]["message"]
+    assert node.supervisor.queue.count == 0
+    assert node.post(text).status_code == 202  # the envelope itself, spelled once, is fine
+
+
+@pytest.mark.parametrize("spelling", ["1.0", "1e0", "true"])
+def test_a_version_that_is_not_the_integer_1_is_refused(node, spelling):
+    raw = node.sign("1").to_json().replace('"version":1', f'"version":{spelling}')
+    response = node.post(raw)
+    assert (response.status_code, reason(response)) == (422, "unsupported_version")
+
+
+@pytest.mark.parametrize(("field", "spelling"), [("timeout", "60.0"), ("retries", "0e0"), ("created_at", "{}.0")])
+def test_integer_fields_given_as_floats_are_refused(node, field, spelling):
+    envelope = node.sign("1")
+    value = getattr(envelope, field)
+    raw = envelope.to_json().replace(f'"{field}":{value}', f'"{field}":{spelling.format(value)}')
+    response = node.post(raw)
+    assert (response.status_code, reason(response)) == (422, "malformed")
+    assert field in response.json()["detail"]["message"]
+
+
+def test_what_is_queued_is_the_envelope_verified_in_canonical_json(node):
+    envelope = node.sign("40 + 2", env={"B": "2", "A": "1"})
+    spelled_otherwise = json.dumps(dict(reversed(json.loads(envelope.to_json()).items())), indent=2)
+    assert node.post(spelled_otherwise).status_code == 202
+    payload = node.supervisor.queue.fetch_job(envelope.id).args[0]
+    # The model's own dump, from the one parse that was verified: not the bytes that came in.
+    assert payload.encode() == envelope.canonical_json()
+
+
+def poisoned_batch(node) -> tuple[list[bytes], list[tuple[int, str | None]], list]:
+    """Good envelopes between items that each carry one poison; the answers each should get."""
+    goods = [node.sign(str(i)) for i in range(4)]
+    duplicated = node.sign("1").to_json().replace('"script":"1"', '"script":"2","script":"1"')
+    float_version = node.sign("1").to_json().replace('"version":1', '"version":1.0')
+    items = [
+        (goods[0].to_json().encode(), (202, None)),
+        (b"[" * 100_000 + b"]" * 100_000, (400, "invalid_json")),  # nested 100,000 deep
+        (duplicated.encode(), (400, "invalid_json")),
+        (goods[1].to_json().encode(), (202, None)),
+        (float_version.encode(), (422, "unsupported_version")),
+        (node.sign("1;" * (150 * 1024)).to_json().encode(), (413, "too_large")),  # oversized
+        (b'{"script": 1}', (422, "malformed")),  # wrong types
+        (b'{"version": 1,}', (400, "invalid_json")),  # bad JSON inside the item
+        (b'"a string"', (422, "malformed")),
+        (b"  " + goods[2].to_json().encode() + b"\n", (202, None)),
+        (b'{"x": ' + b'{"y": ' * 5000 + b"1" + b"}" * 5001, (400, "invalid_json")),
+        (goods[3].to_json().encode(), (202, None)),
+    ]
+    return [raw for raw, _ in items], [answer for _, answer in items], goods
+
+
+def test_a_batch_answers_each_item_alone_whatever_the_others_hold(node):
+    raws, expected, goods = poisoned_batch(node)
+    response = node.http.post("/v1/jobs/batch", content=b"[" + b",".join(raws) + b"]")
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert [(a["status_code"], a.get("error", {}).get("reason")) for a in answers] == expected
+    assert [a["job_id"] for a in answers if a["status_code"] == 202] == [g.id for g in goods]
+    assert node.supervisor.queue.count == len(goods)
+    assert "duplicate key 'script'" in answers[2]["error"]["message"]
+    # The connection was not reset: the same client goes on.
+    assert node.http.get("/health").status_code == 200
+    again = node.http.post("/v1/jobs/batch", content=b"[" + b",".join(raws) + b"]").json()
+    assert [a["status_code"] for a in again] == [200 if code == 202 else code for code, _ in expected]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected_reason"),
+    [
+        (b"nope", 400, "invalid_json"),
+        (b'{"envelopes": []}', 422, "malformed"),  # not an array
+        (b"[1, 2", 400, "invalid_json"),  # never closed
+        (b"[1,,2]", 400, "invalid_json"),
+        (b"[" + b",".join([b"1"] * 1001) + b"]", 422, "too_many"),
+        (b"[" + b" " * (8 * 1024 * 1024) + b"]", 413, "too_large"),
+    ],
+)
+def test_a_batch_that_is_not_an_array_of_items_is_refused_whole(node, body, status, expected_reason):
+    response = node.http.post("/v1/jobs/batch", content=body)
+    assert (response.status_code, reason(response)) == (status, expected_reason)
+    assert response.json()["detail"]["message"]
+    assert node.http.get("/health").status_code == 200

@@ -23,11 +23,12 @@ def supervisor(
     import redis
     import uvicorn
 
-    from supervisor.app import create_app
+    from supervisor.app import check_queue_at_start, create_app
     from supervisor.service import Supervisor
     from zeronode import logs
     from zeronode.node.authorizer import node_authorizer
     from zeronode.node.identity import node_identity
+    from zeronode.node.queue.durability import VolatileQueue
 
     settings = node_settings(config, host=host, port=port)
     logs.setup()
@@ -37,6 +38,10 @@ def supervisor(
         fail(f"cannot load the node key: {exc}")
     connection = redis.Redis.from_url(settings.redis_url)
     service = Supervisor(settings, connection, identity, node_authorizer(settings, identity))
+    try:  # a Redis that is not append-only would lose accepted jobs in a crash: refuse it (unreachable: start)
+        check_queue_at_start(service)
+    except VolatileQueue as exc:
+        fail(str(exc))
     logging.getLogger("zeronode.supervisor").info(
         "supervisor starting", extra={"node": identity.node_id, "host": settings.host, "port": settings.port}
     )

@@ -1,6 +1,7 @@
 """A whole zeronode system on one machine, for development and demos: `zeronode up`.
 
-    redis-server          one, on a UNIX socket; coord uses database 0, node i database i
+    redis-server          one, on a UNIX socket, append-only as a node's must be (its files in the state
+                          dir: a crash of it loses no accepted job); coord uses database 0, node i database i
     zeronode ledger       SQLite in the state dir; the generated admin key is its first admin, and
                           an operator of the farm "local" (so it deploys); coord's key is an observer
                           there (it reads and cancels jobs on the nodes, and runs nothing)
@@ -47,6 +48,8 @@ from zeronode.protocol import keys
 READY_TIMEOUT = 60.0
 FARM = "local"
 LOOPBACK = ["127.0.0.0/8", "::1/128"]  # where a local cluster's supervisors are: allowed as supervisor URLs
+# The durability every node Redis runs with (scripts/redis/zeronode-redis.conf; the supervisors refuse less).
+REDIS_DURABILITY = ["--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 class ClusterError(ZeronodeError):
@@ -174,7 +177,7 @@ class LocalCluster:
         self.on_progress(f"state and logs in {self.state_dir}")
         redis = self._spawn("redis", [
             redis_server, "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "700",
-            "--save", "", "--appendonly", "no", "--databases", str(max(16, self.nodes + 1)),
+            *REDIS_DURABILITY, "--save", "", "--dir", str(self.state_dir), "--databases", str(max(16, self.nodes + 1)),
         ])
         self._wait("redis", self.redis_socket.exists, [redis])
 
