@@ -31,9 +31,23 @@ class CoordSettings(FileSettings):
     admins: list[str] = Field([], description="public keys that may read and cancel anyone's deployment")
     verify: VerifyOptions = VerifyOptions()
     offline_wait: float = Field(30.0, ge=0, description="seconds a task waits for an offline node before failing")
-    lost_after: float = Field(300.0, gt=0, description="seconds a dispatched task's node may stay unreachable")
+    # Reconciling with nodes (docs/operators.md, "Coord: reconciling with nodes").
+    unresponsive_after: float = Field(
+        180.0, gt=0, description="seconds a node the ledger says is online may leave its supervisor unanswering: then "
+        "node_unresponsive (a pending task fails; a dispatched one stays unknown until the node answers)",
+    )
+    reconcile_margin: float = Field(
+        86400.0, ge=0, description="seconds past the envelope's expiry coord keeps asking an unreachable node what became "
+        "of a dispatched task (it reads unknown meanwhile); then the task fails",
+    )
+    lost_after: float | None = Field(
+        None, description="no longer used (accepted so that old settings files still load): see reconcile_margin"
+    )
     concurrency: int = Field(256, gt=0, description="tasks one replica steps at once (HTTP requests in flight)")
-    lease: float = Field(30.0, gt=0, description="seconds a claimed task is this replica's before others may take it")
+    lease: float = Field(
+        5.0, gt=0, description="seconds a claimed task stays this replica's without a heartbeat (renewed every third of "
+        "it while a step runs): how soon another replica takes over the tasks of one that died",
+    )
     request_timeout: float = Field(10.0, gt=0, description="seconds for one request to a supervisor or the ledger")
     # What one signer may ask of the fleet (docs/operators.md, "What coord checks").
     submissions_per_minute: int = Field(60, gt=0, description="submissions one signer may make a minute, across replicas")

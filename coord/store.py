@@ -12,9 +12,12 @@ last one stopped:
 
 A replica claims due tasks with one Lua script that also pushes their score a
 lease into the future (a visibility timeout), so two replicas do not step the
-same task at once, and a replica that dies mid-step leaves its tasks to be
-claimed again when the lease runs out. Stepping a task twice would be harmless
-anyway: supervisors answer the same envelope with the same job.
+same task at once. While a step runs its replica renews the lease (`renew`, a
+heartbeat), so the lease can be short: a replica that dies mid-step leaves its
+tasks to be claimed again within a lease. Should two replicas step one task all
+the same (one stalled past its lease), only the first to write its progress
+wins: `save` writes only over the very record the step read, so counts never
+drift; and supervisors answer the same envelope with the same job.
 """
 
 from __future__ import annotations
@@ -40,11 +43,50 @@ end
 return due
 """
 
+# Renew the leases of running steps: each member whose score is still the lease its step holds (a step
+# that saved meanwhile set its own score, or removed it) gets the new one. KEYS[1] due; ARGV[1] the new
+# score, then member, score pairs. Returns the renewed members.
+RENEW = """
+local renewed = {}
+for i = 2, #ARGV, 2 do
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+    if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+        renewed[#renewed + 1] = ARGV[i]
+    end
+end
+return renewed
+"""
+
+# Write a step's progress, only over the record the step read (its `updated` unchanged). KEYS: the task,
+# its deployment, due. ARGV: updated as read, the due member, the next score ('' for none), the previous
+# state, the new state, then the task's field, value pairs. 1 if written, 0 if the record had changed.
+SAVE = """
+if redis.call('HGET', KEYS[1], 'updated') ~= ARGV[1] then
+    return 0
+end
+for i = 6, #ARGV, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('HINCRBY', KEYS[2], 'version', 1)
+if ARGV[4] ~= ARGV[5] then
+    redis.call('HINCRBY', KEYS[2], 'count:' .. ARGV[4], -1)
+    redis.call('HINCRBY', KEYS[2], 'count:' .. ARGV[5], 1)
+end
+if ARGV[3] == '' then
+    redis.call('ZREM', KEYS[3], ARGV[2])
+else
+    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+end
+return 1
+"""
+
 
 class TaskState(StrEnum):
     PENDING = "pending"  # not yet accepted by the node's supervisor
     DISPATCHED = "dispatched"  # accepted, queued on the node
     RUNNING = "running"
+    UNKNOWN = "unknown"  # dispatched, and the node does not answer: its outcome is taken when it does
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -69,10 +111,11 @@ class Task(BaseModel):
     job_id: str | None = None
     supervisor_url: str | None = None  # where the job was handed over, and is followed
     attempts: int = 0  # dispatch attempts that failed and will be retried
+    redispatches: int = 0  # times the node lost the job before it started, and was handed the envelope again
     polls: int = 0
     cancel_sent: bool = False
     offline_since: float | None = None
-    unreachable_since: float | None = None
+    unreachable_since: float | None = None  # since when the supervisor has not answered (pending or dispatched)
     result: Any = None
     output: list[str] = []
     error: TaskError | None = None
@@ -83,7 +126,7 @@ class Deployment(BaseModel):
     id: str
     signer: str
     created: float
-    envelope: str  # the signed envelope exactly as submitted: forwarded byte for byte
+    envelope: str  # the verified envelope in its canonical JSON (coord.routes.deployments): forwarded as is
     expires_at: int
     targets: list[str]
     canceled_by: str | None = None
@@ -117,6 +160,8 @@ class Store:
         self.redis = connection
         self.ttl = ttl  # how long a deployment's records are kept after its last change
         self._claim = connection.register_script(CLAIM)
+        self._renew = connection.register_script(RENEW)
+        self._save = connection.register_script(SAVE)
 
     async def create(self, deployment: Deployment) -> bool:
         """Store a new deployment with a pending task per target, all due now. False if its id exists."""
@@ -179,28 +224,39 @@ class Store:
             row, canceled_by = await pipe.execute()
         return (_task(row) if row else None), (json.loads(canceled_by) if canceled_by else None)
 
-    async def save(self, task: Task, previous: TaskState, *, next_step_at: float | None) -> None:
-        """Write a task's progress (it was in state `previous`); due again at `next_step_at`, or never when None."""
+    async def save(self, task: Task, previous: TaskState, *, next_step_at: float | None, read: float) -> bool:
+        """Write a task's progress (it was in state `previous`, its `updated` was `read` when the step read
+        it); due again at `next_step_at`, or never when None. False, writing nothing, when the record
+        changed since it was read: another replica stepped the task meanwhile, and its progress stands."""
         task.updated = time.time()
-        member = due_member(task.deployment, task.node)
-        key = deployment_key(task.deployment)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(task_key(task.deployment, task.node), mapping=_fields(task))
-            pipe.hincrby(key, "version", 1)
-            if task.state != previous:
-                pipe.hincrby(key, f"count:{previous}", -1)
-                pipe.hincrby(key, f"count:{task.state}", 1)
-            if next_step_at is None:
-                pipe.zrem(DUE, member)
-            else:
-                pipe.zadd(DUE, {member: next_step_at})
-            await pipe.execute()
+        fields = [item for pair in _fields(task).items() for item in pair]
+        written = await self._save(
+            keys=[task_key(task.deployment, task.node), deployment_key(task.deployment), DUE],
+            args=[_encode(read), due_member(task.deployment, task.node), "" if next_step_at is None else next_step_at,
+                  previous.value, task.state.value, *fields],
+        )
+        return bool(written)
 
-    async def claim(self, limit: int, lease: float) -> list[tuple[str, str]]:
-        """Up to `limit` due tasks as (deployment, node), leased to this replica for `lease` seconds."""
-        now = time.time()
+    async def claim(self, limit: int, lease: float, *, now: float | None = None) -> list[tuple[str, str]]:
+        """Up to `limit` due tasks as (deployment, node), leased to this replica until `now` + `lease`."""
+        now = time.time() if now is None else now
         members = await self._claim(keys=[DUE], args=[now, now + lease, limit])
         return [tuple(member.decode().split(" ", 1)) for member in members]  # type: ignore[misc]
+
+    async def renew(self, leases: list[tuple[str, str, float]], until: float) -> set[tuple[str, str]]:
+        """Move the leases of running steps, (deployment, node, the score its lease holds), to `until`: the
+        (deployment, node) of those still leased as they were (not saved, not claimed by another meanwhile)."""
+        if not leases:
+            return set()
+        args: list[Any] = [until]
+        for deployment_id, node, score in leases:
+            args += [due_member(deployment_id, node), score]
+        renewed = await self._renew(keys=[DUE], args=args)
+        return {tuple(member.decode().split(" ", 1)) for member in renewed}  # type: ignore[misc]
+
+    async def forget(self, deployment_id: str, node: str) -> None:
+        """Stop stepping a task whose records are gone (expired)."""
+        await self.redis.zrem(DUE, due_member(deployment_id, node))
 
     async def cancel(self, deployment: Deployment, requester: str) -> None:
         """Mark the deployment canceled and make its unfinished tasks due now: their next step acts on it."""

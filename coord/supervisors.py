@@ -99,9 +99,14 @@ def refusal(answer: Answer) -> tuple[str, str]:
     except (ValueError, KeyError, TypeError):
         reason = message = None
     if isinstance(reason, str) and isinstance(message, str) and REASON.fullmatch(reason):
-        message = CONTROL.sub(" ", message)
-        return reason, message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+        return reason, clean(message)
     return "refused", f"node answered HTTP {answer.status}"
+
+
+def clean(message: str) -> str:
+    """A node's own words as coord shows them: control characters blanked, cut to MAX_MESSAGE characters."""
+    message = CONTROL.sub(" ", message)
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
 def failure(error: httpx.HTTPError) -> str:

@@ -1,18 +1,23 @@
 """/v1/deployments: signed envelopes in, each target node's progress out, and cancels.
 
 A submission is checked before anything is stored, cheapest first: its size
-(`max_envelope_bytes`, 413), the envelope's signatures, whether that very
-envelope is stored already (then 200 duplicate, having spent no quota: a replay
-costs its signer nothing), the signer's rate (`submissions_per_minute`, 429
+(`max_envelope_bytes`, 413), the envelope's signatures, whether its id is
+stored already (the same envelope: 200 duplicate, having spent no quota, so a
+replay costs its signer nothing; another envelope under that id: 409
+id_in_use), the signer's rate (`submissions_per_minute`, 429
 with Retry-After), its number of targets (`max_targets`, 422), the replicas'
 cap on submissions checked with the ledger (`ledger_lookups_per_second`, 429
 with Retry-After; coord.limits), and the signer's rights on every target, as
 the ledger says (coord.authorization: 403, or 503 when the ledger cannot say).
 
 A deployment is stored once, whichever replica takes it; the dispatcher (coord.dispatcher)
-moves its tasks. Reads are signed requests too (audience "coord"): a deployment's
-tasks hold its jobs' results and output, so only its signer or an admin (coord's, or the
-ledger's fleet admins) sees it.
+moves its tasks. What is stored, and forwarded to the nodes, is the envelope coord verified, in
+its canonical JSON (`canonical`), never the client's bytes: those might hold what another parser
+reads otherwise (a key twice, say), and a node must run what coord checked. Submissions are the
+same deployment when their envelopes are the same, however each was spelled.
+
+Reads are signed requests too (audience "coord"): a deployment's tasks hold its jobs' results
+and output, so only its signer or an admin (coord's, or the ledger's fleet admins) sees it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from coord.views import DeploymentView, Overall, view
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import read_bounded
 from zeronode.api.errors import Refused, Unavailable
-from zeronode.protocol.envelope import verify
+from zeronode.protocol.envelope import Envelope, verify
 from zeronode.protocol.errors import VerificationError
 
 log = logging.getLogger("zeronode.coord")
@@ -74,6 +79,30 @@ def duplicate(deployment_id: str, targets: list[str]) -> JSONResponse:
     return JSONResponse({"id": deployment_id, "targets": targets, "duplicate": True}, status_code=200)
 
 
+def canonical(envelope: Envelope) -> str:
+    """The envelope as coord stores and forwards it: the verified model's one spelling (canonical JSON,
+    signatures included), whatever bytes the client sent."""
+    return envelope.canonical_json().decode()
+
+
+def same_envelope(stored: str, text: str) -> bool:
+    """Whether a stored envelope is this one (`text`, canonical). Deployments stored before coord stored
+    canonical JSON hold the client's bytes: those are compared in canonical form too."""
+    if stored == text:
+        return True
+    try:
+        return canonical(Envelope.model_validate_json(stored)) == text
+    except ValueError:
+        return False
+
+
+def known(stored: str, envelope: Envelope, text: str) -> JSONResponse:
+    """The answer to a submission whose id is stored: the same deployment, or 409 for another envelope."""
+    if not same_envelope(stored, text):
+        raise Refused(409, "id_in_use", f"deployment {envelope.id} exists with another envelope")
+    return duplicate(envelope.id, envelope.targets)
+
+
 @router.post("", status_code=202)
 async def submit(request: Request, coord: CoordDep) -> JSONResponse:
     store, settings = coord.store, coord.settings
@@ -83,12 +112,11 @@ async def submit(request: Request, coord: CoordDep) -> JSONResponse:
     except VerificationError as exc:
         raise Refused(exc.http_status, exc.reason, str(exc)) from None
     envelope = verified.envelope
-    text = raw.decode()
-    # A replay of a stored envelope (by its signer retrying, or by anyone who saw it) changes nothing:
-    # answered before the signer's quota is spent. Another envelope under a stored id goes the whole way
-    # (quota, rights) before it learns of the clash, as before.
-    if await store.envelope(envelope.id) == text:
-        return duplicate(envelope.id, envelope.targets)
+    text = canonical(envelope)
+    # A replay of a stored envelope (by its signer retrying, or by anyone who saw it) changes nothing, and
+    # another envelope under a stored id is refused: both answered before the signer's quota is spent.
+    if (stored := await store.envelope(envelope.id)) is not None:
+        return known(stored, envelope, text)
     await coord.rate.spend(envelope.signer)
     if len(envelope.targets) > settings.max_targets:
         raise Refused(
@@ -101,10 +129,7 @@ async def submit(request: Request, coord: CoordDep) -> JSONResponse:
         expires_at=envelope.expires_at, targets=envelope.targets,
     )
     if not await store.create(deployment):  # stored meanwhile, by this replica or another
-        stored = await existing(store, envelope.id)
-        if stored.envelope != deployment.envelope:
-            raise Refused(409, "id_in_use", f"deployment {envelope.id} exists with another envelope")
-        return duplicate(stored.id, stored.targets)
+        return known((await existing(store, envelope.id)).envelope, envelope, text)
     coord.metrics.accepted.inc()
     coord.dispatcher.wake.set()
     log.info("deployment accepted", extra={"deployment": deployment.id, "signer": deployment.signer,

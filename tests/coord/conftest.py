@@ -48,6 +48,7 @@ class ControlPlane:
     coord_key: nacl.signing.SigningKey
     make_coord: object
     ledger_requests: list[str]  # "METHOD PATH" of every request the ledger served
+    redis_url: object  # redis_url(db) → the URL of database `db` of the session's Redis
     coord: CoordClient | None = None
     node_keys: dict[str, nacl.signing.SigningKey] = field(default_factory=dict)
     # Every change to the ledger's rights carries a greater sequence than the last.
@@ -119,6 +120,9 @@ def control_plane(tmp_path, serve_app, redis_server, redis_client):
         return await call_next(request)
 
     ledger_url = serve_app(ledger)
+
+    def redis_url(db: int) -> str:
+        return f"unix://{redis_server}?db={db}"
     coord_key = nacl.signing.SigningKey.generate()
     # The supervisors show a job to its signer and to node admins: coord is one (it reads and cancels).
     fleet = Fleet(run_time=0.2, admins={keys.public_key_text(coord_key)})
@@ -126,17 +130,24 @@ def control_plane(tmp_path, serve_app, redis_server, redis_client):
     client_key = nacl.signing.SigningKey.generate()
     clients: list[CoordClient] = []
 
-    def make_coord(*, key: nacl.signing.SigningKey | None = client_key, clock=time.time, **overrides) -> CoordClient:
+    def make_coord(
+        *, key: nacl.signing.SigningKey | None = client_key, clock=time.time, db: int = 0, **overrides
+    ) -> CoordClient:
         """Another coord replica on the same Redis (with `overrides` of its settings, and `clock` to count
-        submissions by), and a client of it signing its reads with `key` (None: unsigned)."""
-        defaults = {"ledger_url": ledger_url, "offline_wait": 1.0, "lost_after": 3.0, "supervisor_networks": LOOPBACK}
-        settings = CoordSettings(state_dir=tmp_path / "coord", redis_url=f"unix://{redis_server}", **{**defaults, **overrides})
+        submissions by), and a client of it signing its reads with `key` (None: unsigned). `db`: another
+        Redis database than the fixture's own replica's, so that only replicas made for it step its tasks."""
+        defaults = {
+            "ledger_url": ledger_url, "offline_wait": 1.0, "supervisor_networks": LOOPBACK,
+            "state_dir": tmp_path / "coord", "redis_url": redis_url(db),
+        }
+        settings = CoordSettings(**{**defaults, **overrides})
         connection = connect(settings.redis_url)
         clients.append(CoordClient(serve_app(create_coord(settings, connection, coord_key, clock=clock)), key=key, timeout=30))
         return clients[-1]
 
     plane = ControlPlane(
-        ledger_url, database, fleet, fleet_server.port, ledger_admin, client_key, coord_key, make_coord, ledger_requests
+        ledger_url, database, fleet, fleet_server.port, ledger_admin, client_key, coord_key, make_coord, ledger_requests,
+        redis_url,
     )
     plane.grant(client_key, ["deployer"], farms=[FARM])
     plane.coord = make_coord()

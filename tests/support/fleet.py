@@ -16,6 +16,14 @@ coordinator), as a real supervisor wants them. `faults` lets a test make a node
 answer its next requests with a status (503, a 4xx refusal) or with any
 response it builds (a redirect, a huge or foreign body).
 
+What a node's journal does is simulated too: `lose` makes the node's queue forget
+a job as a wiped Redis would, and the node then shows it as lost (QueueLost: it
+never started, and a new POST of its envelope runs it; ResultLost: it started,
+and it never runs again); an envelope the node has seen is answered 200
+duplicate with its job's status, never run twice. `frozen` nodes answer nothing
+until thawed, as a supervisor stopped with SIGSTOP (its jobs run on, as a node's
+runners would); `requests` and `bodies` tell what each node was sent.
+
     python -m tests.support.fleet --port 8301 --nodes nodes.txt --admin COORD_KEY --run-time 0.05
 """
 
@@ -32,6 +40,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from zeronode.api.jobs import QUEUE_LOST, RESULT_LOST
 from zeronode.protocol.envelope import verify
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import verify_request
@@ -47,8 +56,11 @@ class SimulatedJob:
     accepted: float
     run_time: float
     canceled: bool = False
+    lost: str | None = None  # zeronode.api.jobs.QUEUE_LOST or RESULT_LOST: the node's queue forgot it
 
     def status(self) -> str:
+        if self.lost:
+            return "lost"
         if self.canceled:
             return "canceled"
         elapsed = time.monotonic() - self.accepted
@@ -62,6 +74,10 @@ class Fleet:
     nodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (address, port) → the node served there
     admins: set[str] = field(default_factory=set)  # keys that may read and cancel any job: the coordinator's
     jobs: dict[tuple[str, str], SimulatedJob] = field(default_factory=dict)
+    history: list[SimulatedJob] = field(default_factory=list)  # every job accepted to run, in order
+    frozen: set[str] = field(default_factory=set)  # nodes whose supervisor answers nothing until thawed
+    requests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # node → "METHOD PATH" it was sent
+    bodies: dict[tuple[str, str], list[bytes]] = field(default_factory=lambda: defaultdict(list))  # every POST of an envelope
     # node → what to answer its next requests: a status (a zeronode error body), or a whole response
     faults: dict[str, deque[int | Response]] = field(default_factory=lambda: defaultdict(deque))
     submissions: int = 0
@@ -72,6 +88,15 @@ class Fleet:
         """Serve `node` at the fleet's address number `index` (on `port`); its supervisor URL."""
         self.nodes[(address(index), port)] = node
         return node_url(port, index)
+
+    def lose(self, node: str, job_id: str, kind: str) -> None:
+        """The node's queue forgets the job (its Redis was wiped); its journal says `kind`: QueueLost (the
+        job never started) or ResultLost (it started)."""
+        self.jobs[(node, job_id)].lost = kind
+
+    def runs(self, node: str, job_id: str) -> int:
+        """How many times the node ran (or is running) the envelope: jobs lost before they started do not count."""
+        return sum(1 for job in self.history if (job.node, job.id) == (node, job_id) and job.lost != QUEUE_LOST)
 
 
 def create_fleet(fleet: Fleet | None = None) -> FastAPI:
@@ -92,6 +117,15 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
     def node_of(request: Request) -> str | None:
         host, port = request.scope["server"]
         return fleet.nodes.get((host, port))
+
+    async def arrived(request: Request) -> str | None:
+        """The node the request is for, once it is not frozen (the request counted as it arrives)."""
+        node = node_of(request)
+        if node is not None:
+            fleet.requests[node].append(f"{request.method} {request.url.path}")
+            while node in fleet.frozen:
+                await asyncio.sleep(0.02)
+        return node
 
     def fault(node: str) -> Response | None:
         if fleet.faults[node]:
@@ -119,7 +153,7 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
 
     @app.post("/v1/jobs")
     async def submit(request: Request) -> Response:
-        node = node_of(request)
+        node = await arrived(request)
         if node is None:
             return refused(404, "no_node", "no node is served at this address")
         if planned := fault(node):
@@ -132,14 +166,17 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
             return refused(403, "wrong_node", f"not for {node}")
         fleet.submissions += 1
         key = (node, envelope.id)
-        if key in fleet.jobs:
-            return JSONResponse({"job_id": envelope.id, "status": "queued", "duplicate": True}, status_code=200)
+        fleet.bodies[key].append(await request.body())
+        known = fleet.jobs.get(key)
+        if known is not None and known.lost != QUEUE_LOST:  # seen: never run twice
+            return JSONResponse({"job_id": envelope.id, "status": known.status(), "duplicate": True}, status_code=200)
         fleet.jobs[key] = SimulatedJob(envelope.id, node, envelope.signer, time.monotonic(), fleet.run_time)
+        fleet.history.append(fleet.jobs[key])
         return JSONResponse({"job_id": envelope.id, "status": "queued", "duplicate": False}, status_code=202)
 
     @app.get("/v1/jobs/{job_id}")
     async def job(job_id: str, request: Request) -> Response:
-        node = node_of(request)
+        node = await arrived(request)
         if node is None:
             return refused(404, "no_node", "no node is served at this address")
         if planned := fault(node):
@@ -150,20 +187,24 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         if refusal := await reader(request, node, found):
             return refusal
         status = found.status()
+        error = None
+        if found.lost:
+            started = "it started; its result is gone" if found.lost == RESULT_LOST else "it never started"
+            error = {"type": found.lost, "message": f"the node's queue lost job {job_id}: {started}"}
         return JSONResponse({
             "id": job_id, "status": status, "node": node, "signer": found.signer,
-            "result": {"node": node} if status == "finished" else None, "output": [], "error": None,
+            "result": {"node": node} if status == "finished" else None, "output": [], "error": error,
         })
 
     @app.post("/v1/jobs/{job_id}/cancel")
     async def cancel(job_id: str, request: Request) -> Response:
-        node = node_of(request)
+        node = await arrived(request)
         found = fleet.jobs.get((node, job_id)) if node else None
         if found is None:
             return refused(404, "not_found", "no such job")
         if refusal := await reader(request, node, found):
             return refusal
-        if found.status() != "finished":
+        if found.status() not in ("finished", "lost"):
             found.canceled = True
         return JSONResponse({"id": job_id, "status": found.status()})
 
