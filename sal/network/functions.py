@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sal.context import time_left
+from sal.context import time_left, wait_slices
 from sal.errors import SalError, configured, spec
 from sal.network.base import Message, Network
 from sal.tenancy import current_caller
@@ -70,7 +70,13 @@ def functions(network: Network | None) -> dict[str, Callable[..., Any]]:
     def net_receive(arguments: dict | None = None) -> dict | None:
         args = spec("net_receive", arguments or {}, required={}, optional={"topic": str, "timeout": int})
         topic = wire_topic("net_receive", args.get("topic"))
-        message = overlay().receive(topic=topic, timeout=time_left(args.get("timeout", 0)))
+        message = None
+        if args.get("timeout", 0) <= 0:
+            message = overlay().receive(topic=topic, timeout=0)
+        for wait in wait_slices(args.get("timeout", 0)):  # short polls, so a cancel is heard within a second
+            message = overlay().receive(topic=topic, timeout=wait)
+            if message:
+                break
         return script_message(message) if message else None
 
     return {"net_info": net_info, "net_peers": net_peers, "net_send": net_send, "net_receive": net_receive}

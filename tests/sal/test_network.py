@@ -165,7 +165,28 @@ def test_a_sal_call_never_waits_longer_than_its_job_has_left(serve_app):
     three_seconds_left = JobContext(job_id="job", signer=ALICE, node_id="node", deadline=time.monotonic() + 3)
     with running(three_seconds_left):
         assert engine.eval("net_receive(#{ timeout: 40 })") is None
+    assert 1 <= len(network.waits) <= 3 and sum(network.waits) <= 3  # short polls, within the job's time
+    network.waits.clear()
     with running(job(ALICE)):  # a job with time to spare waits as long as asked
-        engine.eval("net_receive(#{ timeout: 1 })")
-    assert network.waits[0] <= 3 and network.waits[1] == 1
+        engine.eval("net_receive(#{ timeout: 2 })")
+    assert sum(network.waits) == 2
+    network.close()
+
+
+def test_a_sal_call_that_waits_returns_when_its_job_is_cancelled(serve_app):
+    import threading
+    import time
+
+    import rhai
+    from sal import registry
+
+    network = Recording(serve_app(create_simulator()))
+    engine = rhai.Engine()
+    registry.register_all(engine, registry.NodeSals(network=network))
+    token = rhai.CancelToken()
+    context = JobContext(job_id="job", signer=ALICE, node_id="node", deadline=time.monotonic() + 60, cancel=token)
+    threading.Timer(1.0, token.cancel).start()
+    with running(context):
+        assert engine.eval("net_receive(#{ timeout: 40 })") is None
+    assert token.cancelled and sum(network.waits) < 40  # heard within a poll of the cancel, not after 40 s
     network.close()

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sal.context import job_cancelled
 from sal.errors import SalError
 from sal.fingerprint import Fingerprint, tool_version
 from sal.hypervisor.base import HypervisorError, VmmUnreachable, VmNotCreated
@@ -98,7 +99,8 @@ class CloudHypervisor:
                 if client.state() == "Running":
                     client.power_button()
                     deadline = time.monotonic() + timeout
-                    while client.state() == "Running" and time.monotonic() < deadline:
+                    # A cancelled job does not wait for the guest: it is powered off at once.
+                    while client.state() == "Running" and time.monotonic() < deadline and not job_cancelled():
                         time.sleep(0.1)
                 if client.state() in ("Running", "Paused"):
                     client.shutdown()
