@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import rhai
 from sal import registry as sal
 from zeronode.api.jobs import ScriptError, Status
 from zeronode.node.authorizer import Authorizer
-from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, Outcome, json_value
+from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, RESOURCE_LIMIT, Outcome, json_value
 from zeronode.node.settings import ScriptLimits
 from zeronode.protocol.envelope import Envelope, VerifyOptions, verify
 from zeronode.protocol.errors import Expired, NotAuthorized, PolicyNotMet, VerificationError
 
 AST_CACHE_SIZE = 256
+RESOURCE_LIMITS = {"max_memory", "max_value_depth"}  # rhai.LimitError.limit values that mean it
 
 
 class OutputCapture:
@@ -40,6 +42,38 @@ class OutputCapture:
 
     def debug(self, line: str, position: int | None) -> None:
         self.add(f"[debug line {position}] {line}" if position else f"[debug] {line}")
+
+
+class Run:
+    """One attempt of a job as it goes: its clock, its output, and how it ended."""
+
+    def __init__(self, attempt: int):
+        self.attempt = attempt
+        self.started = time.monotonic()
+        self.output = OutputCapture()
+
+    def end(self, status: Status, value: Any = None, error: ScriptError | None = None) -> Outcome:
+        return Outcome(
+            status=status,
+            value=json_value(value),
+            output=self.output.lines,
+            output_truncated=self.output.truncated,
+            error=error,
+            duration=round(time.monotonic() - self.started, 6),
+            attempt=self.attempt,
+        )
+
+    def failed(self, error_type: str, message: str) -> Outcome:
+        return self.end(Status.FAILED, error=ScriptError(type=error_type, message=message))
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A job that passed every check: whose it is, and whether its signer is a node admin here."""
+
+    envelope: Envelope
+    admin: bool
+    run: Run
 
 
 class Executor:
@@ -78,68 +112,72 @@ class Executor:
         cancel_token: rhai.CancelToken | None = None,
         attempt: int = 1,
     ) -> Outcome:
-        started = time.monotonic()
-        output = OutputCapture()
+        """Check the job, then run it: `admit` and `execute` in one."""
+        admitted = self.admit(payload, job_id=job_id, attempt=attempt)
+        if isinstance(admitted, Outcome):
+            return admitted
+        return self.execute(admitted, cancel_token=cancel_token)
 
-        def finish(status: Status, value: Any = None, error: ScriptError | None = None) -> Outcome:
-            return Outcome(
-                status=status,
-                value=json_value(value),
-                output=output.lines,
-                output_truncated=output.truncated,
-                error=error,
-                duration=round(time.monotonic() - started, 6),
-                attempt=attempt,
-            )
-
+    def admit(self, payload: str | bytes, *, job_id: str, attempt: int = 1) -> Admitted | Outcome:
+        """Everything checked before a script may run, or the failure that stops it."""
+        run = Run(attempt)
         # The queue is not trusted: everything the supervisor checked is checked again,
         # so a job written or altered in Redis by someone else never runs.
         try:
             verified = verify(payload, options=self.verify_options)
         except Expired as exc:
-            return finish(Status.FAILED, error=ScriptError(type="Expired", message=f"envelope expired before it ran: {exc}"))
+            return run.failed("Expired", f"envelope expired before it ran: {exc}")
         except VerificationError as exc:
-            return finish(Status.FAILED, error=ScriptError(type="SignatureInvalid", message=f"signature invalid: {exc}"))
+            return run.failed("SignatureInvalid", f"signature invalid: {exc}")
         envelope = verified.envelope
         if envelope.id != job_id:
-            return finish(Status.FAILED, error=ScriptError(type="WrongJob", message=f"job {job_id} carries envelope {envelope.id}"))
+            return run.failed("WrongJob", f"job {job_id} carries envelope {envelope.id}")
         if self.node_id not in envelope.targets:
-            return finish(Status.FAILED, error=ScriptError(type="WrongNode", message=f"job is not for node {self.node_id}"))
+            return run.failed("WrongNode", f"job is not for node {self.node_id}")
         try:  # rights as they are now, not as they were when the job was queued: a revocation stops it
             admin = self.authorizer.authorize(verified)
         except (NotAuthorized, PolicyNotMet) as exc:
-            return finish(Status.FAILED, error=ScriptError(type=type(exc).__name__, message=str(exc)))
+            return run.failed(type(exc).__name__, str(exc))
+        return Admitted(envelope, admin, run)
 
+    def execute(self, admitted: Admitted, *, cancel_token: rhai.CancelToken | None = None) -> Outcome:
+        """Run an admitted job's script in Rhai, with the SALs."""
+        envelope, run = admitted.envelope, admitted.run
+        run.started = time.monotonic()  # the job's time starts now, not when it was checked
         context = sal.JobContext(
             job_id=envelope.id,
             signer=envelope.signer,
             node_id=self.node_id,
-            deadline=started + envelope.timeout,
-            admin=admin,  # a node admin's script sees and acts on every tenant's VMs and volumes
+            deadline=run.started + envelope.timeout,
+            admin=admitted.admin,  # a node admin's script sees and acts on every tenant's VMs and volumes
+            cancel=cancel_token,
         )
         try:
             ast = self.compile(envelope.script)
             with sal.running(context):
                 value = self.engine.eval(
                     ast,
-                    self.scope(envelope),
+                    self.scope(envelope, run.attempt),
                     timeout=envelope.timeout,
                     cancel=cancel_token,
-                    on_print=output.add,
-                    on_debug=output.debug,
+                    on_print=run.output.add,
+                    on_debug=run.output.debug,
                 )
         except rhai.Timeout as exc:
-            return finish(Status.TIMED_OUT, error=script_error(exc, "Timeout"))
+            return run.end(Status.TIMED_OUT, error=script_error(exc, "Timeout"))
         except rhai.Cancelled as exc:
-            return finish(Status.CANCELED, error=script_error(exc, "Cancelled"))
+            return run.end(Status.CANCELED, error=script_error(exc, "Cancelled"))
+        except rhai.LimitError as exc:
+            kind = RESOURCE_LIMIT if exc.limit in RESOURCE_LIMITS else None
+            return run.end(Status.FAILED, error=script_error(exc, kind))
         except rhai.RhaiError as exc:
-            return finish(Status.FAILED, error=script_error(exc))
-        return finish(Status.FINISHED, value)
+            return run.end(Status.FAILED, error=script_error(exc))
+        return run.end(Status.FINISHED, value)
 
-    def scope(self, envelope: Envelope) -> dict[str, Any]:
+    def scope(self, envelope: Envelope, attempt: int = 1) -> dict[str, Any]:
         return {
             "env": dict(envelope.env),
-            "job": {"id": envelope.id, "signer": envelope.signer, "node": self.node_id},
+            "job": {"id": envelope.id, "signer": envelope.signer, "node": self.node_id, "attempt": attempt},
         }
 
 

@@ -8,6 +8,11 @@ Each tick, under a short Redis lock so that several pools never act twice:
   taken by a runner that died before starting it: it goes back to the queue,
   since it never ran;
 - retries whose backoff has passed move from the scheduled registry to the queue.
+
+Heartbeats missed while Redis was away say nothing of the runners: after an
+outage the monitor sees (a tick that failed, or ticks that could not run:
+Redis hung, the host paused), or a restart of Redis (a new run_id), it judges
+no runner dead for `dead_after`, time enough for every live runner to beat again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from zeronode.node.queue.keys import NodeKeys
 log = logging.getLogger("zeronode.runner")
 
 MONITOR_INTERVAL = 1.0  # seconds between ticks (runner.pool calls tick)
+STALL_AFTER = 3 * MONITOR_INTERVAL  # a longer gap between two ticks: Redis or the host stalled
 
 
 class Monitor:
@@ -35,13 +41,31 @@ class Monitor:
         self.lock = self.connection.lock(NodeKeys(queue.name).monitor_lock, timeout=30)
         self._held_since: dict[str, float] = {}
         self._last_look = 0.0
+        self._redis_run_id: str | None = None
+        self._last_tick = time.monotonic()
+        self._judge_after = time.monotonic() + dead_after  # runners started with us need time to beat once
+
+    def redis_lost(self) -> None:
+        """Redis could not be reached (the pool calls this): no runner is judged by its silence for a while."""
+        self._judge_after = time.monotonic() + self.dead_after
 
     def tick(self) -> None:
+        run_id = self.connection.info("server").get("run_id")
+        if run_id != self._redis_run_id:  # Redis restarted: every heartbeat it restored is stale
+            if self._redis_run_id is not None:
+                log.warning("redis restarted; runners are given time to beat again", extra={"grace": self.dead_after})
+                self.redis_lost()
+            self._redis_run_id = run_id
+        now = time.monotonic()
+        if now - self._last_tick > STALL_AFTER:  # this monitor was stalled, and the runners' beats may have been too
+            self.redis_lost()
+        self._last_tick = now
         if not self.lock.acquire(blocking=False):
             return  # another pool's monitor is on it
         try:
-            self.queue.started_job_registry.cleanup()
-            self.release_orphans()
+            if time.monotonic() >= self._judge_after:
+                self.queue.started_job_registry.cleanup()
+                self.release_orphans()
             self.release_due_retries()
         finally:
             self.lock.release()

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import redis
@@ -33,9 +36,10 @@ from rq.job import JobStatus
 from rq.utils import as_text, now, utcformat
 
 import rhai
-from runner.executor import Executor
+from runner.executor import Admitted, Executor
 from zeronode.api.jobs import ScriptError, Status
-from zeronode.node.queue.jobs import Outcome
+from zeronode.node.journal import Claim, Journal
+from zeronode.node.queue.jobs import NOT_RETRIED, Outcome
 from zeronode.node.queue.keys import NodeKeys
 from zeronode.node.queue.rq_layout import JobRecord, Layout, Started, Taken
 from zeronode.node.settings import NodeSettings
@@ -43,9 +47,9 @@ from zeronode.node.settings import NodeSettings
 log = logging.getLogger("zeronode.runner")
 T = TypeVar("T")
 
+MEMORY_EXIT = 86  # a runner's exit status when Python ran out of memory under its ceiling (MemoryError)
 WATCH_INTERVAL = 0.1  # how often a running job's cancel flag is checked
 BLOCK_SECONDS = 1  # an idle runner notices a stop request within this
-NOT_RETRIED = {"SignatureInvalid", "Expired", "WrongJob", "WrongNode", "NotAuthorized", "UnreadableJob"}  # retrying cannot fix these
 
 
 class Running:
@@ -64,10 +68,11 @@ class Running:
 
 
 class Runner(SimpleWorker):
-    def __init__(self, settings: NodeSettings, executor: Executor, queue, **kwargs):
+    def __init__(self, settings: NodeSettings, executor: Executor, queue, journal: Journal | None = None, **kwargs):
         super().__init__([queue], connection=queue.connection, serializer=queue.serializer, **kwargs)
         self.settings = settings
         self.executor = executor
+        self.journal = journal or Journal(settings.journal_path)
         self.queue = queue
         self.layout = Layout(queue, self.name)
         self.keys = NodeKeys(queue.name)
@@ -165,25 +170,92 @@ class Runner(SimpleWorker):
 
     def run_one(self, record: JobRecord, started: Started) -> Taken | None:
         """Run a started job and record its end; returns the next job when it could take one."""
+        attempt = record.meta.get("attempts", 1)
         execution = Execution(started.execution_id, record.id, self.connection, worker_name=self.name)
-        self.running = running = Running(record, execution)
+        self.running = running = Running(record, execution)  # beaten from now on: the checks and the claim take time too
         try:
-            outcome = self.executor.run(
-                record.payload,
-                job_id=record.id,
-                cancel_token=running.token,
-                attempt=record.meta.get("attempts", 1),
-            )
-        except Exception as exc:  # a bug of ours, not the script's: record it, never lose the job
-            log.exception("runner error", extra={"job": record.id})
-            outcome = Outcome(status=Status.FAILED, error=ScriptError(type="RunnerError", message=str(exc)))
+            admitted = self.executor.admit(record.payload, job_id=record.id, attempt=attempt)
+            if isinstance(admitted, Outcome):  # refused before it could run; but if it ran once, that stands
+                ended = self.journal_outcome(record.id)
+                return self.finish(record, started, ended or admitted)
+            claim, outcome = self.claim(admitted, attempt)
+            if claim is Claim.BUSY:
+                self.delay(record, started, "another runner, still alive, is running this envelope")
+                return None
+            if claim is not Claim.RUN:  # it ran before, and Redis forgot (or it is a replay): record, never run again
+                assert outcome is not None
+                return self.finish(record, started, outcome)
+            try:
+                outcome = self.executor.execute(admitted, cancel_token=running.token)
+            except MemoryError:  # under the runner's ceiling: the pool fails the job as ResourceLimit (runner.pool)
+                os._exit(MEMORY_EXIT)
+            except Exception as exc:  # a bug of ours, not the script's: record it, never lose the job
+                log.exception("runner error", extra={"job": record.id})
+                outcome = Outcome(status=Status.FAILED, error=ScriptError(type="RunnerError", message=str(exc)), attempt=attempt)
         finally:
             self.running = None
         self.jobs_done += 1
         if running.cancel_reason == "shutdown" and outcome.status == Status.CANCELED:
-            self.put_back(record, started)  # stopped by our shutdown, not the client: let another runner have it
+            # Stopped by our shutdown, not the client: this attempt ends here (what it did is done), and the
+            # job goes back to the queue for another runner to make the next attempt.
+            interrupted = outcome.model_copy(update={"status": Status.FAILED, "error": ScriptError(
+                type="Interrupted", message="its runner stopped it after the stop grace period; the next attempt runs anew")})
+            self.journal_end(record.id, interrupted)
+            self.put_back(record, started)
             return None
+        self.journal_end(record.id, outcome)
         return self.finish(record, started, outcome)
+
+    def journal_outcome(self, job_id: str) -> Outcome | None:
+        """The outcome the journal holds for a job whose attempt ended, if any."""
+        try:
+            entry = self.journal.entry(job_id)
+        except sqlite3.Error:
+            return None
+        return entry.outcome if entry is not None and entry.ended_at is not None else None
+
+    def claim(self, admitted: Admitted, attempt: int) -> tuple[Claim, Outcome | None]:
+        """Claim this attempt in the journal (durably), or learn why it must not run."""
+        envelope = admitted.envelope
+        try:
+            claim, entry = self.journal.claim(envelope.id, envelope.signer, envelope.nonce, envelope.expires_at, attempt)
+        except sqlite3.Error as exc:  # no durable claim, no run (a full disk, say): try again later
+            log.error("journal unavailable", extra={"job": envelope.id, "error": str(exc)})
+            return Claim.BUSY, None
+        if claim is Claim.RUN:
+            return claim, None
+        if claim is Claim.REPLAYED:
+            return claim, admitted.run.failed("Replayed", "another envelope holds this id or this signer's nonce on this node")
+        if claim is Claim.ENDED and entry is not None and entry.outcome is not None:
+            log.warning("job ran before; its recorded outcome is written again", extra={"job": envelope.id})
+            return claim, entry.outcome
+        if claim is Claim.ENDED:
+            return claim, admitted.run.failed(
+                "RunnerDied", "this attempt started before on a runner that died; it is not run twice"
+            )
+        return claim, None
+
+    def journal_end(self, job_id: str, outcome: Outcome) -> None:
+        for delay in (0.1, 0.5, 1.0, None):
+            try:
+                self.journal.end(job_id, outcome)
+                return
+            except sqlite3.Error as exc:  # Redis still gets the result; only a wipe of it would lose it now
+                if delay is None:
+                    log.error("journal could not record the outcome", extra={"job": job_id, "error": str(exc)})
+                    return
+                time.sleep(delay)
+
+    def delay(self, record: JobRecord, started: Started, why: str) -> None:
+        """Leave a job for later, as if this runner had never taken it: back in a while, through the scheduled registry."""
+        record.meta["attempts"] = max(0, record.meta.get("attempts", 1) - 1)
+        job = record.rq_job(self.queue)
+        with self.connection.pipeline() as pipe:
+            pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))
+            self.layout.end_execution(pipe, record, started)
+            self.queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=self.settings.dead_after), pipeline=pipe)
+            pipe.execute()
+        log.warning("job delayed", extra={"job": record.id, "reason": why})
 
     def finish(self, record: JobRecord, started: Started, outcome: Outcome) -> Taken | None:
         """Record what happened; in the same round trip, take the next job unless stopping."""
@@ -219,16 +291,21 @@ class Runner(SimpleWorker):
         return self.with_retries(lambda: self.layout.scripts.retrying(finish_and_take))
 
     def with_retries(self, action: Callable[[], T]) -> T | None:
-        """A job's end is worth waiting for: retry through a short Redis outage,
-        for as long as the monitor would still leave the job to us."""
-        deadline = time.monotonic() + self.settings.dead_after
+        """A job's end is worth waiting for: retry until Redis is back, however long it is away
+        (the finish script refuses a job the monitor took back meanwhile). Only a stop request
+        gives up, after the grace period; the journal has the outcome, for whoever takes the job next."""
         delay = 0.1
+        last_said = time.monotonic()
         while True:
             try:
                 return action()
-            except redis.RedisError:
-                if time.monotonic() + delay > deadline:
+            except redis.RedisError as exc:
+                stopping_since = self.stop_requested_at
+                if stopping_since is not None and time.monotonic() - stopping_since > self.settings.stop_grace:
                     raise
+                if time.monotonic() - last_said > 10:
+                    log.warning("still waiting for redis to record a job's end", extra={"worker": self.name, "error": str(exc)})
+                    last_said = time.monotonic()
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -247,8 +324,7 @@ class Runner(SimpleWorker):
             pipe.execute()
 
     def put_back(self, record: JobRecord, started: Started) -> None:
-        """Return an interrupted job to the front of the queue, as if it had never started."""
-        record.meta["attempts"] = max(0, record.meta.get("attempts", 1) - 1)
+        """Return an interrupted job to the front of the queue: its next attempt is another runner's."""
         job = record.rq_job(self.queue)
         with self.connection.pipeline() as pipe:
             pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections import OrderedDict
@@ -28,7 +29,9 @@ from zeronode.api.errors import Refused, ServiceError, Unavailable
 from zeronode.api.jobs import JobView, Status
 from zeronode.node.authorizer import Authorizer
 from zeronode.node.identity import NodeIdentity
-from zeronode.node.queue.jobs import RUN_FUNCTION, open_queue, view
+from zeronode.node.journal import Entry, Journal
+from zeronode.node.queue.jobs import RUN_FUNCTION, RUNNER_DIED, open_queue, view
+from zeronode.node.queue.durability import DurabilityCheck, VolatileQueue
 from zeronode.node.queue.keys import NodeKeys
 from zeronode.node.queue.rq_layout import ACCEPTED, DUPLICATE, ID_IN_USE, JobTemplate, Submission
 from zeronode.node.settings import NodeSettings
@@ -79,6 +82,8 @@ class Supervisor:
         self.queue = open_queue(connection, settings.queue)
         self.keys = NodeKeys(settings.queue)
         self.guard = ReplayGuard(connection, prefix=self.keys.replay_prefix, options=settings.verify)
+        self.journal = Journal(settings.journal_path, keep_after_expiry=max(3600.0, 2 * settings.verify.skew))
+        self.durability = DurabilityCheck(connection, settings.allow_volatile_queue)  # at start, and before accepting
         self.engine = rhai.Engine(**settings.limits.engine_kwargs())  # to compile, never to run
         self._compiled: OrderedDict[str, None] = OrderedDict()
         self._compiled_lock = threading.Lock()  # requests run in FastAPI's thread pool
@@ -104,11 +109,20 @@ class Supervisor:
                 answers[index] = rejection
         if checked:
             try:
+                self.durability.ensure()
                 self._claim_and_enqueue(checked, answers)
             except redis.RedisError as exc:
                 log.error("redis unavailable", extra={"error": str(exc)})
                 for index, _ in checked:
                     answers[index] = Unavailable("the node's queue is unavailable; try again")
+            except sqlite3.Error as exc:  # the journal (a full disk, say): nothing queued without it
+                log.error("journal unavailable", extra={"error": str(exc)})
+                for index, _ in checked:
+                    answers[index] = Unavailable("the node's journal is unavailable; try again")
+            except VolatileQueue as exc:  # a Redis that came back without append-only: accept nothing it could lose
+                log.error("queue volatile", extra={"error": str(exc)})
+                for index, _ in checked:
+                    answers[index] = Unavailable(str(exc), reason="queue_volatile")
         for answer in answers:
             if isinstance(answer, ServiceError):
                 self.metrics.rejected.labels(answer.reason).inc()
@@ -148,7 +162,11 @@ class Supervisor:
                 self._compiled.popitem(last=False)
 
     def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list) -> None:
-        """One round trip: claim each envelope's id and nonce and queue its job, atomically."""
+        """The journal first (what this node ever accepted and ran, whatever Redis remembers),
+        then one round trip: claim each envelope's id and nonce and queue its job, atomically."""
+        checked = self._consult_journal(checked, answers)
+        if not checked:
+            return
         now = time.time()
         submissions = [self._submission(envelope, now) for _, envelope in checked]
         codes = self.template.accept(submissions)
@@ -172,6 +190,34 @@ class Supervisor:
                     else Refused(410, "gone", f"job {job_id} has ended and its record is no longer kept")
                 )
 
+    def _consult_journal(self, checked: list[tuple[int, Envelope]], answers: list) -> list[tuple[int, Envelope]]:
+        """Answer the envelopes this node has run already (never queued again) and the replays Redis
+        forgot; note the rest in the journal. Returns those left to queue."""
+        entries = self.journal.entries(envelope.id for _, envelope in checked)
+        to_queue: list[tuple[int, Envelope]] = []
+        ran: list[tuple[int, Entry]] = []
+        for index, envelope in checked:
+            entry = entries.get(envelope.id)
+            if entry is not None and (entry.signer, entry.nonce) != (envelope.signer, envelope.nonce):
+                answers[index] = Refused(409, "id_in_use", f"job id {envelope.id} belongs to another envelope")
+            elif entry is not None and entry.started:
+                ran.append((index, entry))
+            else:
+                to_queue.append((index, envelope))
+        replayed = self.journal.accept(
+            (envelope.id, envelope.signer, envelope.nonce, envelope.expires_at)
+            for _, envelope in to_queue if envelope.id not in entries
+        )
+        for index, envelope in to_queue:
+            if envelope.id in replayed:
+                answers[index] = Refused(409, "replayed", f"nonce {envelope.nonce} of this signer was already used")
+        if ran:  # it started once: its job as Redis has it, or as the journal does
+            jobs = Job.fetch_many([entry.id for _, entry in ran], self.connection, serializer=self.queue.serializer)
+            for (index, entry), job in zip(ran, jobs, strict=True):
+                status = view(job).status if job is not None else self.journal.status(entry)[0]
+                answers[index] = Accepted(entry.id, status, duplicate=True)
+        return [(index, envelope) for index, envelope in to_queue if envelope.id not in replayed]
+
     @functools.cached_property
     def template(self) -> JobTemplate:
         return JobTemplate(self.queue, RUN_FUNCTION)  # made on first use: Redis may be down at start
@@ -180,7 +226,7 @@ class Supervisor:
         validity = self.guard.ttl(envelope, now)
         return Submission(
             job_id=envelope.id,
-            payload=envelope.model_dump_json(),
+            payload=envelope.canonical_json().decode(),  # what was verified, in one spelling
             owner=f"{envelope.signer}:{envelope.nonce}",
             id_key=self.keys.owner(envelope.id),
             # The id stays claimed while its job's record may exist (accept.lua also checks the record).
@@ -198,7 +244,28 @@ class Supervisor:
     # -- reading: a job is its signer's, and every node admin's --------------
 
     def job(self, job_id: str, reader: str) -> JobView:
-        return view(self._fetch_for(job_id, reader))
+        """The job as Redis has it; what the journal knows when Redis forgot it, is away, or says its
+        runner died (the journal knows whether it did, and how the run ended if it did not)."""
+        try:
+            job = Job.fetch_many([job_id], self.connection, serializer=self.queue.serializer)[0]
+        except redis.RedisError:
+            entry = self.journal.entry(job_id)
+            if entry is not None and self._may_read(reader, entry.signer):
+                return self.journal.view(entry, self.node_id)
+            raise
+        found = view(job) if job is not None and self._may_read(reader, (job.meta or {}).get("signer")) else None
+        if found is not None and not (found.error and found.error.type == RUNNER_DIED):
+            return found
+        entry = self.journal.entry(job_id)
+        if entry is not None and self._may_read(reader, entry.signer):
+            if found is None or entry.ended_at is not None or self.journal.alive(entry):
+                return self.journal.view(entry, self.node_id)
+        if found is not None:
+            return found
+        raise Refused(404, "not_found", f"no job {job_id} on this node")
+
+    def _may_read(self, reader: str, signer: str | None) -> bool:
+        return reader == signer or self.authorizer.oversees_jobs(reader)
 
     def jobs(self, reader: str, status: Status | None = None, limit: int = 100) -> list[JobView]:
         """The newest jobs `reader` may read: its own, or every job for a node admin or an observer."""
@@ -219,6 +286,7 @@ class Supervisor:
             Status.FAILED: lambda: self.queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True),
             Status.TIMED_OUT: lambda: self.queue.failed_job_registry.get_job_ids(0, limit - 1, desc=True),
             Status.CANCELED: lambda: self.queue.canceled_job_registry.get_job_ids(0, limit - 1, desc=True),
+            Status.LOST: lambda: [],  # lost jobs are the ones Redis no longer lists: ask for them one by one
         }
         if status is not None:
             return list(dict.fromkeys(registries[status]()))[:limit]
@@ -231,7 +299,7 @@ class Supervisor:
         """The job, if `reader` may read and cancel it: its signer, a node admin or an observer. For anyone
         else the answer is the one a missing job gets: other tenants' job ids are not revealed."""
         job = Job.fetch_many([job_id], self.connection, serializer=self.queue.serializer)[0]
-        if job is None or (reader != (job.meta or {}).get("signer") and not self.authorizer.oversees_jobs(reader)):
+        if job is None or not self._may_read(reader, (job.meta or {}).get("signer")):
             raise Refused(404, "not_found", f"no job {job_id} on this node")
         return job
 

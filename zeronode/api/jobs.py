@@ -16,6 +16,14 @@ class Status(StrEnum):
     FAILED = "failed"
     CANCELED = "canceled"
     TIMED_OUT = "timed_out"
+    # The node's queue forgot the job (its Redis lost its data); the node's journal still knows it.
+    # Its error says which: QUEUE_LOST (it never started: sending the envelope again runs it once)
+    # or RESULT_LOST (it started: it may have run, and it never runs again).
+    LOST = "lost"
+
+
+QUEUE_LOST = "QueueLost"
+RESULT_LOST = "ResultLost"
 
 
 class ScriptError(BaseModel):

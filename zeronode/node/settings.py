@@ -31,6 +31,9 @@ class ScriptLimits(BaseModel):
     max_string_size: int = Field(4 * 1024 * 1024, gt=0)
     max_array_size: int = Field(100_000, gt=0)
     max_map_size: int = Field(10_000, gt=0)
+    max_memory: int = Field(
+        256 * 1024 * 1024, gt=0, description="bytes a script's run may hold at once, whatever it builds (rhai-py counts them)"
+    )
 
     def engine_kwargs(self) -> dict[str, int]:
         return self.model_dump()
@@ -67,6 +70,13 @@ class NodeSettings(FileSettings):
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
     dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
     stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+    runner_memory_max: int = Field(
+        2 * 1024**3, ge=0, description="bytes of address space each runner process may map (RLIMIT_AS): a script's "
+        "memory kills its own runner at worst, recorded as ResourceLimit; 0: no ceiling",
+    )
+    allow_volatile_queue: bool = Field(
+        False, description="run on a Redis without append-only persistence (a crash of it then loses accepted jobs)"
+    )
     # The identity manager (`zeronode identity`, docs/ledger.md).
     ledger_url: str | None = Field(None, description="the ledger's API, e.g. http://ledger.internal:8400")
     uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
@@ -100,6 +110,11 @@ class NodeSettings(FileSettings):
     @property
     def authorized_keys_path(self) -> Path:
         return self.authorized_keys or self.state_dir / "authorized_keys"
+
+    @property
+    def journal_path(self) -> Path:
+        """The node's journal of envelopes accepted and run (zeronode.node.journal): at most one run each."""
+        return self.state_dir / "journal.sqlite3"
 
     @property
     def rights_path(self) -> Path:

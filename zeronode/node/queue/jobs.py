@@ -24,6 +24,12 @@ from zeronode.api.jobs import JobView, ScriptError, Status
 RUN_FUNCTION = "runner.executor.run_envelope"
 OUTPUT_MAX_LINES = 1000
 OUTPUT_MAX_BYTES = 64 * 1024
+RUNNER_DIED = "RunnerDied"  # the error of a job whose runner died while running it, no retries left
+RESOURCE_LIMIT = "ResourceLimit"  # the error of a run stopped for what it held (memory, depth), not for what it did
+# Errors a retry cannot fix (and re-running a script that outgrew its limits only hits them again).
+NOT_RETRIED = frozenset(
+    {"SignatureInvalid", "Expired", "WrongJob", "WrongNode", "NotAuthorized", "PolicyNotMet", "UnreadableJob", "Replayed", RESOURCE_LIMIT}
+)
 
 
 def open_queue(connection: redis.Redis, name: str) -> Queue:
@@ -61,7 +67,7 @@ def view(job: Job) -> JobView:
     abandoned = job.get_status(refresh=False) == JobStatus.FAILED and outcome is None
     error = outcome.error if outcome else None
     if abandoned:  # failed by the monitor: its runner died and no retries were left
-        error = ScriptError(type="RunnerDied", message="the runner died while running the job and no retries were left")
+        error = ScriptError(type=RUNNER_DIED, message="the runner died while running the job and no retries were left")
     return JobView(
         id=job.id,
         status=status_of(job, outcome),
