@@ -4,6 +4,17 @@ The parent starts the runners, starts a fresh one whenever one dies, and runs
 the monitor. On SIGTERM or SIGINT it passes the signal on; each runner finishes
 its current job (or, after the grace period, puts it back on the queue) and
 exits. Runners that are still alive after the grace period are killed.
+
+Each runner may map at most `runner_memory_max` bytes (a soft RLIMIT_AS), so a
+script's memory ends its own runner at worst, never another process. Past the
+ceiling, the Rhai engine's allocation fails and Rust aborts the process
+(SIGABRT); Python's own allocations raise MemoryError, on which the runner
+exits at once with MEMORY_EXIT (86). Either way the pool fails the job that
+runner was running as `ResourceLimit`, without a retry (running a memory bomb
+again only ends another runner), and starts a new runner. A runner that dies
+otherwise (SIGKILL: an operator's kill -9, the kernel's OOM killer) is the
+monitor's to recover: its job is retried while retries are left, or fails as
+`RunnerDied`.
 """
 
 from __future__ import annotations
@@ -11,24 +22,47 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import resource
 import signal
+import sqlite3
 import time
 from typing import Any
 
 import redis
+from rq import Queue
 
 from runner.executor import Executor
 from runner.monitor import MONITOR_INTERVAL, Monitor
-from runner.worker import Runner
+from runner.worker import MEMORY_EXIT, Runner
 from sal.registry import NodeSals
 from zeronode import logs
+from zeronode.api.jobs import ScriptError, Status
 from zeronode.node.authorizer import node_authorizer
 from zeronode.node.identity import node_identity
+from zeronode.node.journal import Journal
 from zeronode.node.process import die_with_parent
-from zeronode.node.queue.jobs import open_queue
+from zeronode.node.queue.jobs import RESOURCE_LIMIT, Outcome, open_queue
+from zeronode.node.queue.rq_layout import Layout, started_by
 from zeronode.node.settings import NodeSettings
 
 log = logging.getLogger("zeronode.runner")
+
+
+
+def runner_name(pid: int, index: int) -> str:
+    """A pool's runner's name (its rq worker's): host, process id, index in the pool."""
+    return f"{os.uname().nodename}.{pid}.{index}"
+
+
+def limit_memory(ceiling: int) -> None:
+    """Let this process map at most `ceiling` bytes (0: no ceiling), and write no core dump when it aborts
+    there (a memory bomb would leave one of `ceiling` bytes each time). Soft limits: what the runner
+    starts to outlive it may lift them (scripts/zeronode-vmm does, for a VM's memory); a script cannot."""
+    if ceiling <= 0:
+        return
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling if hard == resource.RLIM_INFINITY else min(ceiling, hard), hard))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
 
 def connect(settings: NodeSettings) -> redis.Redis:
@@ -53,7 +87,49 @@ def _child(settings_data: dict[str, Any], index: int, parent_pid: int) -> None:
     logs.setup()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     settings = NodeSettings.model_validate(settings_data)
-    run_runner(settings, name=f"{os.uname().nodename}.{os.getpid()}.{index}")
+    limit_memory(settings.runner_memory_max)
+    try:
+        run_runner(settings, name=runner_name(os.getpid(), index))
+    except MemoryError:  # in the runner's own work, not a script's: its job, if any, is still the pool's to fail
+        os._exit(MEMORY_EXIT)
+
+
+def died_of_memory(exitcode: int | None) -> str | None:
+    """How a runner that exited with `exitcode` ran out of memory under its ceiling, or None if it did not."""
+    if exitcode == -signal.SIGABRT:
+        return "an allocation failed and the runner aborted (SIGABRT)"
+    if exitcode == MEMORY_EXIT:
+        return f"Python ran out of memory (MemoryError; the runner exited with {MEMORY_EXIT})"
+    return None
+
+
+def fail_for_memory(queue: Queue, journal: Journal, worker_name: str, settings: NodeSettings, how: str) -> list[str]:
+    """Fail each job the dead runner `worker_name` was running as ResourceLimit, with no retry: the runner's
+    own finish (zeronode.node.queue.rq_layout), so only a job still started by that runner, and never one
+    the monitor took back meanwhile. The ids of the jobs failed."""
+    layout = Layout(queue, worker_name)
+    ceiling = (f"runner_memory_max = {settings.runner_memory_max / 1024**2:.0f} MiB" if settings.runner_memory_max
+               else "the machine's: runner_memory_max = 0")
+    message = f"the script took its runner past its memory ceiling ({ceiling}): {how}; not retried"
+    failed = []
+    for record, started in started_by(queue, worker_name):
+        outcome = Outcome(
+            status=Status.FAILED, error=ScriptError(type=RESOURCE_LIMIT, message=message),
+            duration=round(max(0.0, time.time() - started.at.timestamp()), 6), attempt=record.meta.get("attempts", 1),
+        )
+        record.meta["outcome"] = outcome.model_dump(mode="json")
+
+        def finish(record=record, started=started) -> int:
+            with queue.connection.pipeline(transaction=False) as pipe:
+                layout.finish_failure(pipe, record, started, message, record.failure_ttl or settings.result_ttl)
+                return pipe.execute()[0]
+
+        journal.end_abandoned(record.id, outcome)  # so that a Redis that forgets still knows how it ended
+        if layout.scripts.retrying(finish):
+            failed.append(record.id)
+            log.warning("job failed: its script took the runner past its memory ceiling",
+                        extra={"job": record.id, "worker": worker_name, "error": RESOURCE_LIMIT})
+    return failed
 
 
 class Pool:
@@ -83,20 +159,42 @@ class Pool:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        monitor = Monitor(open_queue(connect(self.settings), self.settings.queue), self.settings.dead_after)
+        self.queue = open_queue(connect(self.settings), self.settings.queue)
+        self.journal = Journal(self.settings.journal_path)
+        monitor = Monitor(self.queue, self.settings.dead_after)
         for index in range(self.size):
             self._start(index)
         while not self.stopping:
+            # Dead runners before the monitor: the job of a runner its script's memory ended is the pool's
+            # to fail, before a monitor would recover it as a dead runner's (once its heartbeat expires).
+            for index, process in list(self.processes.items()):
+                if not process.is_alive() and not self.stopping:
+                    self._runner_died(index, process)
+                    self._start(index)
             try:
                 monitor.tick()
             except redis.RedisError as exc:
+                monitor.redis_lost()
                 log.warning("monitor could not reach redis", extra={"error": str(exc)})
-            for index, process in list(self.processes.items()):
-                if not process.is_alive() and not self.stopping:
-                    log.warning("runner process died", extra={"index": index, "exitcode": process.exitcode})
-                    self._start(index)
             time.sleep(MONITOR_INTERVAL)
         self._shutdown()
+
+    def _runner_died(self, index: int, process: multiprocessing.process.BaseProcess) -> None:
+        how = died_of_memory(process.exitcode)
+        log.warning("runner process died", extra={"index": index, "pid": process.pid, "exitcode": process.exitcode,
+                                                  "out_of_memory": how is not None})
+        if how is None:
+            return  # the monitor recovers its job, if it had one
+        name = runner_name(process.pid, index)
+        try:
+            failed = fail_for_memory(self.queue, self.journal, name, self.settings, how)
+        except (redis.RedisError, sqlite3.Error) as exc:
+            log.warning("could not fail the job of a runner out of memory; the monitor recovers it as a dead runner's",
+                        extra={"worker": name, "error": str(exc)})
+            return
+        if not failed:
+            log.warning("a runner ran out of memory outside a job: is runner_memory_max too low for a runner?",
+                        extra={"worker": name, "runner_memory_max": self.settings.runner_memory_max})
 
     def _shutdown(self) -> None:
         for process in self.processes.values():

@@ -20,7 +20,7 @@ import zlib
 from base64 import b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TypeVar
 from uuid import uuid4
@@ -276,3 +276,38 @@ class Layout:
         pipe.zrem(self.wip_key, composite)
         pipe.zrem(self.executions_prefix + record.id, started.execution_id)
         pipe.srem(self.worker_executions_key, composite)
+
+
+def started_by(queue: Queue, worker_name: str) -> list[tuple[JobRecord, Started]]:
+    """The jobs the runner `worker_name` started and has not finished: what a runner that died left
+    started. Read from the started registry, keeping each entry whose execution is that runner's (its
+    executions set, which take.lua writes, or the execution's worker_name). Ending one goes through
+    Layout(queue, worker_name).finish_failure as a runner's own finish does, so it ends the job only
+    if its execution is still in the started registry (the monitor did not take it back meanwhile)."""
+    connection = queue.connection
+    wip_key = StartedJobRegistry.key_template.format(queue.name)
+    composites = [as_text(entry) for entry in connection.zrange(wip_key, 0, -1)]
+    if not composites:
+        return []
+    pairs = [composite.rpartition(":")[::2] for composite in composites]  # (job id, execution id)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.smembers(WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name))
+        for job_id, execution_id in pairs:
+            pipe.hmget(execution_key(job_id, execution_id), "worker_name", "created_at")
+            pipe.hmget(Job.key_for(job_id), "data", "meta", "result_ttl", "failure_ttl", "retries_left")
+        replies = pipe.execute()
+    own = {as_text(member) for member in replies[0]}
+    found = []
+    for index, (composite, (job_id, execution_id)) in enumerate(zip(composites, pairs, strict=True)):
+        (worker, created), values = replies[1 + 2 * index], replies[2 + 2 * index]
+        if composite not in own and (worker is None or as_text(worker) != worker_name):
+            continue
+        if values[0] is None:  # the job's record is gone
+            continue
+        at = datetime.fromtimestamp(float(created), tz=UTC) if created else now()
+        try:
+            record = JobRecord.from_fields(job_id, values, queue.serializer)
+        except (ValueError, TypeError, KeyError, IndexError, zlib.error):
+            record = JobRecord.unreadable(job_id)
+        found.append((record, Started(execution_id, at)))
+    return found
