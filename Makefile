@@ -5,8 +5,9 @@
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
-RHAI_SOURCES := $(shell find rhai-py/src rhai-py/python -name '*.rs' -o -name '*.py' -o -name '*.pyi') \
-                rhai-py/Cargo.toml rhai-py/Cargo.lock rhai-py/pyproject.toml
+# rhai-py/vendor/rhai: Rhai with rhai-py's patch (rhai-py/vendor/README.md).
+RHAI_SOURCES := $(shell find rhai-py/src rhai-py/python rhai-py/vendor -name '*.rs' -o -name '*.py' -o -name '*.pyi') \
+                rhai-py/Cargo.toml rhai-py/Cargo.lock rhai-py/pyproject.toml rhai-py/vendor/rhai.patch
 
 .PHONY: install test demo bench clean
 

@@ -3,6 +3,9 @@
 //! int <-> INT (i64), float <-> FLOAT (f64), bool, str, None <-> (),
 //! list/tuple -> array -> list, dict (str keys) <-> object map, bytes <-> BLOB.
 //!
+//! A function pointer becomes its name, or `[name, *curried]` when it carries
+//! arguments; a shared value (a closure's captured variable), what it holds.
+//!
 //! Rhai -> Python goes through serde (pythonize), which is exact. Python ->
 //! Rhai is written out here because serde's path would quietly turn an int
 //! beyond 64 bits into a float; this one refuses it instead.
@@ -12,9 +15,19 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rhai::{Array, Dynamic, Map, Scope};
 
-use crate::limits::MAX_VALUE_DEPTH;
+use crate::limits::{within_depth, MAX_VALUE_DEPTH};
 
 pub fn to_python<'py>(py: Python<'py>, value: &Dynamic) -> PyResult<Bound<'py, PyAny>> {
+    // serde's walk (and pythonize's) recurses: bound it first. Script values can
+    // be deeper than any limit counts, through closures capturing closures.
+    if !within_depth(value) {
+        return Err(PyValueError::new_err(format!("value nested deeper than {MAX_VALUE_DEPTH} levels")));
+    }
+    to_python_within_depth(py, value)
+}
+
+/// `to_python` for a value already known to be `within_depth` (a checked result).
+pub fn to_python_within_depth<'py>(py: Python<'py>, value: &Dynamic) -> PyResult<Bound<'py, PyAny>> {
     pythonize::pythonize(py, value)
         .map_err(|err| PyValueError::new_err(format!("cannot convert Rhai value to Python: {err}")))
 }

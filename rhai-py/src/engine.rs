@@ -15,9 +15,10 @@ use rhai::module_resolvers::DummyModuleResolver;
 use rhai::Dynamic;
 
 use crate::callback;
-use crate::convert::{scope_from_dict, to_python};
+use crate::convert::{scope_from_dict, to_python_within_depth};
 use crate::errors;
 use crate::limits::Limits;
+use crate::memory;
 use crate::run_context::{self, CancelToken, RunContext};
 
 /// A compiled script: immutable, reusable, safe to share between threads.
@@ -86,6 +87,8 @@ impl Engine {
         max_variables = None,
         max_functions = None,
         max_modules = None,
+        max_memory = None,
+        max_value_depth = None,
         timeout = None,
         on_print = None,
         on_debug = None,
@@ -102,6 +105,8 @@ impl Engine {
         max_variables: Option<usize>,
         max_functions: Option<usize>,
         max_modules: Option<usize>,
+        max_memory: Option<usize>,
+        max_value_depth: Option<usize>,
         timeout: Option<f64>,
         on_print: Option<Py<PyAny>>,
         on_debug: Option<Py<PyAny>>,
@@ -118,6 +123,8 @@ impl Engine {
             max_variables: max_variables.unwrap_or(d.max_variables),
             max_functions: max_functions.unwrap_or(d.max_functions),
             max_modules: max_modules.unwrap_or(d.max_modules),
+            max_memory: max_memory.unwrap_or(d.max_memory),
+            max_value_depth: max_value_depth.unwrap_or(d.max_value_depth),
         };
         limits.validate()?;
 
@@ -183,19 +190,27 @@ impl Engine {
             on_debug: on_debug.or_else(|| self.on_debug.as_ref().map(|cb| cb.clone_ref(py))),
             pending: None,
         });
-        let outcome = py.detach(|| {
+        let (outcome, over_budget) = py.detach(|| {
             let engine = self.engine.read().unwrap_or_else(PoisonError::into_inner);
-            catch_unwind(AssertUnwindSafe(|| engine.eval_ast_with_scope::<Dynamic>(&mut rhai_scope, &ast)))
+            let budget = memory::Budget::start(self.limits.max_memory);
+            let outcome =
+                catch_unwind(AssertUnwindSafe(|| engine.eval_ast_with_scope::<Dynamic>(&mut rhai_scope, &ast)));
+            // The last operations may have allocated after the last check.
+            let over_budget = memory::over_budget();
+            drop(budget);
+            (outcome, over_budget)
         });
         let pending = entered.take_pending();
         drop(entered);
 
         match outcome {
+            Ok(Ok(_)) if over_budget => Err(errors::over_budget(py, source_name.as_deref())),
             Ok(Ok(value)) => match pending {
                 // An output callback failed on the script's last operations.
                 Some(err) => Err(err),
                 None => match self.limits.check_result(&value) {
-                    Ok(()) => to_python(py, &value),
+                    // check_result bounds the depth too.
+                    Ok(()) => to_python_within_depth(py, &value),
                     Err(limit) => Err(errors::result_too_large(py, limit, source_name.as_deref())),
                 },
             },

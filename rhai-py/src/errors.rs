@@ -72,7 +72,9 @@ fn parse_limit(error: &ParseErrorType) -> Option<&'static str> {
 /// Rhai names the oversized thing in words ("Length of string", "Size of array/BLOB", ...).
 fn data_limit(what: &str) -> &'static str {
     let what = what.to_ascii_lowercase();
-    if what.contains("string") {
+    if what.contains("depth") {
+        "max_value_depth"
+    } else if what.contains("string") {
         "max_string_size"
     } else if what.contains("map") {
         "max_map_size"
@@ -136,6 +138,7 @@ fn error_from_leaf(
                 located("script timed out".into()).raise(&py.get_type::<Timeout>(), Some("timeout"))
             }
             Some(Stop::Cancelled) => located("script cancelled".into()).raise(&py.get_type::<Cancelled>(), None),
+            Some(Stop::Memory) => limit("max_memory", MEMORY_MESSAGE.into()),
             Some(Stop::PythonError) | None => match pending {
                 Some(err) => err,
                 None => located(leaf.to_string()).raise(&py.get_type::<EvalError>(), None),
@@ -170,6 +173,14 @@ fn error_from_leaf(
 pub fn result_too_large(py: Python<'_>, limit: &str, source_name: Option<&str>) -> PyErr {
     let message = format!("the script's result exceeds {limit}");
     Located { message, position: Position::NONE, source_name }.raise(&py.get_type::<LimitError>(), Some(limit))
+}
+
+const MEMORY_MESSAGE: &str = "script exceeded max_memory (it held too many bytes at once)";
+
+/// The script ended holding more than `max_memory` (after the last check).
+pub fn over_budget(py: Python<'_>, source_name: Option<&str>) -> PyErr {
+    let located = Located { message: MEMORY_MESSAGE.into(), position: Position::NONE, source_name };
+    located.raise(&py.get_type::<LimitError>(), Some("max_memory"))
 }
 
 /// A Rust panic, caught before it could unwind into Python.

@@ -2,7 +2,8 @@
 //!
 //! One file per concern: `engine` (Engine, AST), `convert` (values both ways),
 //! `callback` (Python functions callable from scripts), `run_context`
-//! (timeouts, cancellation, output), `limits`, `errors`.
+//! (timeouts, cancellation, output), `limits`, `memory` (the allocator that
+//! counts what a script holds), `errors`.
 
 use pyo3::prelude::*;
 
@@ -11,6 +12,7 @@ mod convert;
 mod engine;
 mod errors;
 mod limits;
+mod memory;
 mod run_context;
 
 #[pymodule]

@@ -22,6 +22,8 @@ use rhai::{Dynamic, EvalAltResult, Position, FLOAT, INT};
 pub enum Stop {
     Timeout,
     Cancelled,
+    /// The script held more memory than `max_memory` allows.
+    Memory,
     /// A Python exception is waiting in `RunContext::pending` (a failing
     /// output callback, or Ctrl-C seen by the signal check).
     PythonError,
@@ -141,7 +143,14 @@ fn interrupted() -> bool {
 }
 
 /// Rhai's progress hook: returning `Some` terminates the script.
+///
+/// Memory is checked on every operation (one thread-local read): a single
+/// operation can allocate up to `max_string_size` or so, and 256 of them
+/// would overshoot the budget by far more than it is worth saving.
 pub fn on_progress(operations: u64) -> Option<Dynamic> {
+    if crate::memory::over_budget() {
+        return Some(Dynamic::from(Stop::Memory));
+    }
     if operations % CHECK_EVERY != 1 {
         return None;
     }

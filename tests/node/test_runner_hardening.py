@@ -85,3 +85,23 @@ def test_a_second_sigterm_does_not_kill_a_busy_runner(node):
     assert runner.wait(30) == 0
     job = node.job(envelope.id)
     assert (job.status, job.result) == ("finished", "done")
+
+
+# A string near max_string_size, curried into 700 function pointers: 1.47 GiB of a runner before
+# rhai-py counted what scripts hold; and pointers curried 100,000 deep, which crashed a runner on drop.
+CURRY_BOMB = 'let s = "x"; for i in 0..21 { s += s; } fn f(x) { x } let a = []; for i in 0..700 { a.push(Fn("f").curry(s + i)); } a.len'
+DEEP_CURRY = 'fn f(x) { x } let p = Fn("f"); for i in 0..100000 { p = Fn("f").curry(p); } 1'
+
+
+def test_scripts_that_outgrow_the_default_limits_fail_as_resource_limit_and_the_runner_goes_on(node):
+    pool = node.pool(1)
+    runner = pool.runner_pids()[0]
+    for script in (CURRY_BOMB, DEEP_CURRY):
+        envelope = node.sign(script, retries=2)  # retries left, and still not retried: it would only fail again
+        node.post(envelope)
+        job = node.wait(envelope.id, timeout=60)
+        assert (job.status, job.error.type, job.attempts) == ("failed", "ResourceLimit", 1), job.error
+    follow_up = node.sign("6 * 7")
+    node.post(follow_up)
+    assert node.wait(follow_up.id).result == 42
+    assert pool.runner_pids() == [runner]  # the same runner throughout: refused, never crashed

@@ -22,6 +22,8 @@ def test_every_limit_is_bounded_by_default():
         "max_variables",
         "max_functions",
         "max_modules",
+        "max_memory",
+        "max_value_depth",
     }
     assert all(0 < value < 2**32 for value in limits.values())
 
@@ -33,7 +35,9 @@ def test_limits_are_configurable():
     assert engine.timeout == 2.5
 
 
-@pytest.mark.parametrize("name", ["max_operations", "max_call_levels", "max_string_size", "max_modules"])
+@pytest.mark.parametrize(
+    "name", ["max_operations", "max_call_levels", "max_string_size", "max_modules", "max_memory", "max_value_depth"]
+)
 def test_zero_would_mean_unlimited_and_is_refused(name):
     with pytest.raises(ValueError, match=name):
         rhai.Engine(**{name: 0})
@@ -73,6 +77,9 @@ RUNTIME_LIMITS = [
     ({"max_array_size": 100}, "blob(1000)", "max_array_size"),
     ({"max_map_size": 3}, "let m = #{a: 1}; m.b = 2; m.c = 3; m.d = 4; m.e = 5;", "max_map_size"),
     ({"max_variables": 3}, "let a = 1; let b = 2; let c = 3; let d = 4;", "max_variables"),
+    ({"max_value_depth": 10}, "let a = [];\nloop { a = [a]; }", "max_value_depth"),
+    ({"max_value_depth": 10}, 'fn f(x) { x }\nlet p = Fn("f");\nloop { p = Fn("f").curry(p); }', "max_value_depth"),
+    ({"max_memory": 2**20}, "let a = [];\nloop { a.push(`item ${a.len()}`); }", "max_memory"),
 ]
 COMPILE_TIME_LIMITS = [
     ({"max_expr_depth": 10}, "(" * 20 + "1" + ")" * 20, "max_expr_depth"),
@@ -110,8 +117,22 @@ def test_oversized_result_caught_even_where_rhai_does_not_check():
 
 
 def test_too_deeply_nested_result_refused():
+    # Built within max_value_depth, but deeper than a value may cross into Python.
     script = "let a = []; for i in 0..300 { a = [a] } a"
     with pytest.raises(rhai.LimitError) as info:
-        rhai.Engine().eval(script)
+        rhai.Engine(max_value_depth=1000).eval(script)
     assert info.value.limit == "result_depth"
     assert rhai.Engine().eval(script.replace("300", "100")) is not None
+
+
+def test_closures_nest_through_captured_variables_and_are_refused_as_results():
+    # Each closure captures the previous one: no limit on building, but no crossing either.
+    chain = "let p = 0; for i in 0..1000 { let q = p; p = || q; } p"
+    with pytest.raises(rhai.LimitError) as info:
+        rhai.Engine().eval(chain)
+    assert info.value.limit == "result_depth"
+    # A closure that captured itself is a cycle: infinitely deep, refused the same way.
+    with pytest.raises(rhai.LimitError) as info:
+        rhai.Engine().eval("let f = 0; f = || f; f")
+    assert info.value.limit == "result_depth"
+    assert rhai.Engine().eval('fn g(x) { x } Fn("g").curry([1, 2]).curry(#{a: "x"})') == ["g", [1, 2], {"a": "x"}]

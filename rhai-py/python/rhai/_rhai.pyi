@@ -33,7 +33,9 @@ class LimitError(RhaiError):
     limit: str
     """Which one: max_operations, max_call_levels, max_expr_depth, max_string_size,
     max_array_size, max_map_size, max_variables, max_functions, max_modules, timeout,
-    or result_depth (a returned value nested deeper than 256 levels)."""
+    max_memory (the script held more bytes at once than allowed), max_value_depth
+    (it nested a value deeper than allowed), or result_depth (a returned value nested
+    deeper than 256 levels, counting closures' captured values)."""
 
 class Timeout(LimitError):
     """The script ran longer than its timeout."""
@@ -68,12 +70,16 @@ class Engine:
         max_variables: int | None = None,
         max_functions: int | None = None,
         max_modules: int | None = None,
+        max_memory: int | None = None,
+        max_value_depth: int | None = None,
         timeout: float | None = None,
         on_print: Callable[[str], object] | None = None,
         on_debug: Callable[[str, int | None], object] | None = None,
     ) -> None:
         """Every limit is bounded by default (see `limits`); 0 is refused.
-        `timeout` is the default wall-clock limit in seconds for `eval`.
+        `max_memory` is the bytes one `eval` may hold at once (default 256 MiB), counted
+        at the allocator; `max_value_depth` how deeply a value may nest (default 256, at
+        most 1024). `timeout` is the default wall-clock limit in seconds for `eval`.
         Without `on_print`/`on_debug`, output goes to the `rhai` logger."""
 
     @property
