@@ -249,12 +249,7 @@ class Runner(SimpleWorker):
     def delay(self, record: JobRecord, started: Started, why: str) -> None:
         """Leave a job for later, as if this runner had never taken it: back in a while, through the scheduled registry."""
         record.meta["attempts"] = max(0, record.meta.get("attempts", 1) - 1)
-        job = record.rq_job(self.queue)
-        with self.connection.pipeline() as pipe:
-            pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))
-            self.layout.end_execution(pipe, record, started)
-            self.queue.schedule_job(job, datetime.now(timezone.utc) + timedelta(seconds=self.settings.dead_after), pipeline=pipe)
-            pipe.execute()
+        self.requeue(record, started, at=datetime.now(timezone.utc) + timedelta(seconds=self.settings.dead_after))
         log.warning("job delayed", extra={"job": record.id, "reason": why})
 
     def finish(self, record: JobRecord, started: Started, outcome: Outcome) -> Taken | None:
@@ -325,13 +320,20 @@ class Runner(SimpleWorker):
 
     def put_back(self, record: JobRecord, started: Started) -> None:
         """Return an interrupted job to the front of the queue: its next attempt is another runner's."""
+        self.requeue(record, started)
+        log.info("job put back", extra={"job": record.id, "reason": "runner stopping"})
+
+    def requeue(self, record: JobRecord, started: Started, at: datetime | None = None) -> None:
+        """End this runner's execution of a job and queue it again: at the front, or from `at` on."""
         job = record.rq_job(self.queue)
         with self.connection.pipeline() as pipe:
             pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))
             self.layout.end_execution(pipe, record, started)
-            self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            if at is None:
+                self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            else:
+                self.queue.schedule_job(job, at, pipeline=pipe)
             pipe.execute()
-        log.info("job put back", extra={"job": record.id, "reason": "runner stopping"})
 
     # -- the watcher thread --------------------------------------------------
 

@@ -3,8 +3,10 @@ and a supervisor refuses to start on one that is not (zeronode.node.queue.durabi
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -174,25 +176,32 @@ def test_the_tests_node_runs_on_append_only_as_production_does(node):
 # -- every Redis zeronode starts or documents ------------------------------------------------------
 
 
+@contextlib.contextmanager
+def redis_on_config(config: Path, directory: Path) -> Iterator[redis.Redis]:
+    """redis-server on `config` as it is (a typo would keep the node's Redis from starting), on a socket in `directory`."""
+    socket = directory / "redis.sock"
+    process = subprocess.Popen(
+        [shutil.which("redis-server"), str(config), "--port", "0", "--unixsocket", str(socket), "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        client = client_of(socket)
+        wait_until(client.ping, 10, f"redis-server on {config.name}", interval=0.02, process=process,
+                   ignoring=(redis.ConnectionError, FileNotFoundError))
+        yield client
+    finally:
+        stop(process, 10)
+
+
 def test_the_shipped_redis_config_is_append_only_and_redis_runs_it(short_dir):
     settings = conf_settings(SHIPPED)
     assert settings["appendonly"] == "yes"
     assert settings["appendfsync"] in ("everysec", "always")
     assert settings["maxmemory-policy"] == "noeviction"
     # redis-server takes the file as it is (a typo would keep the node's Redis from starting).
-    socket = short_dir / "redis.sock"
-    process = subprocess.Popen(
-        [shutil.which("redis-server"), str(SHIPPED), "--port", "0", "--unixsocket", str(socket), "--dir", str(short_dir)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = client_of(socket)
-        wait_until(client.ping, 10, "redis-server on the shipped config", interval=0.02, process=process,
-                   ignoring=(redis.ConnectionError, FileNotFoundError))
+    with redis_on_config(SHIPPED, short_dir) as client:
         assert queue_persistence(client) == "aof"
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
-    finally:
-        stop(process, 10)
 
 
 def test_zeronode_up_and_the_tests_redis_run_the_shipped_durability():
@@ -215,16 +224,6 @@ def test_the_install_helper_makes_debians_redis_conf_append_only(tmp_path, short
     assert lines[-1] == f"include {tmp_path / 'zeronode.conf'}"  # last: its values win
     assert main.read_text().count("include ") == 1
     # Redis on that file is append-only.
-    socket = short_dir / "redis.sock"
-    process = subprocess.Popen(
-        [shutil.which("redis-server"), str(main), "--port", "0", "--unixsocket", str(socket), "--dir", str(short_dir)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = client_of(socket)
-        wait_until(client.ping, 10, "redis-server on the installed config", interval=0.02, process=process,
-                   ignoring=(redis.ConnectionError, FileNotFoundError))
+    with redis_on_config(main, short_dir) as client:
         assert queue_persistence(client) == "aof"
-    finally:
-        stop(process, 10)
 
