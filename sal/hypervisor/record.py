@@ -32,6 +32,7 @@ from typing import Any
 from sal.errors import SalError
 from sal.hypervisor.base import VmNotFound
 from sal.hypervisor.spec import VmSpec
+from zeronode.files import write_atomic
 
 FORMAT = 2
 READS = (1, 2)
@@ -64,10 +65,7 @@ class VmRecord:
 
     def save(self, vm_dir: Path) -> None:
         """Write it whole or not at all: a reader never sees half a record."""
-        path = vm_dir / RECORD
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.as_json(), indent=2))
-        temporary.replace(path)
+        write_atomic(vm_dir / RECORD, json.dumps(self.as_json(), indent=2))
 
     @classmethod
     def load(cls, vm_dir: Path) -> VmRecord:

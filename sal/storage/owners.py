@@ -32,13 +32,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sal.storage.base import StorageError, check_name
+from zeronode.files import write_atomic
 
 DIRECTORY = ".owners"
 LOCK = ".lock"
@@ -97,25 +96,7 @@ class Owners:
     def _write(self, volume: str, record: dict) -> None:
         path = self._path(volume)
         self.directory.mkdir(mode=0o700, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # 0600
-        try:
-            with os.fdopen(descriptor, "w") as file:
-                json.dump({"format": FORMAT, "volume": volume, **record}, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        self._sync_directory()  # the rename itself survives a crash
-
-    def _sync_directory(self) -> None:
-        descriptor = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        write_atomic(path, json.dumps({"format": FORMAT, "volume": volume, **record}))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:

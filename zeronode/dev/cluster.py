@@ -41,6 +41,7 @@ from sal.tenancy import OPERATOR
 from zeronode.api.ledger import NewUser
 from zeronode.client.ledger import LedgerClient
 from zeronode.errors import ZeronodeError
+from zeronode.files import write_atomic
 from zeronode.node.process import die_with_parent
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
@@ -219,7 +220,8 @@ class LocalCluster:
                                            else ["observer"], farms=[FARM], sequence=sequence))
 
     def _write_description(self) -> None:
-        (self.state_dir / "cluster.json").write_text(json.dumps(self.describe(), indent=2))
+        # Atomic: tests and scripts read it while `up` rewrites it after a restart.
+        write_atomic(self.state_dir / "cluster.json", json.dumps(self.describe(), indent=2))
 
     def describe(self) -> dict:
         """Where everything is: what cluster.json in the state dir holds, for scripts and tests."""

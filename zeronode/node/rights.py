@@ -12,8 +12,6 @@ fetched, so whoever reads it knows how stale it is.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from pydantic import ValidationError
 
 from zeronode.api.rights import NodeRights
 from zeronode.errors import ZeronodeError
+from zeronode.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -37,16 +36,7 @@ def save(path: Path, snapshot: RightsSnapshot) -> None:
     """Write the snapshot atomically (a reader sees the old file or the new one), mode 0600."""
     body = json.dumps({"fetched_at": snapshot.fetched_at, "rights": snapshot.rights.model_dump(mode="json")})
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".rights-", suffix=".json")  # 0600
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(body)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, body)
 
 
 def load(path: Path) -> RightsSnapshot:

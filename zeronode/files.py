@@ -1,0 +1,42 @@
+"""Files written whole or not at all.
+
+A reader (another process, or this one after a crash) sees the old file or the
+new one, never half of one: the bytes go to a temporary file in the same
+folder, created 0600, are fsynced, and take the name in one rename, which is
+itself fsynced with its folder so it survives a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically and durably; the file ends with `mode`."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            if mode != 0o600:
+                os.fchmod(file.fileno(), mode)
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make the names in `directory` (a rename, a new file) survive a crash."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
