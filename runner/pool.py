@@ -57,7 +57,7 @@ def runner_name(pid: int, index: int) -> str:
 def limit_memory(ceiling: int) -> None:
     """Let this process map at most `ceiling` bytes (0: no ceiling), and write no core dump when it aborts
     there (a memory bomb would leave one of `ceiling` bytes each time). Soft limits: what the runner
-    starts to outlive it may lift them (scripts/zeronode-vmm does, for a VM's memory); a script cannot."""
+    starts to outlive it may lift them (a VMM's executor does, for its guest's memory); a script cannot."""
     if ceiling <= 0:
         return
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]

@@ -32,6 +32,8 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── VolatileQueue                 zeronode.node.queue.durability: the node's Redis is not append-only, and that is not allowed
     ├── AlreadyRunning                zeronode.identity_manager.lock: another identity manager reports for this node
     ├── ClusterError                  zeronode.dev.cluster: `zeronode up` could not start
+    ├── GuestBuildError               zeronode.dev.guest: the tiny test guest could not be built (apt, cpio)
+    ├── LoopStorageError              zeronode.dev.loop_storage: `zeronode up`'s loop-mounted btrfs failed
     ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger
     ├── BadAnswer                     coord.supervisors: a supervisor's answer coord does not read (too large, not its shape)
     └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
@@ -50,11 +52,13 @@ tests/test_architecture.py holds it to the code in both directions.
         ├── InvalidVmName
         └── HypervisorError           sal.hypervisor.base: the VMM refused or failed (status, messages)
             ├── VmmUnreachable
+            │   └── VmmExiting        the guest powered off and its VMM is on its way out: a stopped VM
             ├── VmNotCreated
             ├── InvalidVmState
             ├── InvalidVmConfig
             ├── DeviceConflict
-            └── VmmFailure
+            ├── VmmFailure
+            └── Unsupported           the driver lacks that feature (its fingerprint does not list it)
 
 Foreign errors become these where they enter, each kind in one table:
 
@@ -65,7 +69,8 @@ Foreign errors become these where they enter, each kind in one table:
 | redis, SQLAlchemy errors inside a service        | HTTP 503 with a reason                    | zeronode.api.handlers.FOREIGN |
 | pydantic validation errors                       | 422 malformed / VerificationError         | zeronode.api.bodies.parse_body, zeronode.protocol.envelope |
 | btrfsutil errors, `btrfs` exit codes             | StorageError                              | sal.storage.drivers.btrfs |
-| cloud-hypervisor's HTTP statuses                 | the HypervisorError family                | sal.hypervisor.drivers.cloud_hypervisor.client (ERRORS) |
+| cloud-hypervisor's HTTP statuses and messages    | the HypervisorError family                | sal.hypervisor.drivers.cloud_hypervisor.client (ERRORS, MESSAGES) |
+| QEMU's QMP errors (qemu.qmp)                     | the HypervisorError family                | sal.hypervisor.drivers.qemu.monitor (ERRORS) |
 | mycelium's HTTP statuses                         | the NetworkError family                   | sal.network.drivers.mycelium |
 | Rhai's errors                                    | a job's ScriptError                       | runner.executor.script_error |
 

@@ -2,7 +2,10 @@
 
 The same code talks to the real VMM and to the simulator beside it. Each
 method is one endpoint; an error answer becomes the exception named after what
-went wrong (sal.hypervisor.base), carrying the VMM's own messages.
+went wrong (sal.hypervisor.base), carrying the VMM's own messages: by its
+status (ERRORS) where that says it, else, for a 500, by its messages
+(MESSAGES): the real VMM answers 500 to most refusals, wrong states included,
+and never 405 (../shared/specs/README.md, "cloud-hypervisor v53.0 as measured").
 
     vmm = HypervisorClient("/var/lib/zeronode/vms/web1/api.sock")
     vmm.create(VmSpec(kernel="/images/vmlinux", vcpus=2, memory_mib=1024))
@@ -12,6 +15,7 @@ went wrong (sal.hypervisor.base), carrying the VMM's own messages.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from sal.hypervisor.base import (
     HypervisorError,
     InvalidVmConfig,
     InvalidVmState,
+    VmmExiting,
     VmmFailure,
     VmmUnreachable,
     VmNotCreated,
@@ -32,12 +37,27 @@ from sal.hypervisor.spec import DiskSpec, TapSpec, VmSpec
 # The API this client speaks, and the simulator serves: upstream's OpenAPI file of that release (openapi.py).
 API_VERSION = "v54.0.0"
 
+# The statuses that say what went wrong by themselves.
 ERRORS: dict[int, type[HypervisorError]] = {
     404: VmNotCreated,
-    405: InvalidVmState,
     400: InvalidVmConfig,
     409: DeviceConflict,
 }
+
+# A 500 says it only in its messages (the error's chain, top to root, in upstream's words); the first match wins.
+MESSAGES: tuple[tuple[re.Pattern[str], type[HypervisorError]], ...] = (
+    # The API thread lost the VMM thread: the guest powered off and the process is on its way out (as measured).
+    (re.compile(r"receiving on a closed channel|API request send error|API response receive error"), VmmExiting),
+    # Where main answers 409, v53.0 answers 500: a device id used twice; a disk image another disk holds (its lock).
+    (re.compile(r"Identifier .* is not unique|already locked|Error locking disk images"), DeviceConflict),
+    # Where main answers 400, v53.0 answers 500: a config taken at vm.create fails validation at vm.boot.
+    (re.compile(r"Failed to validate config"), InvalidVmConfig),
+    # Where main answers 404, v53.0 answers 500: vm.remove-device of an unknown id.
+    (re.compile(r"No device with id .* to remove"), VmNotCreated),
+    # A wrong-state action: "VM is not running", "InvalidStateTransition(Running, Running)" (as measured).
+    (re.compile(r"VM is not running|InvalidStateTransition|invalid VM state transition|while VM is running"),
+     InvalidVmState),
+)
 
 
 class HypervisorClient:
@@ -54,12 +74,10 @@ class HypervisorClient:
             response = self.http.request(method, f"/{endpoint}", json=body)
         except httpx.TransportError as exc:
             raise VmmUnreachable(f"no VMM answers on {self.socket_path}: {exc}") from exc
-        if response.status_code == 204:
-            return None
-        if response.status_code == 200:
-            return response.json()
+        if response.status_code in (200, 204):
+            return answer_of(endpoint, response)
         messages = messages_of(response)
-        error = ERRORS.get(response.status_code, VmmFailure)
+        error = error_for(response.status_code, messages)
         raise error(f"{endpoint}: {'; '.join(messages) or response.status_code}", response.status_code, messages)
 
     # -- the VMM -------------------------------------------------------------------
@@ -68,7 +86,7 @@ class HypervisorClient:
         return self._call("GET", "vmm.ping")
 
     def shutdown_vmm(self) -> None:
-        """Stop the VMM process itself."""
+        """Stop the VMM process itself (it answers 200 with no body, then exits)."""
         self._call("PUT", "vmm.shutdown")
 
     # -- the VM's life -------------------------------------------------------------
@@ -87,23 +105,26 @@ class HypervisorClient:
         self._call("PUT", "vm.resume")
 
     def shutdown(self) -> None:
+        """Power the guest off at once; the VMM keeps the VM's config, which is Created again."""
         self._call("PUT", "vm.shutdown")
 
     def reboot(self) -> None:
         self._call("PUT", "vm.reboot")
 
     def power_button(self) -> None:
-        """Ask the guest to power off (ACPI), as a graceful shutdown."""
+        """Ask the guest to power off (ACPI): a guest that does ends the VMM's process. A paused guest hears it
+        when resumed."""
         self._call("PUT", "vm.power-button")
 
     def delete(self) -> None:
         self._call("PUT", "vm.delete")
 
     def info(self) -> dict[str, Any]:
-        """{config, state, memory_actual_size, device_tree}"""
+        """{config, state, memory_actual_size, device_tree}; device_tree once the VM has booted."""
         return self._call("GET", "vm.info")
 
     def state(self) -> str:
+        """Created, Running or Paused (the real VMM never reports Shutdown)."""
         return self.info()["state"]
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -139,6 +160,28 @@ class HypervisorClient:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def answer_of(endpoint: str, response: httpx.Response) -> Any:
+    """A success's JSON body, or None when it has none (204; vmm.shutdown answers 200 with an empty body)."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        raise VmmFailure(f"{endpoint}: the VMM's answer is not JSON: {response.text[:200]!r}",
+                         response.status_code) from None
+
+
+def error_for(status: int, messages: list[str]) -> type[HypervisorError]:
+    if status in ERRORS:
+        return ERRORS[status]
+    if status == 500:
+        text = "\n".join(messages)
+        for pattern, error in MESSAGES:
+            if pattern.search(text):
+                return error
+    return VmmFailure
 
 
 def messages_of(response: httpx.Response) -> list[str]:

@@ -18,7 +18,9 @@ SPEC_RESOURCE = "cloud-hypervisor.yaml"
 
 @functools.cache
 def spec() -> dict[str, Any]:
-    return yaml.safe_load(resources.files(__package__).joinpath(SPEC_RESOURCE).read_text())
+    # libyaml's safe loader where PyYAML has it: a tenth of the pure-Python one's 0.25 s, paid by every simulated VMM.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(resources.files(__package__).joinpath(SPEC_RESOURCE).read_text(), Loader=loader)  # noqa: S506
 
 
 def with_components(schema: dict[str, Any]) -> dict[str, Any]:
