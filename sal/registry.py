@@ -25,6 +25,7 @@ from sal.context import JobContext, current_job, running
 from sal.errors import SalError
 from sal.hypervisor.base import HypervisorDriver
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
+from sal.hypervisor.drivers.qemu import Qemu
 from sal.hypervisor.functions import functions as hypervisor_functions
 from sal.hypervisor.manager import VmManager
 from sal.network.base import Network
@@ -41,8 +42,18 @@ log = logging.getLogger("zeronode.sal")
 
 
 def _auto_hypervisor(settings: NodeSettings) -> HypervisorDriver:
-    """cloud-hypervisor when its binary is on PATH, else its simulator (the VM manager says so loudly)."""
-    return DRIVERS["hypervisor", "cloud-hypervisor" if shutil.which(settings.hypervisor_binary) else "simulated"](settings)
+    """cloud-hypervisor when its binary is on PATH, else QEMU when its binary is, else cloud-hypervisor's
+    simulator (the VM manager says so loudly): the node's fingerprint says which."""
+    if shutil.which(settings.hypervisor_binary):
+        return DRIVERS["hypervisor", "cloud-hypervisor"](settings)
+    if shutil.which(settings.qemu_binary):
+        return DRIVERS["hypervisor", "qemu"](settings)
+    return DRIVERS["hypervisor", "simulated"](settings)
+
+
+def _qemu(settings: NodeSettings) -> HypervisorDriver:
+    return Qemu.installed(settings.qemu_binary, acceleration=settings.qemu_acceleration,
+                          memo_dir=settings.vm_state_dir, kvm_probe_seconds=settings.kvm_probe_seconds)
 
 
 def _btrfs(settings: NodeSettings) -> Storage:
@@ -61,6 +72,7 @@ DRIVERS: dict[tuple[str, str], Callable[[NodeSettings], Any]] = {
     ("storage", "btrfs"): _btrfs,
     ("network", "mycelium"): lambda settings: MyceliumClient(settings.mycelium_url),
     ("hypervisor", "cloud-hypervisor"): lambda settings: CloudHypervisor.installed(settings.hypervisor_binary),
+    ("hypervisor", "qemu"): _qemu,
     ("hypervisor", "simulated"): lambda settings: CloudHypervisor.simulator(),
     ("hypervisor", "auto"): _auto_hypervisor,
 }

@@ -5,6 +5,9 @@
     GET  /v1/jobs/{id}            signed by the job's signer or a node admin: status, timestamps, result, output, error
     GET  /v1/jobs?status=&limit=  signed: the reader's jobs (a node admin's: all) by status
     POST /v1/jobs/{id}/cancel     signed request by the job's signer or a node admin
+    GET  /v1/vms/{name}/console   signed by the VM's owner or a node admin: its serial console (?lines=&boot=),
+                                  or from a byte on (?offset=, for followers)
+    GET  /v1/vms/{name}/events    signed likewise: what happened to the VM
     GET  /health, GET /metrics    open, and without job data; /health names the queue's persistence
 
 Signed requests are addressed to this node (its id is their audience).
@@ -30,8 +33,9 @@ import redis
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
 
-from supervisor.routes import jobs, operations
+from supervisor.routes import jobs, operations, vms
 from supervisor.service import Supervisor
+from supervisor.vms import VmReader
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
@@ -76,5 +80,6 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     app.state.supervisor = supervisor
     app.state.signed_request = SignedRequest(supervisor.node_id)  # addressed to this node; the protocol's window
     handlers.install(app, log)  # refusals are counted by the service itself, which sees batches' too
-    add_routers(app, jobs.router, operations.router)
+    app.state.vms = VmReader(supervisor.settings, supervisor.authorizer)
+    add_routers(app, jobs.router, operations.router, vms.router)
     return app

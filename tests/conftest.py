@@ -43,6 +43,15 @@ def services():
 
 
 @pytest.fixture(scope="session")
+def tiny_guest():
+    """zeronode's tiny Linux guest (zeronode.dev.guest): Debian's cloud kernel and busybox, built once into the
+    repository's .cache/ (downloaded with apt-get on the first run)."""
+    from zeronode.dev import guest
+
+    return guest.build(Path(__file__).resolve().parent.parent / ".cache" / "guest")
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A private redis-server on a Unix socket, for the whole session."""
     process, socket = start_redis_server(tmp_path_factory.mktemp("redis"))
@@ -92,7 +101,7 @@ def btrfs_mount(tmp_path_factory):
     image, mount = base / "pool.img", base / "mnt"
     mount.mkdir()
     with open(image, "wb") as file:
-        file.truncate(512 * 1024 * 1024)
+        file.truncate(8 * 1024**3)  # sparse: VM disks may be as large as the pool, which holds what is written
     subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
     subprocess.run(["mount", "-o", "loop", str(image), str(mount)], check=True, capture_output=True)
     try:

@@ -76,12 +76,20 @@ def test_missing_file_and_bad_env_are_one_line(zn, tmp_path):
 
 def test_a_runner_with_an_unknown_driver_or_no_storage_pool_says_so_in_one_line(zn, tmp_path):
     config = tmp_path / "node.toml"
-    config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}"\nhypervisor = "qemu"\n')
+    config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}"\nhypervisor = "xen"\n')
     result = zn("runner", "--burst", "--config", config)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: cannot set up this node's drivers: hypervisor = 'qemu' is not a hypervisor driver; "
-        "known: auto, cloud-hypervisor, simulated"
+        "error: cannot set up this node's drivers: hypervisor = 'xen' is not a hypervisor driver; "
+        "known: auto, cloud-hypervisor, qemu, simulated"
+    ]
+    config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}"\nhypervisor = "qemu"\n'
+                      'qemu_binary = "no-such-qemu"\n')
+    result = zn("runner", "--burst", "--config", config)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot set up this node's drivers: hypervisor = \"qemu\" but 'no-such-qemu' is not installed "
+        "(Debian: qemu-system-x86)"
     ]
     config.write_text(f'state_dir = "{tmp_path}"\nstorage_root = "{tmp_path}/missing"\n')
     result = zn("runner", "--burst", "--config", config)
@@ -90,7 +98,7 @@ def test_a_runner_with_an_unknown_driver_or_no_storage_pool_says_so_in_one_line(
 
 
 def test_up_with_an_unknown_hypervisor_driver_says_so_before_starting_anything(zn, tmp_path):
-    result = zn("up", "--once", "--hypervisor", "qemu", "--state-dir", tmp_path / "up")
+    result = zn("up", "--once", "--hypervisor", "xen", "--state-dir", tmp_path / "up")
     assert result.returncode == 1
-    assert "error: --hypervisor: hypervisor = 'qemu' is not a hypervisor driver; known: " in result.stderr
+    assert "error: --hypervisor: hypervisor = 'xen' is not a hypervisor driver; known: " in result.stderr
     assert not (tmp_path / "up" / "logs" / "redis.log").exists()

@@ -22,9 +22,19 @@ root disk is the caller's. A VM boots only from the very volumes it was
 created with (their uuids are in its record), so a name that another tenant
 takes after its volume was deleted never becomes this VM's disk.
 
-Taps: a tap names a host network interface, which no record says is whose (it
-may be bridged to another tenant's VM or to the operator's management network),
-so only node admins attach VMs to taps; a deployer's VM gets none.
+Taps: only node admins attach VMs to taps, and only to taps zeronode makes for
+the VM (sal.hypervisor.taps): never to a host interface such as eth0 or lo.
+
+Lifecycle (sal.hypervisor.lifecycle): vm_start marks the VM as one that should
+run, vm_stop as one that should not, and each VM has a restart policy; the VM
+keeper (sal.hypervisor.keeper) starts again what should run and does not.
+Every transition is an event in the VM's directory. The console (serial.log) is
+rotated before each new boot (sal.hypervisor.console), so earlier boots' output
+stays readable.
+
+Bounds: a VM's vCPUs and memory fit in the node (its CPU count, its memory), its
+root disk in the storage pool; optional abilities (pause, reboot, hotplug,
+snapshot) are refused with Unsupported on a driver whose fingerprint lacks them.
 """
 
 from __future__ import annotations
@@ -33,7 +43,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -41,9 +50,21 @@ from pathlib import Path
 from typing import Any
 
 from sal.errors import SalError
-from sal.hypervisor.base import VM_NAME, HypervisorDriver, VmExists, VmNotFound, check_vm_name
+from sal.hypervisor import console, lifecycle
+from sal.hypervisor.base import (
+    VM_NAME,
+    HypervisorDriver,
+    InvalidVmState,
+    Unsupported,
+    VmExists,
+    VmNotFound,
+    check_vm_name,
+)
+from sal.hypervisor.lifecycle import Want, record_event
+from sal.hypervisor.readers import make_vm_dir
 from sal.hypervisor.record import VmRecord, has_record
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
+from sal.hypervisor.taps import Taps, check_tap_name
 from sal.storage.base import Storage, VolumeNotFound
 from sal.storage.owned import OwnedStorage, OwnedVolume
 from sal.tenancy import OPERATOR, Caller
@@ -51,10 +72,14 @@ from sal.tenancy import OPERATOR, Caller
 log = logging.getLogger("zeronode.hypervisor")
 
 GIB = 1024 * MIB
-TAP_NAME = re.compile(r"[A-Za-z0-9_-]{1,15}")  # Linux interface names: at most 15 bytes
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw"
 IMAGE_DISK, IMAGE_KERNEL, IMAGE_INITRAMFS, IMAGE_CMDLINE = "disk.raw", "vmlinux", "initramfs", "cmdline"
-SERIAL_LOG = "serial.log"
+SNAPSHOTS = "snapshots"
+
+
+def node_capacity() -> tuple[int, int]:
+    """This host's CPUs and memory (MiB): no one VM may ask for more."""
+    return os.cpu_count() or 1, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB
 
 
 class VmManager:
@@ -64,6 +89,7 @@ class VmManager:
         self.volumes = OwnedStorage(storage)  # the disks' owners: the same records the storage functions keep
         self.driver = driver
         self.firmware = firmware
+        self.taps = Taps(self.state_dir)
         # What node_info() and each VM's info say: deployments must be able to tell that no guest runs.
         self.kind = "simulated" if driver.simulated else driver.name
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -79,7 +105,7 @@ class VmManager:
         return self.state_dir / check_vm_name(name)
 
     @contextlib.contextmanager
-    def _locked(self, name: str) -> Iterator[None]:
+    def locked(self, name: str) -> Iterator[None]:
         locks = self.state_dir / ".locks"
         locks.mkdir(mode=0o700, exist_ok=True)
         with open(locks / check_vm_name(name), "a") as lock:
@@ -120,17 +146,19 @@ class VmManager:
         volumes: list[str] | tuple[str, ...] = (),
         cmdline: str | None = None,
         taps: list[str] | tuple[str, ...] = (),
+        restart: str = lifecycle.DEFAULT_RESTART,
     ) -> dict[str, Any]:
         """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it."""
         directory = self._dir(name)
         self.driver.check_vm_dir(directory)
-        for tap in taps:
-            if not isinstance(tap, str) or not TAP_NAME.fullmatch(tap):
-                raise SalError(f"invalid tap name {tap!r}: 1-15 letters, digits, '_' or '-'")
+        lifecycle.check_restart(restart)
         if taps and not caller.admin:
             raise SalError("taps are for node admins: a tap is a host network interface, which may be another "
                            "tenant's or the node's own, so only a node admin attaches a VM to one")
-        with self._locked(name):
+        for tap in taps:
+            check_tap_name(tap)
+        self._check_size(vcpus, memory_mib, disk_gb)
+        with self.locked(name):
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
             in_use = self._disks_in_use()
@@ -143,24 +171,41 @@ class VmManager:
                 if disk_gb is not None:
                     self._grow_root(root.path / IMAGE_DISK, disk_gb)
                     self.volumes.set_quota(caller, root.name, disk_gb * GIB)
-                directory.mkdir(mode=0o700, parents=True)
+                make_vm_dir(directory)
+                for tap in taps:
+                    self.taps.make(tap, name)
                 VmRecord(
                     name=name, driver=self.driver.name, owner=caller.owner, image=image, root_volume=root.name,
                     volumes=tuple(volumes), disk_uuids={volume.name: volume.uuid for volume in (root, *data)},
-                    created=time.time(), spec=spec,
+                    created=time.time(), spec=spec, restart=restart,
                 ).save(directory)
+                record_event(directory, "created", image=image, restart=restart)
             except BaseException:
+                for tap in taps:
+                    with contextlib.suppress(SalError):
+                        self.taps.remove(tap, name)
                 self.volumes.delete(caller, root.name)
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         log.info("vm created", extra={"vm": name, "image": image, "hypervisor": self.kind})
         return self.info(caller, name)
 
+    def _check_size(self, vcpus: int, memory_mib: int, disk_gb: int | None) -> None:
+        cpus, memory = node_capacity()
+        if not isinstance(vcpus, int) or not 1 <= vcpus <= cpus:
+            raise SalError(f"vcpus must be 1-{cpus} (this node's CPUs), got {vcpus}")
+        if not isinstance(memory_mib, int) or not 64 <= memory_mib <= memory:
+            raise SalError(f"memory_mb must be 64-{memory} (this node's memory), got {memory_mib}")
+        if disk_gb is not None:
+            pool = shutil.disk_usage(self.storage.root)
+            if not 1 <= disk_gb * GIB <= pool.total:
+                raise SalError(f"disk_gb must be 1-{pool.total // GIB} (this node's storage pool), got {disk_gb}")
+
     def _disks_in_use(self) -> dict[str, VmRecord]:
         """Each volume that is a VM's disk -> that VM's record, whoever owns it and whichever driver made it.
         A record that cannot be read is left out: its VM cannot run, so it holds no disk."""
         in_use = {}
-        for name in self._names():
+        for name in self.names():
             with contextlib.suppress(SalError):
                 record = VmRecord.load(self.state_dir / name)
                 in_use.update(dict.fromkeys(record.disk_volumes, record))
@@ -197,7 +242,7 @@ class VmManager:
                 )
             with open(disk, "wb") as file:
                 file.truncate(limit)  # sparse: takes no space until the guest writes
-        return DiskSpec(path=str(disk), readonly=volume.read_only, id=f"data-{volume.name}"[:64])
+        return DiskSpec(path=str(disk), readonly=volume.read_only, id=_disk_id(volume.name))
 
     def _spec(self, root: Path, vcpus: int, memory_mib: int, cmdline: str | None,
               data_disks: list[DiskSpec], taps: list[str] | tuple[str, ...], directory: Path) -> VmSpec:
@@ -218,7 +263,7 @@ class VmManager:
                 vcpus=vcpus, memory_mib=memory_mib, **boot,
                 disks=(DiskSpec(path=str(root / IMAGE_DISK), id="root"), *data_disks),
                 taps=tuple(TapSpec(tap=tap) for tap in taps),
-                serial_file=str(directory / SERIAL_LOG),
+                serial_file=str(console.path(directory)),
             )
         except ValueError as exc:
             raise SalError(str(exc)) from None
@@ -231,13 +276,29 @@ class VmManager:
         os.truncate(disk, size)
 
     def start(self, caller: Caller, name: str) -> dict[str, Any]:
-        """Run the VM: boot it, or resume it when paused; a running VM is left as it is."""
-        with self._locked(name):
+        """Run the VM: boot it, or resume it when paused; a running VM is left as it is. From now on it should run:
+        the VM keeper starts it again, by its restart policy, should its VMM go."""
+        with self.locked(name):
             record = self._record(caller, name)
-            self._check_disks(record)
-            self.driver.start(self._dir(name), record.spec)
-        log.info("vm started", extra={"vm": name})
+            self.boot(record, "started")
+            # Once it runs, it should (a failed start leaves it as it was); a fresh start forgets earlier restarts.
+            Want(run=True).save(self._dir(name))
         return self.info(caller, name)
+
+    def boot(self, record: VmRecord, event: str, **detail: Any) -> None:
+        """Run the VM of `record` (the VM's lock held): a new boot gets a fresh console, the old one is kept."""
+        directory = self._dir(record.name)
+        self._check_disks(record)
+        state = self.driver.state(directory)
+        if state in ("Stopped", "Failed", "Unreachable") or (state == "Created" and self.driver.console_reset_at_boot):
+            console.rotate(directory)  # a new VMM, or one that truncates the console as it boots
+        self.driver.start(directory, record.spec)
+        record_event(directory, event, was=state, **detail, **self._accel(directory))
+        log.info(f"vm {event}", extra={"vm": record.name, "was": state})
+
+    def _accel(self, directory: Path) -> dict[str, Any]:
+        accel = self.driver.details(directory).get("accel")
+        return {"accel": accel} if accel else {}
 
     def _check_disks(self, record: VmRecord) -> None:
         """Refuse to boot from a volume that is not the one the VM was created with: deleted, then made again
@@ -254,19 +315,165 @@ class VmManager:
                 )
 
     def stop(self, caller: Caller, name: str, *, timeout: float = 30.0) -> dict[str, Any]:
-        """Power the guest off (ACPI, then forced after `timeout` seconds) and end its process."""
-        with self._locked(name):
+        """Power the guest off (ACPI, then forced after `timeout` seconds) and end its process; it should not run."""
+        with self.locked(name):
             self._record(caller, name)
-            self.driver.stop(self._dir(name), timeout)
+            directory = self._dir(name)
+            want = Want.load(directory)
+            Want(run=False, restarts=want.restarts).save(directory)  # first: the keeper must not start it again
+            was = self.driver.state(directory)
+            self.driver.stop(directory, timeout)
+            if was != "Stopped":
+                record_event(directory, "stopped", was=was)
         log.info("vm stopped", extra={"vm": name})
         return self.info(caller, name)
 
-    def delete(self, caller: Caller, name: str) -> None:
-        """Stop the VM and remove it, its record (and so its owner) and its root disk. Its data volumes stay:
-        they are the user's."""
-        self.stop(caller, name, timeout=5.0)
-        with self._locked(name):
+    # -- what a running VM can do, where its driver can ------------------------------
+
+    def pause(self, caller: Caller, name: str) -> dict[str, Any]:
+        return self._act(caller, name, "pause", "paused", lambda directory: self.driver.pause(directory))
+
+    def resume(self, caller: Caller, name: str) -> dict[str, Any]:
+        return self._act(caller, name, "pause", "resumed", lambda directory: self.driver.resume(directory))
+
+    def reboot(self, caller: Caller, name: str) -> dict[str, Any]:
+        """Reset the guest. Where the VMM truncates the console at a reboot (cloud-hypervisor), the boot before is
+        kept first; elsewhere (QEMU) the console goes on in the same file."""
+
+        def reboot(directory: Path) -> None:
+            if self.driver.console_reset_at_boot:
+                console.rotate(directory)
+            self.driver.reboot(directory)
+
+        return self._act(caller, name, "reboot", "rebooted", reboot)
+
+    def _act(self, caller: Caller, name: str, feature: str, event: str, action) -> dict[str, Any]:
+        self._require(feature)
+        with self.locked(name):
+            self._record(caller, name)
+            directory = self._dir(name)
+            action(directory)
+            record_event(directory, event)
+        log.info(f"vm {event}", extra={"vm": name})
+        return self.info(caller, name)
+
+    def _require(self, feature: str) -> None:
+        if feature not in self.driver.features:
+            raise Unsupported(f"the {self.driver.name} driver cannot {feature} VMs on this node")
+
+    def attach(self, caller: Caller, name: str, volume: str) -> dict[str, Any]:
+        """Give the VM the data volume `volume` (the caller's) as a disk: at once if it runs, at its next boot if not."""
+        with self.locked(name):
             record = self._record(caller, name)
+            data = self._data_volume(caller, volume, self._disks_in_use())
+            disk = self._data_disk(data)
+            directory = self._dir(name)
+            if self.driver.state(directory) != "Stopped":
+                self._require("hotplug")
+                self.driver.add_disk(directory, disk)
+            self._save(record, volumes=(*record.volumes, volume), disk_uuids={**record.disk_uuids, volume: data.uuid},
+                       disks=(*record.spec.disks, disk))
+            record_event(directory, "disk_attached", volume=volume)
+        return self.info(caller, name)
+
+    def detach(self, caller: Caller, name: str, volume: str) -> dict[str, Any]:
+        """Take the data volume `volume` from the VM: at once if it runs (the guest must let it go), else from its
+        next boot. The volume and its data stay."""
+        with self.locked(name):
+            record = self._record(caller, name)
+            if volume not in record.volumes:
+                raise SalError(f"volume {volume!r} is not a disk of VM {name!r}")
+            disk = next((disk for disk in record.spec.disks if disk.id == _disk_id(volume)), None)
+            if disk is None:
+                raise SalError(f"VM {name!r} has no disk for volume {volume!r} in its record")
+            directory = self._dir(name)
+            if self.driver.state(directory) != "Stopped":
+                self._require("hotplug")
+                self.driver.remove_disk(directory, disk.id)
+            self._save(record, volumes=tuple(v for v in record.volumes if v != volume),
+                       disk_uuids={v: uuid for v, uuid in record.disk_uuids.items() if v != volume},
+                       disks=tuple(d for d in record.spec.disks if d.id != disk.id))
+            record_event(directory, "disk_detached", volume=volume)
+        return self.info(caller, name)
+
+    def _save(self, record: VmRecord, *, volumes, disk_uuids, disks) -> None:
+        spec = VmSpec.from_dict({**record.spec.as_dict(), "disks": [vars(disk) for disk in disks]})
+        VmRecord(**{**vars(record), "volumes": tuple(volumes), "disk_uuids": dict(disk_uuids), "spec": spec}).save(
+            self._dir(record.name))
+
+    def snapshot(self, caller: Caller, name: str, snapshot: str) -> dict[str, Any]:
+        """Save the VM's memory and devices as `snapshot` (the VM pauses meanwhile, and runs again if it ran).
+        Its disks are not in it: they go on changing."""
+        self._require("snapshot")
+        check_vm_name(snapshot)
+        with self.locked(name):
+            self._record(caller, name)
+            directory = self._dir(name)
+            target = directory / SNAPSHOTS / snapshot
+            if target.exists():
+                raise SalError(f"VM {name!r} has a snapshot {snapshot!r} already")
+            state = self.driver.state(directory)
+            if state not in ("Running", "Paused"):
+                raise InvalidVmState(f"only a running or paused VM can be snapshotted; {name!r} is {state}")
+            target.mkdir(mode=0o700, parents=True)
+            try:
+                if state == "Running":
+                    self.driver.pause(directory)
+                self.driver.snapshot(directory, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+            finally:
+                if state == "Running":
+                    self.driver.resume(directory)
+            record_event(directory, "snapshotted", snapshot=snapshot)
+        return {"vm": name, "snapshot": snapshot, "path": str(target)}
+
+    def restore(self, caller: Caller, name: str, snapshot: str) -> dict[str, Any]:
+        """Run a stopped VM again from its snapshot `snapshot`; it comes back paused (vm_resume runs it)."""
+        self._require("snapshot")
+        check_vm_name(snapshot)
+        with self.locked(name):
+            record = self._record(caller, name)
+            directory = self._dir(name)
+            source = directory / SNAPSHOTS / snapshot
+            if not source.is_dir():
+                raise SalError(f"VM {name!r} has no snapshot {snapshot!r}")
+            if self.driver.state(directory) != "Stopped":
+                raise InvalidVmState(f"VM {name!r} runs: stop it before restoring a snapshot")
+            self._check_disks(record)
+            Want(run=True).save(directory)
+            self.driver.restore(directory, record.spec, source)
+            record_event(directory, "restored", snapshot=snapshot)
+        return self.info(caller, name)
+
+    # -- what happened to it ---------------------------------------------------------
+
+    def logs(self, caller: Caller, name: str, lines: int = 100, boot: int = 0) -> str:
+        """The last `lines` lines of the VM's serial console: this boot's (0), or an earlier one's (1, 2)."""
+        self._record(caller, name)
+        if not 0 <= boot <= console.BOOTS_KEPT:
+            raise SalError(f"boot must be 0 (the current one) to {console.BOOTS_KEPT}, got {boot}")
+        return console.tail(self._dir(name), lines, boot)
+
+    def console_from(self, caller: Caller, name: str, offset: int) -> tuple[bytes, int]:
+        """The console's bytes from `offset` on, and where the next read starts (for `zeronode vm logs --follow`)."""
+        self._record(caller, name)
+        return console.read_from(self._dir(name), offset)
+
+    def events(self, caller: Caller, name: str, limit: int = lifecycle.EVENTS_KEPT) -> list[dict[str, Any]]:
+        self._record(caller, name)
+        return lifecycle.events(self._dir(name), limit)
+
+    def delete(self, caller: Caller, name: str) -> None:
+        """Stop the VM and remove it, its record (and so its owner), its taps and its root disk. Its data volumes
+        stay: they are the user's."""
+        self.stop(caller, name, timeout=5.0)
+        with self.locked(name):
+            record = self._record(caller, name)
+            for tap in record.spec.taps:
+                with contextlib.suppress(SalError):
+                    self.taps.remove(tap.tap, name)
             try:
                 self._delete_root(caller, record)
             except VolumeNotFound:
@@ -287,10 +494,15 @@ class VmManager:
     def info(self, caller: Caller, name: str) -> dict[str, Any]:
         record = self._record(caller, name)
         directory, spec = self._dir(name), record.spec
+        want = Want.load(directory)
         return {
             "name": name,
             "owner": record.owner,
             "state": self.driver.state(directory),
+            "should_run": want.run,
+            "restart": record.restart,
+            "restarts": len(want.restarts),
+            "gave_up": want.gave_up,
             "hypervisor": self.kind,
             "pid": self.driver.pid(directory),
             "image": record.image,
@@ -302,17 +514,19 @@ class VmManager:
             "taps": [tap.tap for tap in spec.taps],
             **self.driver.details(directory),
             "serial_log": spec.serial_file,
+            "boot_logs": [str(console.path(directory, boot)) for boot in range(1, console.BOOTS_KEPT + 1)
+                          if console.path(directory, boot).exists()],
             "created": record.created,
         }
 
-    def _names(self) -> list[str]:
+    def names(self) -> list[str]:
         entries = self.state_dir.iterdir()
         return sorted(e.name for e in entries if VM_NAME.fullmatch(e.name) and has_record(e))
 
     def list(self, caller: Caller) -> list[dict[str, Any]]:
         """The VMs the caller may see, by name."""
         visible = []
-        for name in self._names():
+        for name in self.names():
             with contextlib.suppress(VmNotFound):  # another's VM, or one deleted since the directory was read
                 visible.append(self.info(caller, name))
         return visible
@@ -322,6 +536,10 @@ class VmManager:
         for vm in self.list(OPERATOR):
             if vm["state"] != "Stopped":
                 self.stop(OPERATOR, vm["name"], timeout=timeout)
+
+
+def _disk_id(volume: str) -> str:
+    return f"data-{volume}"[:64]
 
 
 def _read(path: Path) -> str | None:

@@ -5,12 +5,16 @@ Format 2:
     {"format": 2, "driver": "cloud-hypervisor", "name": "web1", "owner": "<the signer's key>", "image": "ubuntu",
      "root_volume": "web1-root", "volumes": ["web1-data"],
      "disk_uuids": {"web1-root": "5c1e...", "web1-data": "90ab..."},
-     "created": 1700000000.0, "spec": {VmSpec.as_dict()}}
+     "created": 1700000000.0, "spec": {VmSpec.as_dict()}, "restart": "on-failure"}
 
 `owner` is the signer of the script that created the VM (null: the node's
 operator made it, outside scripts). `disk_uuids` is each disk volume's uuid
 when the VM was created: a volume deleted and made again under the same name,
 by anyone, is another volume, and the VM does not boot from it.
+
+`restart` is the VM's restart policy (sal.hypervisor.lifecycle); a record
+without one (written before policies) reads as "on-failure", and an older
+zeronode ignores it.
 
 Format 1 is format 2 without `owner` and `disk_uuids`: its VMs are owned by
 nobody (node admins only) and their disks are taken as they are. A record
@@ -31,6 +35,8 @@ from typing import Any
 
 from sal.errors import SalError
 from sal.hypervisor.base import VmNotFound
+from sal.hypervisor.lifecycle import DEFAULT_RESTART, check_restart
+from sal.hypervisor.readers import file_mode
 from sal.hypervisor.spec import VmSpec
 from zeronode.files import write_atomic
 
@@ -51,6 +57,7 @@ class VmRecord:
     disk_uuids: dict[str, str]  # volume name -> its uuid at create; empty in format 1 records
     created: float  # Unix time
     spec: VmSpec
+    restart: str = DEFAULT_RESTART
 
     @property
     def disk_volumes(self) -> tuple[str, ...]:
@@ -60,12 +67,12 @@ class VmRecord:
         return {
             "format": FORMAT, "driver": self.driver, "name": self.name, "owner": self.owner, "image": self.image,
             "root_volume": self.root_volume, "volumes": list(self.volumes), "disk_uuids": dict(self.disk_uuids),
-            "created": self.created, "spec": self.spec.as_dict(),
+            "created": self.created, "spec": self.spec.as_dict(), "restart": self.restart,
         }
 
     def save(self, vm_dir: Path) -> None:
         """Write it whole or not at all: a reader never sees half a record."""
-        write_atomic(vm_dir / RECORD, json.dumps(self.as_json(), indent=2))
+        write_atomic(vm_dir / RECORD, json.dumps(self.as_json(), indent=2), mode=file_mode(vm_dir))
 
     @classmethod
     def load(cls, vm_dir: Path) -> VmRecord:
@@ -89,8 +96,9 @@ class VmRecord:
                 name=data["name"], driver=data.get("driver", UNVERSIONED_DRIVER), owner=owner, image=data["image"],
                 root_volume=data["root_volume"], volumes=tuple(data["volumes"]), disk_uuids=disk_uuids,
                 created=data["created"], spec=VmSpec.from_dict(data["spec"]),
+                restart=check_restart(data.get("restart", DEFAULT_RESTART)),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, SalError) as exc:
             raise SalError(f"the record of VM {name!r} is malformed: {exc!r}") from None
 
 

@@ -17,6 +17,8 @@ ROUTES = {
     ("GET", "/v1/jobs/{job_id}"),
     ("GET", "/v1/jobs"),
     ("POST", "/v1/jobs/{job_id}/cancel"),
+    ("GET", "/v1/vms/{name}/console"),
+    ("GET", "/v1/vms/{name}/events"),
     ("GET", "/health"),
     ("GET", "/metrics"),
 }

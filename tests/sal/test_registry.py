@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sal import registry
 from sal.errors import SalError
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
-from sal.hypervisor.drivers.cloud_hypervisor.client import API_VERSION
+from sal.hypervisor.drivers.qemu import Qemu
 from sal.network.drivers.mycelium.simulator import create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 from zeronode.api.ledger import Capabilities
@@ -20,8 +20,9 @@ def settings(base, **fields):
     return NodeSettings(state_dir=base / "state", **fields)
 
 
-def hypervisor(tmp_path, choice, binary):
-    return registry.build("hypervisor", settings(tmp_path, storage_root=tmp_path, hypervisor=choice, hypervisor_binary=binary))
+def hypervisor(tmp_path, choice, binary, qemu="no-such-qemu"):
+    return registry.build("hypervisor", settings(tmp_path, storage_root=tmp_path, hypervisor=choice,
+                                                 hypervisor_binary=binary, qemu_binary=qemu))
 
 
 def test_simulated_or_real_is_chosen_by_setting_and_path(tmp_path):
@@ -30,18 +31,33 @@ def test_simulated_or_real_is_chosen_by_setting_and_path(tmp_path):
     assert hypervisor(tmp_path, "auto", "sh").binary.endswith("/sh")
     with pytest.raises(SalError, match="not installed"):
         hypervisor(tmp_path, "cloud-hypervisor", "no-such-hypervisor")
+    with pytest.raises(SalError, match="'no-such-qemu' is not installed"):
+        hypervisor(tmp_path, "qemu", "sh")
 
 
-def test_auto_without_the_binary_is_cloud_hypervisors_simulator(tmp_path):
+def test_auto_picks_cloud_hypervisor_then_qemu_then_the_simulator(tmp_path):
+    assert isinstance(hypervisor(tmp_path, "auto", "sh", qemu="sh"), CloudHypervisor)
+    driver = hypervisor(tmp_path, "auto", "no-such-hypervisor", qemu="sh")
+    assert isinstance(driver, Qemu) and driver.binary.endswith("/sh") and not driver.simulated
     driver = hypervisor(tmp_path, "auto", "no-such-hypervisor")
     assert isinstance(driver, CloudHypervisor) and driver.simulated and driver.name == "cloud-hypervisor"
     assert not hypervisor(tmp_path, "auto", "sh").simulated
 
 
+def test_qemus_settings_reach_its_driver(tmp_path):
+    node = settings(tmp_path, storage_root=tmp_path, hypervisor="qemu", qemu_binary="sh", qemu_acceleration="tcg",
+                    kvm_probe_seconds=3)
+    driver = registry.build("hypervisor", node)
+    assert driver.acceleration.mode == "tcg" and driver.kvm_probe_seconds == 3
+    assert driver.acceleration.memo.parent == node.vm_state_dir  # the KVM memo lives beside the VMs
+    with pytest.raises(ValidationError, match="qemu_acceleration"):
+        settings(tmp_path, qemu_acceleration="hvf")
+
+
 def test_an_unknown_driver_is_refused_with_the_known_ones(tmp_path):
     # Refused even on a node without storage, where no hypervisor would be built: a typo shows at once.
-    with pytest.raises(SalError, match="hypervisor = 'qemu' is not a hypervisor driver; known: auto, cloud-hypervisor, simulated"):
-        registry.NodeSals.from_settings(settings(tmp_path, hypervisor="qemu"))
+    with pytest.raises(SalError, match="hypervisor = 'xen' is not a hypervisor driver; known: auto, cloud-hypervisor, qemu, simulated"):
+        registry.NodeSals.from_settings(settings(tmp_path, hypervisor="xen"))
     with pytest.raises(SalError, match="storage_driver = 'zfs' is not a storage driver; known: btrfs"):
         registry.NodeSals.from_settings(settings(tmp_path, storage_driver="zfs"))
     with pytest.raises(SalError, match="network_driver = 'yggdrasil' is not a network driver; known: mycelium"):
@@ -68,14 +84,14 @@ def test_the_nodes_fingerprint(pool_dir, tmp_path, serve_app):
     node = settings(tmp_path, storage_root=pool_dir, hypervisor="simulated", mycelium_url=serve_app(create_simulator()))
     capabilities = registry.fingerprint(node)
     assert capabilities == {
-        "hypervisor": {"driver": "cloud-hypervisor", "simulated": True, "version": API_VERSION,
-                       "features": ["kernel_boot", "firmware_boot", "disks", "taps"]},
+        "hypervisor": CloudHypervisor.simulator().fingerprint().as_dict(),
         "storage": {"driver": "btrfs", "simulated": False, "version": capabilities["storage"]["version"],
                     "features": ["snapshots", "quotas", "send_receive"]},
         "network": {"driver": "mycelium", "simulated": True, "version": None,
                     "features": ["peers", "routes", "messages", "topics", "replies", "pubkey_lookup"]},
     }
     assert capabilities["storage"]["version"].startswith("v")  # btrfs-progs'
+    assert capabilities["hypervisor"]["simulated"] and "kernel_boot" in capabilities["hypervisor"]["features"]
     assert Capabilities.model_validate(capabilities).hypervisor.simulated  # what the ledger takes
     assert not (tmp_path / "state").exists()  # no VM directory made: a fingerprint has no side effects
 
@@ -91,7 +107,9 @@ def test_a_fingerprint_reports_what_the_node_lacks_as_none(tmp_path):
     # cloud-hypervisor named but not installed, and an unknown driver: reported as missing, not raised.
     missing_binary = settings(tmp_path, storage_root=tmp_path, hypervisor="cloud-hypervisor", hypervisor_binary="no-such")
     assert registry.fingerprint(missing_binary)["hypervisor"] is None
-    assert registry.fingerprint(settings(tmp_path, storage_root=tmp_path, hypervisor="qemu"))["hypervisor"] is None
+    assert registry.fingerprint(settings(tmp_path, storage_root=tmp_path, hypervisor="xen"))["hypervisor"] is None
+    missing_qemu = settings(tmp_path, storage_root=tmp_path, hypervisor="qemu", qemu_binary="no-such")
+    assert registry.fingerprint(missing_qemu)["hypervisor"] is None
 
 
 # btrfsutil is the optional [btrfs] extra: in a process where it cannot be imported, the node's

@@ -2,11 +2,12 @@
 
     local.py     version, run                  this machine only
     signing.py   keygen, sign, cosign, verify  keys and signed envelopes, offline
-    node.py      supervisor, runner, identity  a node's services
+    node.py      supervisor, runner, identity, vm-keeper   a node's services
     services.py  ledger, coord                 the control plane's services
     fleet.py     deploy, submit, status, nodes, jobs   asking coord, the ledger, a node
     users.py     users add | revoke | show     a ledger's users and rights
     policies.py  policies set | remove | list  a ledger's signature policies
+    vm.py        vm logs | events              a node's VMs, from its supervisor
     up.py        up                            a local cluster (zeronode.dev)
 
 Each group is a Typer app of its own that imports only common.py (and views.py),
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from zeronode.cli import fleet, local, node, policies, services, signing, up, users
+from zeronode.cli import fleet, local, node, policies, services, signing, up, users, vm
 
 app = typer.Typer(
     name="zeronode",
@@ -31,3 +32,4 @@ for group in (local, signing, node, services, fleet, up):
     app.add_typer(group.app)
 app.add_typer(users.app, name="users")
 app.add_typer(policies.app, name="policies")
+app.add_typer(vm.app, name="vm")

@@ -99,3 +99,32 @@ def change_ledger(ledger_url: str, key: Path, model, fields: dict, send) -> None
 
 LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
 CoordOption = Annotated[str, typer.Option("--coord", envvar="ZERONODE_COORD_URL", help="The coordinator's URL")]
+
+
+def ask_supervisor(node: str, ledger_url: str, key: Path, path: str, params: dict | None = None):
+    """GET `path` from the supervisor of `node` (its URL from the ledger), signed by `key` and addressed to that
+    node; the answer's JSON body, or one line and exit on any failure."""
+    import httpx
+
+    from zeronode.api.errors import ServiceError, from_response
+    from zeronode.client.ledger import LedgerClient
+    from zeronode.protocol.signed_requests import SignedRequestAuth
+
+    with LedgerClient(ledger_url) as ledger:
+        try:
+            record = ledger.node(node)
+        except ServiceError as exc:
+            fail(str(exc))
+    if not record.supervisor_url:
+        fail(f"node {node} registered no supervisor URL")
+    auth = SignedRequestAuth(load_key(key), node)  # addressed to that node: no other node accepts it
+    try:
+        response = httpx.get(f"{record.supervisor_url}{path}", params=params or {}, timeout=10, auth=auth)
+    except httpx.HTTPError as exc:
+        fail(f"supervisor of {node} at {record.supervisor_url}: {exc}")
+    if response.status_code >= 400:
+        fail(str(from_response(response, f"the supervisor of {node}")))
+    try:
+        return response.json()
+    except ValueError:
+        fail(f"the supervisor of {node} at {record.supervisor_url} did not answer JSON")

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from zeronode.cli.common import CoordOption, LedgerOption, fail, load_key, out, parse_env, read_text
+from zeronode.cli.common import CoordOption, LedgerOption, ask_supervisor, fail, load_key, out, parse_env, read_text
 from zeronode.cli.views import deployment_table, follow
 
 app = typer.Typer()
@@ -148,33 +148,15 @@ def jobs(
     status: Annotated[str | None, typer.Option(help="queued, started, finished, failed, canceled")] = None,
 ) -> None:
     """List a node's recent jobs, from its supervisor (found through the ledger)."""
-    import httpx
     from pydantic import TypeAdapter, ValidationError
 
-    from zeronode.api.errors import ServiceError, from_response
     from zeronode.api.jobs import JobView
-    from zeronode.client.ledger import LedgerClient
-    from zeronode.protocol.signed_requests import SignedRequestAuth
 
-    with LedgerClient(ledger_url) as ledger:
-        try:
-            record = ledger.node(node)
-        except ServiceError as exc:
-            fail(str(exc))
-    if not record.supervisor_url:
-        fail(f"node {node} registered no supervisor URL")
-    auth = SignedRequestAuth(load_key(key), node)  # addressed to that node: no other node accepts it
-    try:
-        response = httpx.get(f"{record.supervisor_url}/v1/jobs", params={"status": status} if status else {}, timeout=10, auth=auth)
-    except httpx.HTTPError as exc:
-        fail(f"supervisor of {node} at {record.supervisor_url}: {exc}")
-    if response.status_code >= 400:
-        fail(str(from_response(response, f"the supervisor of {node}")))
+    answer = ask_supervisor(node, ledger_url, key, "/v1/jobs", {"status": status} if status else {})
     try:  # the URL is the node's own claim: what answers there is read as data, never trusted to be well-formed
-        found = TypeAdapter(list[JobView]).validate_json(response.content)
+        found = TypeAdapter(list[JobView]).validate_python(answer)
     except ValidationError as exc:
-        fail(f"the supervisor of {node} at {record.supervisor_url} answered something that is not a job list "
-             f"({exc.error_count()} problems)")
+        fail(f"the supervisor of {node} answered something that is not a job list ({exc.error_count()} problems)")
     table = Table(title=f"jobs on {node}", title_justify="left")
     for column in ("job", "status", "signer", "attempts", "ended", "result / error"):
         table.add_column(column)

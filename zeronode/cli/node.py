@@ -1,4 +1,4 @@
-"""A node's services: `zeronode supervisor`, `zeronode runner`, `zeronode identity`."""
+"""A node's services: `zeronode supervisor`, `zeronode runner`, `zeronode identity`, `zeronode vm-keeper`."""
 
 from __future__ import annotations
 
@@ -93,3 +93,32 @@ def identity(
         fail(str(exc))
     except (KeyFileError, OSError) as exc:
         fail(f"cannot load the node key: {exc}")
+
+
+@app.command("vm-keeper")
+def vm_keeper(
+    config: ConfigOption = None,
+    interval: Annotated[float, typer.Option(help="Seconds between looks at the VMs", min=0.1)] = 2.0,
+) -> None:
+    """Keep this node's VMs as they should be: start again, by their restart policies, those that should run
+    (after a crash, or at boot). Never deletes a VM."""
+    import signal
+    import threading
+
+    from sal.errors import SalError
+    from sal.hypervisor.keeper import VmKeeper
+    from sal.registry import NodeSals
+    from zeronode import logs
+
+    settings = node_settings(config)
+    logs.setup()
+    try:
+        sals = NodeSals.from_settings(settings)
+    except SalError as exc:
+        fail(f"cannot set up this node's drivers: {exc}")
+    if sals.vms is None:
+        fail("this node has no VMs to keep: set storage_root (VM disks live there)")
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    VmKeeper(sals.vms).run(interval, stop)

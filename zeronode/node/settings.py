@@ -12,6 +12,7 @@ Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -54,10 +55,20 @@ class NodeSettings(FileSettings):
     mycelium_url: str | None = Field(None, description="the mycelium daemon's API, e.g. http://127.0.0.1:8989")
     hypervisor: str = Field(
         "auto", pattern=DRIVER_NAME,
-        description="the hypervisor SAL's driver: cloud-hypervisor, simulated (its API simulator: no guest runs), "
-        "or auto: cloud-hypervisor when on PATH, else simulated (logged loudly)",
+        description="the hypervisor SAL's driver: cloud-hypervisor, qemu, simulated (cloud-hypervisor's API "
+        "simulator: no guest runs), or auto: cloud-hypervisor when on PATH, else qemu when on PATH, else simulated "
+        "(logged loudly)",
     )
     hypervisor_binary: str = Field("cloud-hypervisor", description="the cloud-hypervisor executable (name or path)")
+    qemu_binary: str = Field("qemu-system-x86_64", description="the QEMU executable (name or path)")
+    qemu_acceleration: Literal["auto", "kvm", "tcg"] = Field(
+        "auto", description="QEMU's accelerator: kvm, tcg (software emulation), or auto: KVM when it runs the "
+        "guests, else TCG",
+    )
+    kvm_probe_seconds: float = Field(
+        10.0, gt=0, description="under qemu_acceleration = auto, how long a new VM on KVM is watched (it must start "
+        "and write to its serial console) before the node falls back to TCG",
+    )
     vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
     vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
     redis_url: str = "redis://127.0.0.1:6379/0"
