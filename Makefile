@@ -25,6 +25,7 @@ bench: install
 	$(PY) bench/pipeline.py
 	$(PY) bench/coord.py
 	$(PY) bench/ledger.py
+	$(PY) bench/vm_boot.py
 
 install: $(VENV)/.installed
 

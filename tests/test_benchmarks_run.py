@@ -19,12 +19,14 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
         ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10"], "signed reports vs no-op:"),
         ("coord.py", ["--nodes", "20", "--latency", "0.001"], "fan-out vs one at a time:"),
+        ("vm_boot.py", ["--rounds", "1", "--together", "1", "--guest-cache", str(BENCH.parent / ".cache" / "guest")],
+         "deploy → guest, qemu"),
     ],
 )
 def test_benchmark_runs(script, args, ratio_line):
     result = subprocess.run(
         [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=300,
-        env={"COLUMNS": "200", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
+        env={"COLUMNS": "200", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin:/usr/sbin:/sbin"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert ratio_line in result.stdout

@@ -31,22 +31,30 @@ def up(
     nodes_count: Annotated[int, typer.Option("--nodes", min=1, max=16, help="How many local nodes")] = 1,
     once: Annotated[bool, typer.Option("--once", help="Deploy the examples, then stop everything and exit")] = False,
     state_dir: Annotated[Path | None, typer.Option(help="Keep state and logs here (default: a temporary dir)")] = None,
-    storage_root: Annotated[Path | None, typer.Option(help="A btrfs directory: nodes get storage and VMs there")] = None,
-    hypervisor: Annotated[str, typer.Option(help="The nodes' hypervisor driver (the demo image needs the simulator)")] = "simulated",
+    storage_root: Annotated[Path | None, typer.Option(help="A btrfs directory: nodes get storage and VMs there "
+                                                       "(default: a btrfs image loop-mounted in the state dir, as root)")] = None,
+    loop_storage: Annotated[bool, typer.Option(help="Without --storage-root, loop-mount a btrfs image for the nodes")] = True,
+    hypervisor: Annotated[str, typer.Option(help="The nodes' hypervisor driver: auto (cloud-hypervisor, else qemu, "
+                                                 "else the simulator), cloud-hypervisor, qemu, simulated")] = "auto",
     examples: Annotated[Path, typer.Option(help="Deploy the scripts in this directory")] = EXAMPLES,
 ) -> None:
     """Run a whole zeronode system on this machine and deploy the example scripts through it."""
     from zeronode.dev.cluster import ClusterError, LocalCluster
+    from zeronode.dev.guest import GuestBuildError
 
     logging.disable(logging.CRITICAL)
     cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root, hypervisor=hypervisor,
+                           loop_storage=loop_storage,
                            on_progress=lambda line: out.print(f"[dim]up:[/] {line}", highlight=False))
     signal.signal(signal.SIGTERM, interrupt)  # stop as cleanly on `kill` as on Ctrl-C
     try:
         with out.status("starting redis, the ledger, coord and the nodes..."):
             cluster.start()
-        if storage_root:
-            cluster.prepare_images()
+        if cluster.storage_root:
+            for index, kind in cluster.hypervisors().items():
+                out.print(f"[dim]up:[/] node {index}: VMs run on {kind}", highlight=False)
+            with out.status("preparing the nodes' image..."):
+                cluster.prepare_images()
         all_succeeded = deploy_examples(cluster, examples)
         if once:
             raise typer.Exit(0 if all_succeeded else 1)
@@ -57,7 +65,7 @@ def up(
             for service in cluster.restart_exited():
                 err.print(f"{service.name} exited; restarted it (restart {service.restarts}):\n{service.tail(3)}",
                           highlight=False)
-    except ClusterError as exc:
+    except (ClusterError, GuestBuildError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -8,7 +8,14 @@
     zeronode coord
     per node:             a mycelium simulator (peered with the other nodes'), `zeronode identity`
                           (registers the node, reports uptime, fetches its rights), `zeronode supervisor`,
-                          `zeronode runner --pool 2`; authorized_keys bootstraps the admin and coord
+                          `zeronode runner --pool 2`, and with storage `zeronode vm-keeper`; authorized_keys
+                          bootstraps the admin and coord
+
+Storage: the nodes' volumes and VMs live on a btrfs, `--storage-root`, or else a
+sparse image loop-mounted in the state dir (when run as root), or none. Each
+node's storage gets one shared image, "tiny": zeronode's tiny Linux guest
+(zeronode.dev.guest) where a real hypervisor runs (cloud-hypervisor, else QEMU:
+`hypervisor = auto`), a placeholder on the simulator.
 
 Every process is a real one, started with the same commands an operator uses,
 configured by generated TOML files, and logging to STATE_DIR/logs/. Each is
@@ -40,6 +47,9 @@ from sal.storage.owned import OwnedStorage
 from sal.tenancy import OPERATOR
 from zeronode.api.ledger import NewUser
 from zeronode.client.ledger import LedgerClient
+from zeronode.dev import guest
+from zeronode.dev.loop_storage import LoopBtrfs, LoopStorageError
+from zeronode.dev.loop_storage import unavailable as loop_storage_unavailable
 from zeronode.errors import ZeronodeError
 from zeronode.files import write_atomic
 from zeronode.node.process import die_with_parent
@@ -94,9 +104,12 @@ class LocalCluster:
     state_dir: Path | None = None
     runners: int = 2
     storage_root: Path | None = None
-    # The nodes' hypervisor driver (a name in sal.registry's table). The demo image that
-    # prepare_images makes has no real kernel, so the default is the simulator.
-    hypervisor: str = "simulated"
+    # No storage_root: loop-mount a btrfs image in the state dir, where this process may (root).
+    loop_storage: bool = True
+    # The nodes' hypervisor driver (a name in sal.registry's table): auto runs cloud-hypervisor, else QEMU,
+    # else the simulator, and prepare_images gives the real ones a guest that boots.
+    hypervisor: str = "auto"
+    guest_cache: Path | None = None  # where the tiny guest is built once (default: ~/.cache/zeronode/guest)
     report_interval: float = 2.0
     services: list[Service] = field(default_factory=list)
     local_nodes: list[LocalNode] = field(default_factory=list)
@@ -110,6 +123,7 @@ class LocalCluster:
         self.logs.mkdir(exist_ok=True)
         self.zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
         self.admin_key_path = self.state_dir / "admin.key"
+        self.loop: LoopBtrfs | None = None
         self.ledger_url = f"http://127.0.0.1:{free_port()}"
         self.coord_url = f"http://127.0.0.1:{free_port()}"
         self.redis_socket = self.state_dir / "redis.sock"
@@ -167,6 +181,7 @@ class LocalCluster:
             registry.build("hypervisor", NodeSettings(state_dir=self.state_dir, hypervisor=self.hypervisor))
         except (SalError, ValidationError) as exc:
             raise ClusterError(f"--hypervisor: {exc}") from None
+        self._storage()
         admin = keys.generate()
         keys.save_private_key(admin, self.admin_key_path)
         self.admin_key: nacl.signing.SigningKey = admin
@@ -209,6 +224,22 @@ class LocalCluster:
         for node in self.local_nodes:
             self.on_progress(f"node {node.index}: {node.node_id} at {node.supervisor_url}")
         self._write_description()
+
+    def _storage(self) -> None:
+        """The nodes' btrfs: the one given, or a loop-mounted image of our own where we may make one."""
+        if self.storage_root or not self.loop_storage:
+            return
+        if reason := loop_storage_unavailable():
+            self.on_progress(f"no storage for VMs and volumes ({reason}): give --storage-root on a btrfs")
+            return
+        self.loop = LoopBtrfs(self.state_dir / "storage")
+        try:
+            self.storage_root = self.loop.mount()
+        except LoopStorageError as exc:
+            self.loop = None
+            self.on_progress(f"no storage for VMs and volumes ({exc}): give --storage-root on a btrfs")
+            return
+        self.on_progress(f"storage: a btrfs image loop-mounted at {self.storage_root}")
 
     def _grant_rights(self, admin: nacl.signing.SigningKey, admin_public: str, coord_public: str) -> None:
         """The ledger's rights of a local cluster: its admin runs scripts on every node of the farm (operator),
@@ -258,23 +289,44 @@ class LocalCluster:
         for other in mycelium_ports[: index - 1]:  # peer both ways with the nodes started before: a connected overlay
             for here, there in ((mycelium_port, other), (other, mycelium_port)):
                 httpx.post(f"http://127.0.0.1:{here}/api/v1/admin/peers", json={"endpoint": f"tcp://127.0.0.1:{there}"})
-        return [
+        services = [
             mycelium,
             self._spawn(f"{name}-identity", [self.zeronode, "identity", "--config", str(config)]),
             self._spawn(f"{name}-supervisor", [self.zeronode, "supervisor", "--config", str(config)]),
             self._spawn(f"{name}-runner", [self.zeronode, "runner", "--pool", str(self.runners), "--config", str(config)]),
         ]
+        if self.storage_root:
+            services.append(self._spawn(f"{name}-vm-keeper", [self.zeronode, "vm-keeper", "--config", str(config)]))
+        return services
 
-    def prepare_images(self, name: str = "ubuntu") -> None:
-        """A placeholder image volume on each node's storage: a sparse disk and a stand-in kernel, enough
-        for VMs on the simulated hypervisor (the examples' deploy_vm.rhai); shared, so every deployer boots from it."""
+    def hypervisors(self) -> dict[int, str]:
+        """Each node's hypervisor as its VMs report it ("qemu", "cloud-hypervisor", "simulated"); none without storage."""
+        kinds = {}
         for node in self.local_nodes:
-            storage = registry.build("storage", self._node_settings(node))
+            vms = registry.NodeSals.from_settings(self._node_settings(node)).vms
+            if vms is not None:
+                kinds[node.index] = vms.kind
+        return kinds
+
+    def prepare_images(self, name: str = "tiny") -> None:
+        """One shared image volume on each node's storage, every deployer's to boot from (the examples'
+        deploy_vm.rhai): zeronode's tiny Linux guest for a real hypervisor (built once, with apt-get download),
+        a placeholder kernel for the simulator."""
+        for node in self.local_nodes:
+            settings = self._node_settings(node)
+            storage = registry.build("storage", settings)
             if not storage.exists(name):
+                real = registry.NodeSals.from_settings(settings).vms.kind != "simulated"
+                if real:
+                    self.on_progress(f"node {node.index}: building the tiny guest image (once; apt-get download)")
+                tiny = guest.build(self.guest_cache or guest.default_cache()) if real else None
                 volume = storage.create(name)
-                with open(volume.path / "disk.raw", "wb") as disk:
-                    disk.truncate(64 * 1024 * 1024)
-                (volume.path / "vmlinux").write_bytes(b"placeholder kernel for the simulated hypervisor")
+                if tiny:
+                    guest.install_image(volume.path, tiny)
+                else:
+                    with open(volume.path / "disk.raw", "wb") as disk:
+                        disk.truncate(64 * 1024 * 1024)
+                    (volume.path / "vmlinux").write_bytes(b"placeholder kernel for the simulated hypervisor")
             images = OwnedStorage(storage)
             if images.info(OPERATOR, name).owner is None:  # made here, now or by an earlier `up`: not a tenant's
                 images.share(OPERATOR, name)  # once whole: no deployer boots from a half-made image
@@ -310,6 +362,8 @@ class LocalCluster:
                 service.process.wait()
         self.services.clear()
         self._stop_vms()
+        if self.loop is not None:
+            self.loop.unmount()
         if self.temporary:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
