@@ -120,7 +120,7 @@ def main() -> None:
         )
         ledger = spawn(ZERONODE, "ledger", "--config", str(state / "ledger.toml"))
         fleet = spawn(sys.executable, "-m", "tests.support.fleet", "--port", str(fleet_port),
-                      "--nodes", str(state / "nodes.txt"), "--admin", keys.public_key_text(coord_key),
+                      "--nodes", str(state / "nodes.txt"), f"--admin={keys.public_key_text(coord_key)}",
                       "--latency", str(args.latency), "--run-time", str(args.run_time))
         wait_healthy(ledger_url, 60, ledger)
         fleet_job = f"{node_url(fleet_port, 0)}/v1/jobs/x"  # answers 404: the fleet has no health route

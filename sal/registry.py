@@ -11,7 +11,6 @@ for its registration in the ledger.
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import socket
@@ -27,7 +26,7 @@ from sal.hypervisor.base import HypervisorDriver
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.qemu import Qemu
 from sal.hypervisor.functions import functions as hypervisor_functions
-from sal.hypervisor.manager import VmManager
+from sal.hypervisor.manager import VmManager, node_capacity
 from sal.network.base import Network
 from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.functions import functions as network_functions
@@ -144,11 +143,12 @@ def _built_or_none(sal: str, settings: NodeSettings) -> Any:
 def node_info(sals: NodeSals) -> dict[str, Any]:
     """What the script's node is: its id, host facts, software version and which SALs it has."""
     job = current_job()
+    cpus, memory_mb = node_capacity()
     return {
         "id": job.node_id,
         "hostname": socket.gethostname(),
-        "cpus": os.cpu_count() or 1,
-        "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024),
+        "cpus": cpus,
+        "memory_mb": memory_mb,
         "kernel": platform.release(),
         "zeronode": zeronode.__version__,
         "storage": str(sals.storage.root) if sals.storage else None,

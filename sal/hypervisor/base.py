@@ -78,6 +78,8 @@ class HypervisorDriver(Protocol):
     # Whether its VMM truncates the console file at every boot and reboot of a running VMM (cloud-hypervisor
     # does, as measured), so the VM layer keeps the boot before first; every VMM's file is new at its start.
     console_reset_at_boot: bool
+    # Whether its VMM writes the console file appending (O_APPEND), so it can be cut while the guest writes.
+    console_appends: bool
 
     def fingerprint(self) -> Fingerprint: ...
 

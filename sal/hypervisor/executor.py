@@ -9,7 +9,9 @@ VMM runs under one of these, as Nomad runs each task under its executor: it
 starts the VMM, writes its pid to VM_DIR/vmm.pid, waits for it, and writes
 VM_DIR/exit.json when it ends:
 
-    {"code": 0, "at": 1767225600.5, "boot_id": "..."}     code < 0: killed by that signal
+    {"code": 0, "at": 1767225600.5, "boot_id": "...", "signalled": null}
+        code < 0: killed by that signal; signalled: the signal the executor itself received and passed
+        on (a host shutting down stops the VMs' scopes with SIGTERM, and QEMU then exits 0)
 
 It imports nothing but the standard library (it stays small: one per VM), lifts
 the soft address-space limit a runner works under (a guest's memory is the
@@ -54,6 +56,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m sal.hypervisor.executor VM_DIR -- COMMAND...", file=sys.stderr)
         return 2
     vm_dir, command = Path(argv[0]), argv[2:]
+    os.umask(0o027)  # the VMM's files (the console) may be read by vm_dir's readers group, never by others
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
@@ -64,12 +67,19 @@ def main(argv: list[str]) -> int:
         print(f"cannot start the VMM {command[0]}: {exc}", file=sys.stderr)
         _write(vm_dir / EXIT_FILE, json.dumps({"code": 127, "at": time.time(), "boot_id": boot_id()}))
         return 127
+    signalled: list[int] = []
+
+    def pass_on(received: int, _frame: object) -> None:
+        signalled.append(received)
+        process.send_signal(received)
+
     for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda received, _frame: process.send_signal(received))
+        signal.signal(number, pass_on)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _write(vm_dir / PID_FILE, str(process.pid))
     code = process.wait()
-    _write(vm_dir / EXIT_FILE, json.dumps({"code": code, "at": time.time(), "boot_id": boot_id()}))
+    ended = {"code": code, "at": time.time(), "boot_id": boot_id(), "signalled": signalled[0] if signalled else None}
+    _write(vm_dir / EXIT_FILE, json.dumps(ended))
     return 0
 
 

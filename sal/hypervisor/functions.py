@@ -11,6 +11,7 @@
     vm_pause("web1"); vm_resume("web1"); vm_reboot("web1");
     vm_attach("web1", "more-data"); vm_detach("web1", "more-data");   // data volumes, also while it runs
     vm_snapshot("web1", "before"); vm_restore("web1", "before");      // where the driver can (fingerprint)
+    vm_snapshot_delete("web1", "before");                             // at most 3 snapshots a VM
     vm_logs("web1"); vm_logs("web1", 50);   // the last lines of its serial console; #{ name, lines, boot: 1 }
     vm_events("web1");    // [#{ at, event, ... }, ...]: created, started, stopped, exited, crashed, restarted...
 
@@ -77,6 +78,7 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
         "vm_detach": lambda name, volume: vms().detach(current_caller(), name, volume),
         "vm_snapshot": lambda name, snapshot: vms().snapshot(current_caller(), name, snapshot),
         "vm_restore": lambda name, snapshot: vms().restore(current_caller(), name, snapshot),
+        "vm_snapshot_delete": lambda name, snapshot: vms().delete_snapshot(current_caller(), name, snapshot),
         "vm_logs": vm_logs,
         "vm_events": lambda name: vms().events(current_caller(), name),
     }

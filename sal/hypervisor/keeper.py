@@ -13,11 +13,17 @@ said so) and, under the VM's lock, decides by its state and restart policy:
         node_restarted         the host rebooted: `always` and `on-failure` start it again (not a failure)
     `never`                    whatever ended it, it no longer should run
 
+It also cuts each running VM's console back to its last MiB once it passes
+8 MiB, where the VMM appends to it (sal.hypervisor.console.trim): a guest cannot
+fill the node's disk through its serial port.
+
 Restarts back off: the n-th restart within `window` seconds waits
 backoff_base × 2^(n-1) seconds (at most backoff_max) after the last; after
 `max_restarts` within the window the keeper gives up: the VM no longer should
-run, and its `gave_up` says why (vm_start clears it). Each decision is an event
-of the VM (vm_events), and a log line.
+run, and its `gave_up` says why (vm_start clears it). A restart after a host
+reboot is not counted; every failed attempt is. The keeper never waits behind
+a VM's lock: a VM a runner is acting on is looked at next time. Each decision
+is an event of the VM (vm_events), and a log line.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sal.errors import SalError
+from sal.hypervisor import console
 from sal.hypervisor.lifecycle import Want, record_event
 from sal.hypervisor.manager import VmManager
 from sal.hypervisor.record import VmRecord
@@ -69,6 +76,8 @@ class VmKeeper:
         for name in self.manager.names():
             try:
                 action = self.keep(name)
+            except BlockingIOError:
+                continue  # a runner is acting on it (a long vm_stop, say): look again next time
             except (SalError, OSError) as exc:
                 log.warning("vm keeper could not look after a vm", extra={"vm": name, "error": str(exc)})
                 continue
@@ -77,8 +86,11 @@ class VmKeeper:
         return done
 
     def keep(self, name: str) -> str | None:
-        with self.manager.locked(name):
+        """Do what the VM needs, under its lock; BlockingIOError when someone holds it (never wait behind a VM)."""
+        with self.manager.locked(name, wait=False):
             directory = self.manager.state_dir / name
+            if self.manager.driver.console_appends and console.trim(directory):
+                log.info("vm console cut back", extra={"vm": name, "kept": console.MAX_BYTES})
             want = Want.load(directory)
             if not want.run:
                 return None
@@ -104,28 +116,27 @@ class VmKeeper:
             record_event(directory, "exited" if ending == "exited" else "crashed", cause=cause, restart=record.restart)
             log.info("vm ended and stays stopped", extra={"vm": record.name, "cause": cause, "restart": record.restart})
             return "left stopped"
-        counted = ending != "node_restarted"  # a host reboot is not the VM's failure
-        if counted and len(want.restarts) >= self.limits.max_restarts:
+        # A host reboot is not the VM's failure: restarting after one is not counted (a failed attempt is).
+        counted = ending != "node_restarted"
+        if len(want.restarts) >= self.limits.max_restarts:
             reason = (f"{cause}: restarted {len(want.restarts)} times in {self.limits.window:.0f} s, "
                       "the keeper gave up")
             Want(run=False, restarts=want.restarts, gave_up=reason).save(directory)
             record_event(directory, "gave_up", cause=cause, restarts=len(want.restarts))
             log.warning("vm keeper gave up on a vm", extra={"vm": record.name, "reason": reason})
             return "gave up"
-        wait = self.limits.delay(len(want.restarts)) if counted else 0.0
-        if want.restarts and now < want.restarts[-1] + wait:
+        if want.restarts and now < want.restarts[-1] + self.limits.delay(len(want.restarts)):
             return None  # backing off
         try:
             self.manager.boot(record, "restarted", cause=cause, attempt=len(want.restarts) + 1)
-        except SalError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the attempt counts (backoff, then giving up)
             record_event(directory, "restart_failed", cause=cause, error=str(exc))
             log.warning("vm restart failed", extra={"vm": record.name, "error": str(exc)})
-            result = "restart failed"
-        else:
-            log.info("vm restarted", extra={"vm": record.name, "cause": cause})
-            result = "restarted"
+            Want(run=True, restarts=[*want.restarts, now]).save(directory)
+            return "restart failed"
+        log.info("vm restarted", extra={"vm": record.name, "cause": cause})
         Want(run=True, restarts=[*want.restarts, now] if counted else want.restarts).save(directory)
-        return result
+        return "restarted"
 
 
 def _cause(kind: str, code: int | None) -> str:

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -61,20 +63,23 @@ from sal.hypervisor.base import (
     check_vm_name,
 )
 from sal.hypervisor.lifecycle import Want, record_event
-from sal.hypervisor.readers import make_vm_dir
+from sal.hypervisor.readers import check_only_root_writes, make_vm_dir
 from sal.hypervisor.record import VmRecord, has_record
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
 from sal.hypervisor.taps import Taps, check_tap_name
+from sal.hypervisor.viewer import VmViewer
 from sal.storage.base import Storage, VolumeNotFound
 from sal.storage.owned import OwnedStorage, OwnedVolume
 from sal.tenancy import OPERATOR, Caller
+from zeronode.files import write_atomic
 
 log = logging.getLogger("zeronode.hypervisor")
 
 GIB = 1024 * MIB
 DEFAULT_CMDLINE = "console=ttyS0 root=/dev/vda rw"
 IMAGE_DISK, IMAGE_KERNEL, IMAGE_INITRAMFS, IMAGE_CMDLINE = "disk.raw", "vmlinux", "initramfs", "cmdline"
-SNAPSHOTS = "snapshots"
+SNAPSHOTS, SNAPSHOT_DISKS = "snapshots", "disks.json"
+MAX_SNAPSHOTS = 3  # each holds the guest's memory, in vm_dir: a bound on what a tenant can store there
 
 
 def node_capacity() -> tuple[int, int]:
@@ -90,8 +95,12 @@ class VmManager:
         self.driver = driver
         self.firmware = firmware
         self.taps = Taps(self.state_dir)
+        self.viewer = VmViewer(self.state_dir)
         # What node_info() and each VM's info say: deployments must be able to tell that no guest runs.
         self.kind = "simulated" if driver.simulated else driver.name
+        if os.geteuid() == 0 and (problem := check_only_root_writes(self.state_dir)):
+            raise SalError(f"vm_dir {self.state_dir} is not root's alone ({problem}): VM records say what root boots, "
+                           "so keep vm_dir where only root writes, e.g. vm_dir = \"/var/lib/zeronode-vms\"")
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if driver.simulated:
             log.warning(
@@ -102,35 +111,43 @@ class VmManager:
     # -- where things are ----------------------------------------------------------
 
     def _dir(self, name: str) -> Path:
-        return self.state_dir / check_vm_name(name)
+        return self.viewer.directory(name)
 
     @contextlib.contextmanager
-    def locked(self, name: str) -> Iterator[None]:
+    def locked(self, name: str, *, wait: bool = True) -> Iterator[None]:
+        """Hold the VM's lock (the runners of every pool and the keeper take it); BlockingIOError without `wait`
+        when someone holds it."""
+        with self._flock(check_vm_name(name), wait):
+            yield
+
+    @contextlib.contextmanager
+    def _disks_locked(self) -> Iterator[None]:
+        """Hold the node's lock on which volume is whose disk and which tap whose: taken inside a VM's lock, by
+        whatever gives a VM a disk or a tap, so two VMs never both get one."""
+        with self._flock(".disks", True):  # no VM name starts with a dot
+            yield
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, wait: bool) -> Iterator[None]:
         locks = self.state_dir / ".locks"
         locks.mkdir(mode=0o700, exist_ok=True)
-        with open(locks / check_vm_name(name), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(locks / name, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             yield
 
     def _record(self, caller: Caller, name: str) -> VmRecord:
         """The VM's record if the caller may act on it, refused when another driver made it: this one could
         not find, stop or run its VM."""
-        try:
-            record = VmRecord.load(self._dir(name))
-        except VmNotFound:
-            raise
-        except SalError:
-            if caller.admin:
-                raise
-            record = None  # a record that cannot be read names no owner to let in: only admins learn of it
-        if record is None or not caller.may_act_on(record.owner):
-            raise VmNotFound(f"no VM named {name!r}")  # as for a missing VM: another tenant's does not show
+        record = self.viewer.visible(caller, name)
+        self._same_driver(record)
+        return record
+
+    def _same_driver(self, record: VmRecord) -> None:
         if record.driver != self.driver.name:
             raise SalError(
-                f"VM {name!r} was created by the {record.driver!r} hypervisor driver, but this node runs "
+                f"VM {record.name!r} was created by the {record.driver!r} hypervisor driver, but this node runs "
                 f"{self.driver.name!r}: set hypervisor to run it"
             )
-        return record
 
     # -- the operations ------------------------------------------------------------
 
@@ -158,7 +175,7 @@ class VmManager:
         for tap in taps:
             check_tap_name(tap)
         self._check_size(vcpus, memory_mib, disk_gb)
-        with self.locked(name):
+        with self.locked(name), self._disks_locked():
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
             in_use = self._disks_in_use()
@@ -288,13 +305,29 @@ class VmManager:
     def boot(self, record: VmRecord, event: str, **detail: Any) -> None:
         """Run the VM of `record` (the VM's lock held): a new boot gets a fresh console, the old one is kept."""
         directory = self._dir(record.name)
+        self._same_driver(record)  # the keeper too: another driver would not find this VM's VMM, and start a second
         self._check_disks(record)
         state = self.driver.state(directory)
+        if state in ("Stopped", "Failed", "Unreachable"):
+            self._check_memory(record)
         if state in ("Stopped", "Failed", "Unreachable") or (state == "Created" and self.driver.console_reset_at_boot):
             console.rotate(directory)  # a new VMM, or one that truncates the console as it boots
         self.driver.start(directory, record.spec)
         record_event(directory, event, was=state, **detail, **self._accel(directory))
         log.info(f"vm {event}", extra={"vm": record.name, "was": state})
+
+    def _check_memory(self, record: VmRecord) -> None:
+        """The VMs that run, this one too, must fit in the node's memory: the kernel's OOM killer would otherwise
+        choose among tenants' VMs."""
+        running = 0
+        for name in self.names():
+            if name != record.name and self.driver.pid(self.state_dir / name) is not None:
+                with contextlib.suppress(SalError):
+                    running += VmRecord.load(self.state_dir / name).spec.memory_mib
+        memory = node_capacity()[1]
+        if running + record.spec.memory_mib > memory:
+            raise SalError(f"VM {record.name!r} needs {record.spec.memory_mib} MiB, and the VMs running here use "
+                           f"{running} of this node's {memory} MiB")
 
     def _accel(self, directory: Path) -> dict[str, Any]:
         accel = self.driver.details(directory).get("accel")
@@ -341,6 +374,9 @@ class VmManager:
         kept first; elsewhere (QEMU) the console goes on in the same file."""
 
         def reboot(directory: Path) -> None:
+            state = self.driver.state(directory)
+            if state not in ("Running", "Paused"):
+                raise InvalidVmState(f"only a running or paused VM can be rebooted; {name!r} is {state}")
             if self.driver.console_reset_at_boot:
                 console.rotate(directory)
             self.driver.reboot(directory)
@@ -363,7 +399,7 @@ class VmManager:
 
     def attach(self, caller: Caller, name: str, volume: str) -> dict[str, Any]:
         """Give the VM the data volume `volume` (the caller's) as a disk: at once if it runs, at its next boot if not."""
-        with self.locked(name):
+        with self.locked(name), self._disks_locked():
             record = self._record(caller, name)
             data = self._data_volume(caller, volume, self._disks_in_use())
             disk = self._data_disk(data)
@@ -383,7 +419,8 @@ class VmManager:
             record = self._record(caller, name)
             if volume not in record.volumes:
                 raise SalError(f"volume {volume!r} is not a disk of VM {name!r}")
-            disk = next((disk for disk in record.spec.disks if disk.id == _disk_id(volume)), None)
+            disk_path = str(self.storage.info(volume).path / IMAGE_DISK)
+            disk = next((disk for disk in record.spec.disks[1:] if disk.path == disk_path), None)
             if disk is None:
                 raise SalError(f"VM {name!r} has no disk for volume {volume!r} in its record")
             directory = self._dir(name)
@@ -403,36 +440,60 @@ class VmManager:
 
     def snapshot(self, caller: Caller, name: str, snapshot: str) -> dict[str, Any]:
         """Save the VM's memory and devices as `snapshot` (the VM pauses meanwhile, and runs again if it ran).
-        Its disks are not in it: they go on changing."""
+        Its disks are not in it: they go on changing. At most MAX_SNAPSHOTS a VM: each holds its memory."""
         self._require("snapshot")
-        check_vm_name(snapshot)
+        _check_snapshot_name(snapshot)
         with self.locked(name):
-            self._record(caller, name)
+            record = self._record(caller, name)
             directory = self._dir(name)
             target = directory / SNAPSHOTS / snapshot
             if target.exists():
                 raise SalError(f"VM {name!r} has a snapshot {snapshot!r} already")
+            if len(self._snapshots(directory)) >= MAX_SNAPSHOTS:
+                raise SalError(f"VM {name!r} has {MAX_SNAPSHOTS} snapshots, the most a VM keeps: delete one first")
             state = self.driver.state(directory)
             if state not in ("Running", "Paused"):
                 raise InvalidVmState(f"only a running or paused VM can be snapshotted; {name!r} is {state}")
             target.mkdir(mode=0o700, parents=True)
+            paused = False
             try:
                 if state == "Running":
                     self.driver.pause(directory)
+                    paused = True
                 self.driver.snapshot(directory, target)
+                # The disks it was taken with: a restore boots from these volumes or not at all.
+                write_atomic(target / SNAPSHOT_DISKS, json.dumps(record.disk_uuids))
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
+                if paused:
+                    with contextlib.suppress(SalError):  # the snapshot's error is the one to report
+                        self.driver.resume(directory)
                 raise
-            finally:
-                if state == "Running":
-                    self.driver.resume(directory)
+            if paused:
+                self.driver.resume(directory)
             record_event(directory, "snapshotted", snapshot=snapshot)
         return {"vm": name, "snapshot": snapshot, "path": str(target)}
 
+    def delete_snapshot(self, caller: Caller, name: str, snapshot: str) -> None:
+        _check_snapshot_name(snapshot)
+        with self.locked(name):
+            self._record(caller, name)
+            target = self._dir(name) / SNAPSHOTS / snapshot
+            if not target.is_dir():
+                raise SalError(f"VM {name!r} has no snapshot {snapshot!r}")
+            shutil.rmtree(target)
+            record_event(self._dir(name), "snapshot_deleted", snapshot=snapshot)
+
+    @staticmethod
+    def _snapshots(directory: Path) -> list[str]:
+        folder = directory / SNAPSHOTS
+        return sorted(entry.name for entry in folder.iterdir() if entry.is_dir()) if folder.is_dir() else []
+
     def restore(self, caller: Caller, name: str, snapshot: str) -> dict[str, Any]:
-        """Run a stopped VM again from its snapshot `snapshot`; it comes back paused (vm_resume runs it)."""
+        """Run a stopped VM again from its snapshot `snapshot`; it comes back paused (vm_resume runs it). Only
+        with the disks it had then: a volume detached since, or deleted and made again, is not given back."""
         self._require("snapshot")
-        check_vm_name(snapshot)
+        _check_snapshot_name(snapshot)
         with self.locked(name):
             record = self._record(caller, name)
             directory = self._dir(name)
@@ -441,29 +502,25 @@ class VmManager:
                 raise SalError(f"VM {name!r} has no snapshot {snapshot!r}")
             if self.driver.state(directory) != "Stopped":
                 raise InvalidVmState(f"VM {name!r} runs: stop it before restoring a snapshot")
+            try:
+                taken_with = json.loads((source / SNAPSHOT_DISKS).read_text())
+            except (OSError, ValueError):
+                taken_with = None
+            if taken_with != record.disk_uuids:
+                raise SalError(f"VM {name!r}'s disks changed since snapshot {snapshot!r} was taken: it cannot be restored")
             self._check_disks(record)
-            Want(run=True).save(directory)
             self.driver.restore(directory, record.spec, source)
+            Want(run=True).save(directory)  # once it is back: a failed restore leaves it stopped
             record_event(directory, "restored", snapshot=snapshot)
         return self.info(caller, name)
 
     # -- what happened to it ---------------------------------------------------------
 
     def logs(self, caller: Caller, name: str, lines: int = 100, boot: int = 0) -> str:
-        """The last `lines` lines of the VM's serial console: this boot's (0), or an earlier one's (1, 2)."""
-        self._record(caller, name)
-        if not 0 <= boot <= console.BOOTS_KEPT:
-            raise SalError(f"boot must be 0 (the current one) to {console.BOOTS_KEPT}, got {boot}")
-        return console.tail(self._dir(name), lines, boot)
-
-    def console_from(self, caller: Caller, name: str, offset: int) -> tuple[bytes, int]:
-        """The console's bytes from `offset` on, and where the next read starts (for `zeronode vm logs --follow`)."""
-        self._record(caller, name)
-        return console.read_from(self._dir(name), offset)
+        return self.viewer.logs(caller, name, lines, boot)
 
     def events(self, caller: Caller, name: str, limit: int = lifecycle.EVENTS_KEPT) -> list[dict[str, Any]]:
-        self._record(caller, name)
-        return lifecycle.events(self._dir(name), limit)
+        return self.viewer.events(caller, name, limit)
 
     def delete(self, caller: Caller, name: str) -> None:
         """Stop the VM and remove it, its record (and so its owner), its taps and its root disk. Its data volumes
@@ -516,6 +573,7 @@ class VmManager:
             "serial_log": spec.serial_file,
             "boot_logs": [str(console.path(directory, boot)) for boot in range(1, console.BOOTS_KEPT + 1)
                           if console.path(directory, boot).exists()],
+            "snapshots": self._snapshots(directory),
             "created": record.created,
         }
 
@@ -538,8 +596,17 @@ class VmManager:
                 self.stop(OPERATOR, vm["name"], timeout=timeout)
 
 
+def _check_snapshot_name(snapshot: object) -> str:
+    if not isinstance(snapshot, str) or not VM_NAME.fullmatch(snapshot):
+        raise SalError(f"invalid snapshot name {snapshot!r}: use 1-48 lowercase letters, digits and '-', not at either end")
+    return snapshot
+
+
 def _disk_id(volume: str) -> str:
-    return f"data-{volume}"[:64]
+    """A data disk's device id: "data-NAME", or, past QEMU's 31-character node names, "data-" and a digest of the
+    volume's name (unique per volume, unlike a cut)."""
+    readable = f"data-{volume}"
+    return readable if len(readable) <= 31 else f"data-{hashlib.sha256(volume.encode()).hexdigest()[:24]}"
 
 
 def _read(path: Path) -> str | None:

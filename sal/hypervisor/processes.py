@@ -19,9 +19,11 @@ leaves them running, and their memory is not counted against the runners'.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -70,6 +72,7 @@ class VmmProcesses:
         executor = [sys.executable, "-m", EXECUTOR, str(vm_dir), "--", *command]
         if self.scope:
             executor = ["systemd-run", "--scope", "--quiet", "--collect", f"--slice={VMS_SLICE}", "--", *executor]
+        _bound_log(vm_dir / LOG_FILE)
         with open(vm_dir / LOG_FILE, "ab") as output:
             process = subprocess.Popen(
                 executor, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
@@ -94,15 +97,22 @@ class VmmProcesses:
             time.sleep(0.02)
 
     def end(self, vm_dir: Path, grace: float = 5.0) -> None:
-        """Make sure the VMM is gone: it was asked to exit; after `grace` seconds it is killed."""
+        """Make sure the VMM is gone: it was asked to exit; after `grace` seconds it is killed. It is held by a
+        pidfd from the moment its marker is checked, so a pid the kernel hands to another process is never
+        signalled."""
         deadline = time.monotonic() + grace
         pid = self.pid(vm_dir)
-        # Wait on the pid itself: an exiting process loses its command line before it is gone.
-        while pid is not None and running(pid):
-            if time.monotonic() >= deadline:
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.02)
-        self._wait_for_executor(vm_dir, deadline + 2)
+        handle = _pidfd(pid) if pid is not None else None
+        if handle is not None:
+            try:
+                if self.pid(vm_dir) == pid:  # still the VM's VMM once held: the pidfd is its
+                    if not _exited(handle, deadline - time.monotonic()):
+                        with contextlib.suppress(ProcessLookupError):
+                            signal.pidfd_send_signal(handle, signal.SIGKILL)
+                        _exited(handle, 5.0)
+            finally:
+                os.close(handle)
+        self._wait_for_executor(vm_dir, time.monotonic() + 2)
         (vm_dir / PID_FILE).unlink(missing_ok=True)
 
     def ending(self, vm_dir: Path, wait: float = 5.0) -> Ending:
@@ -116,7 +126,7 @@ class VmmProcesses:
         while True:
             try:
                 ended = json.loads((vm_dir / EXIT_FILE).read_text())
-                return Ending("exited" if ended["code"] == 0 else "failed", ended["code"], ended["at"])
+                return _ending(ended)
             except (OSError, ValueError, KeyError, TypeError):
                 pass
             executor = started.get("executor") if started else None
@@ -153,8 +163,46 @@ class VmmProcesses:
             time.sleep(0.02)
 
 
+def _ending(ended: dict) -> Ending:
+    """What an executor's exit.json says. A VMM that ended in an earlier boot of the host ended with the host,
+    whatever its status (QEMU exits 0 on the SIGTERM a shutdown sends); one stopped by a signal the executor
+    passed on, in this boot, was stopped from outside: not its guest's doing, so not a clean exit."""
+    code, at = ended["code"], ended["at"]
+    if ended.get("boot_id") != boot_id():
+        return Ending("node_restarted", code, at)
+    if code == 0 and not ended.get("signalled"):
+        return Ending("exited", code, at)
+    return Ending("failed", code, at)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _exited(handle: int, timeout: float) -> bool:
+    """Wait at most `timeout` seconds for the process behind the pidfd to exit (a pidfd reads ready then)."""
+    readable, _, _ = select.select([handle], [], [], max(0.0, timeout))
+    return bool(readable)
+
+
 def systemd_running() -> bool:
     return Path("/run/systemd/system").is_dir() and shutil.which("systemd-run") is not None
+
+
+def _bound_log(path: Path, keep: int = 256 * 1024) -> None:
+    """Keep a VMM's log (appended to at every start) to its last `keep` bytes."""
+    try:
+        if path.stat().st_size <= 4 * keep:
+            return
+        with open(path, "rb") as file:
+            file.seek(-keep, os.SEEK_END)
+            kept = file.read()
+        write_atomic(path, kept, mode=0o600)
+    except FileNotFoundError:
+        pass
 
 
 def log_tail(vm_dir: Path, lines: int = 5) -> str:

@@ -22,7 +22,7 @@ class DiskSpec:
 
 @dataclass(frozen=True)
 class TapSpec:
-    tap: str  # the host tap device; cloud-hypervisor creates it if missing
+    tap: str  # the host tap device, made by zeronode for this VM (sal.hypervisor.taps)
     mac: str | None = None
     ip: str | None = None  # the host side's address on the tap
     mask: str | None = None

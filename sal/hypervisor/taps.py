@@ -4,7 +4,7 @@ A tap names a host network interface. Letting a script name any interface
 would let it attach a guest to `eth0`, `lo`, or another tenant's tap; so a VM
 gets only taps zeronode made for it. Their names start with PREFIX; the VM
 manager creates each (`ip tuntap add ... mode tap`) when the VM is created,
-records it in VM_DIR/../.taps/NAME.json (which VM, whose), and deletes it with
+records it in VM_DIR/.taps/NAME.json (which VM has it), and deletes it with
 the VM. A name that is already a host interface zeronode did not make is
 refused, as is a tap another VM has.
 """

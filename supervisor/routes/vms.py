@@ -22,11 +22,13 @@ def console(
     lines: Annotated[int, Query(ge=1, le=1000)] = 100,
     boot: Annotated[int, Query(ge=0, le=2)] = 0,
     offset: Annotated[int | None, Query(ge=0)] = None,
+    file: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
-    """The last `lines` lines of a boot's console (0: this boot; 1, 2: the ones before), or, with `offset`,
-    this boot's console from that byte on and the offset to ask for next (`zeronode vm logs --follow`)."""
+    """The last `lines` lines of a boot's console (0: this boot; 1, 2: the ones before), or, with `offset`
+    (and the `file` the last answer named), this boot's console from that byte on and the `offset` and `file`
+    to ask for next (`zeronode vm logs --follow`; a new boot's console is read from its start)."""
     if offset is not None:
-        return _vms(request).follow(reader, name, offset)
+        return _vms(request).follow(reader, name, offset, file)
     return _vms(request).console(reader, name, lines=lines, boot=boot)
 
 

@@ -49,7 +49,7 @@ def fleet_process(control_plane, tmp_path):
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.fleet", "--port", str(port), "--nodes", str(listed),
-             "--admin", keys.public_key_text(control_plane.coord_key), "--run-time", str(run_time)],
+             f"--admin={keys.public_key_text(control_plane.coord_key)}", "--run-time", str(run_time)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         started.append(process)

@@ -85,3 +85,25 @@ def test_under_systemd_the_executor_starts_in_a_scope_of_its_own(tmp_path, monke
         assert "-m sal.hypervisor.executor" in recorded
     finally:
         processes.end(vm_dir, grace=0)
+
+
+def test_a_vmm_stopped_from_outside_did_not_exit_cleanly_even_with_status_0(processes, tmp_path):
+    """QEMU exits 0 on SIGTERM, as when a host shutting down stops the VMs' scopes: not its guest's doing."""
+    listening = tmp_path / "listening"
+    exits_0_on_term = [sys.executable, "-c", "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: "
+                       f"sys.exit(0)); open({str(listening)!r}, 'w').close(); time.sleep(600)", f"marker={tmp_path}/api.sock"]
+    processes.spawn(tmp_path, exits_0_on_term, ready=listening.exists)
+    executor = json.loads((tmp_path / STARTED_FILE).read_text())["executor"]
+    os.kill(executor, signal.SIGTERM)  # the executor passes it on, and writes that it did
+    wait_until(lambda: (tmp_path / "exit.json").exists(), 10, "the executor's exit record")
+    ending = processes.ending(tmp_path)
+    assert ending.kind == "failed" and ending.code == 0
+    assert json.loads((tmp_path / "exit.json").read_text())["signalled"] == signal.SIGTERM
+
+
+def test_a_clean_exit_recorded_in_an_earlier_boot_ended_with_the_host(processes, tmp_path):
+    processes.spawn(tmp_path, vmm(tmp_path, exit_after=0.2), ready=lambda: True)
+    wait_until(lambda: processes.pid(tmp_path) is None and (tmp_path / "exit.json").exists(), 10, "the VMM to exit")
+    ended = json.loads((tmp_path / "exit.json").read_text())
+    (tmp_path / "exit.json").write_text(json.dumps({**ended, "boot_id": "an-earlier-boot"}))
+    assert processes.ending(tmp_path).kind == "node_restarted"  # not "its guest powered off": it should run again

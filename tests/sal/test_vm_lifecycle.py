@@ -10,7 +10,8 @@ import signal
 
 import pytest
 
-from sal.hypervisor import Unsupported
+from sal.errors import SalError
+from sal.hypervisor import InvalidVmState, Unsupported
 from sal.hypervisor.drivers.cloud_hypervisor import HypervisorClient
 from sal.hypervisor.keeper import RestartLimits, VmKeeper
 from sal.hypervisor.lifecycle import Want
@@ -138,3 +139,54 @@ def test_what_a_driver_lacks_is_refused_as_unsupported(vms):
             act(ALICE, "web1")
     with pytest.raises(Unsupported):
         vms.snapshot(ALICE, "web1", "s1")
+
+
+def test_snapshots_are_bounded_deletable_and_restore_only_onto_the_disks_they_were_taken_with(vms):
+    vms.create(ALICE, "web1", image="ubuntu")
+    vms.start(ALICE, "web1")
+    for snapshot in ("s1", "s2", "s3"):
+        vms.snapshot(ALICE, "web1", snapshot)
+    with pytest.raises(SalError, match="has 3 snapshots, the most a VM keeps"):
+        vms.snapshot(ALICE, "web1", "s4")
+    vms.delete_snapshot(ALICE, "web1", "s3")
+    assert vms.info(ALICE, "web1")["snapshots"] == ["s1", "s2"]
+    with pytest.raises(SalError, match="invalid snapshot name"):
+        vms.snapshot(ALICE, "web1", "../../etc")
+    vms.volumes.create(ALICE, "more", quota_bytes=1024 * 1024)
+    vms.attach(ALICE, "web1", "more")  # the disks change after s1 and s2
+    vms.stop(ALICE, "web1", timeout=5)
+    with pytest.raises(SalError, match="disks changed since snapshot 's1'"):
+        vms.restore(ALICE, "web1", "s1")
+    assert vms.info(ALICE, "web1")["state"] == "Stopped" and not vms.info(ALICE, "web1")["should_run"]
+
+
+def test_a_vm_that_cannot_reboot_keeps_its_console(vms):
+    vms.create(ALICE, "web1", image="ubuntu")
+    vms.start(ALICE, "web1")
+    vms.stop(ALICE, "web1", timeout=5)
+    with pytest.raises(InvalidVmState, match="only a running or paused VM can be rebooted"):
+        vms.reboot(ALICE, "web1")
+    assert vms.logs(ALICE, "web1") == "zeronode simulator: guest booted (boot 1)"  # not rotated away
+
+
+def test_the_keeper_never_boots_a_vm_of_another_driver(vms, storage):
+    from sal.hypervisor import VmManager
+    from sal.hypervisor.drivers.qemu import Qemu
+
+    vms.create(ALICE, "web1", image="ubuntu")
+    vms.start(ALICE, "web1")
+    crash(vms, "web1")
+    other = VmManager(vms.state_dir, storage, Qemu("qemu-system-x86_64", acceleration="tcg"))
+    assert VmKeeper(other, NO_WAIT).tick() == {"web1": "restart failed"}
+    event = vms.events(ALICE, "web1")[-1]
+    assert event["event"] == "restart_failed" and "created by the 'cloud-hypervisor' hypervisor driver" in event["error"]
+    assert other.driver.pid(vms.state_dir / "web1") is None  # no QEMU was started on its disks
+
+
+def test_the_keeper_never_waits_behind_a_vm_a_runner_is_acting_on(vms):
+    vms.create(ALICE, "web1", image="ubuntu")
+    vms.start(ALICE, "web1")
+    crash(vms, "web1")
+    with vms.locked("web1"):
+        assert VmKeeper(vms, NO_WAIT).tick() == {}  # busy: looked at next time
+    assert VmKeeper(vms, NO_WAIT).tick() == {"web1": "restarted"}

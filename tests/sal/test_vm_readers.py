@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from sal.errors import SalError
 from sal.hypervisor import VmManager
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 
@@ -65,3 +66,19 @@ def test_without_a_readers_group_vms_are_roots_alone(vms_in):
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / "vm.json").stat().st_mode) == 0o600
     assert as_reader("cat", str(directory / "vm.json")).returncode != 0
+
+
+def test_a_vm_dir_another_user_could_write_to_or_rename_is_refused(storage, short_dir):
+    """Runners and the keeper (root) boot what VM records say: nobody else may write where they live."""
+    short_dir.chmod(0o711)
+    owned_by_another = short_dir / "zeronode-state"
+    owned_by_another.mkdir()
+    os.chown(owned_by_another, pwd.getpwnam(READER).pw_uid, -1)
+    with pytest.raises(SalError, match=r"is not root's alone \(.*belongs to uid"):
+        VmManager(owned_by_another / "vms", storage, CloudHypervisor.simulator())
+    group_writable = short_dir / "shared"
+    group_writable.mkdir()
+    group_writable.chmod(0o775)
+    with pytest.raises(SalError, match="may be written by its group or others"):
+        VmManager(group_writable / "vms", storage, CloudHypervisor.simulator())
+    assert VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())  # root's alone (under a sticky /tmp)

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from zeronode.cli.common import LedgerOption, ask_supervisor, out
+from zeronode.cli.common import LedgerOption, ask_supervisor, fail, out
 
 app = typer.Typer(help="A node's VMs: their consoles and events.", no_args_is_help=True)
 
@@ -45,17 +45,18 @@ def logs(
     interval: Annotated[float, typer.Option(help="Seconds between reads with --follow", min=0.1)] = 0.5,
 ) -> None:
     """Print a VM's serial console: the last lines, then, with --follow, what comes."""
-    path = f"/v1/vms/{vm}/console"
+    path = f"/v1/vms/{_vm_name(vm)}/console"
     answer = ask_supervisor(node, ledger_url, key, path, {"lines": lines, "boot": boot})
     _write(str(answer.get("text", "")) + "\n")
     if not follow:
         return
-    offset = answer.get("offset") or 0  # where the console ended when those lines were read
+    # Where the console ended when those lines were read, and in which file (a new boot's is another).
+    position = {"offset": answer.get("offset") or 0, **({"file": answer["file"]} if answer.get("file") else {})}
     try:
         while True:
             time.sleep(interval)
-            answer = ask_supervisor(node, ledger_url, key, path, {"offset": offset})
-            offset = int(answer.get("offset", offset))
+            answer = ask_supervisor(node, ledger_url, key, path, position)
+            position = {"offset": int(answer.get("offset") or 0), "file": int(answer.get("file") or 0)}
             _write(str(answer.get("text", "")))
     except KeyboardInterrupt:
         pass
@@ -69,7 +70,7 @@ def events(
     ledger_url: LedgerOption = "http://127.0.0.1:8400",
 ) -> None:
     """What happened to a VM: created, started, stopped, exited, crashed, restarted, gave_up..."""
-    answer = ask_supervisor(node, ledger_url, key, f"/v1/vms/{vm}/events")
+    answer = ask_supervisor(node, ledger_url, key, f"/v1/vms/{_vm_name(vm)}/events")
     table = Table(title=f"events of {vm} on {node}", title_justify="left")
     for column in ("at", "event", "details"):
         table.add_column(column)
@@ -80,6 +81,16 @@ def events(
         details = ", ".join(f"{k}={v}" for k, v in event.items() if k not in ("at", "event"))
         table.add_row(at, Text(printable(str(event.get("event")))), Text(printable(details)))  # text, never markup
     out.print(table)
+
+
+def _vm_name(name: str) -> str:
+    """A VM name, checked before it goes into a URL's path."""
+    from sal.hypervisor.base import InvalidVmName, check_vm_name
+
+    try:
+        return check_vm_name(name)
+    except InvalidVmName as exc:
+        fail(str(exc))
 
 
 def _write(text: str) -> None:

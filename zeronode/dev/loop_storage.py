@@ -39,11 +39,16 @@ class LoopBtrfs:
         self.mounted = False
 
     def mount(self) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.image, "wb") as file:
-            file.truncate(self.size_gb * 1024**3)  # sparse: takes what the volumes write
-        self._run(["mkfs.btrfs", "-q", str(self.image)])
-        self._run(["mount", "-o", "loop", str(self.image), str(self.directory)])
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            # 0600: the image holds every volume. Sparse: it takes what the volumes write.
+            with open(os.open(self.image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+                file.truncate(self.size_gb * 1024**3)
+            self._run(["mkfs.btrfs", "-q", str(self.image)])
+            self._run(["mount", "-o", "loop", str(self.image), str(self.directory)])
+        except BaseException:
+            self.image.unlink(missing_ok=True)
+            raise
         self.mounted = True
         return self.directory
 

@@ -61,6 +61,7 @@ class CloudHypervisor:
     name = NAME
     features = FEATURES
     console_reset_at_boot = True  # the serial file is truncated at every create, boot and reboot (as measured)
+    console_appends = False  # not known to append: its console is not cut while it runs
 
     def __init__(self, binary: str | None, *, start_timeout: float = 20.0, release: str = SIMULATED_RELEASE):
         """`binary`: the cloud-hypervisor executable's path; None runs the simulator instead, playing `release`."""

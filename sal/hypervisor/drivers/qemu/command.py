@@ -8,7 +8,10 @@ The single place QEMU's options live. A small machine with nothing by default
     -kernel/-initrd/-append    direct kernel boot, or -bios FIRMWARE
     virtio-blk-pci             each disk, its device id the disk's id ("root", "data-NAME")
     virtio-net-pci on a tap    each tap (script=no: zeronode made the tap, QEMU only opens it)
-    -chardev file + -serial    the serial console to the VM's serial.log, or -serial null
+    -chardev file + -serial    the serial console to the VM's serial.log (appending: the VM keeper can cut it
+                               while the guest writes), or -serial null
+    -sandbox on,...            QEMU's seccomp filter: no obsolete syscalls, no privilege changes, no new
+                               processes, no resource-control calls (QEMU runs as root)
     -qmp unix:qmp.sock         the monitor, also the marker that tells this VM's process from any other
 """
 
@@ -46,6 +49,7 @@ def qemu_command(binary: str, vm_dir: Path, name: str, spec: VmSpec, accel: str)
         *(["-cpu", "host"] if accel == "kvm" else []),
         "-m", f"{spec.memory_mib}M", "-smp", str(spec.vcpus),
         "-nodefaults", "-no-user-config", "-display", "none",
+        "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
         "-device", "virtio-rng-pci",
         "-qmp", f"unix:{option(vm_dir / QMP_SOCKET)},server=on,wait=off",
     ]
@@ -60,7 +64,7 @@ def qemu_command(binary: str, vm_dir: Path, name: str, spec: VmSpec, accel: str)
     for index, tap in enumerate(spec.taps):
         command += tap_options(tap, index)
     if spec.serial_file:
-        command += ["-chardev", f"file,id=serial0,path={option(spec.serial_file)}", "-serial", "chardev:serial0"]
+        command += ["-chardev", f"file,id=serial0,path={option(spec.serial_file)},append=on", "-serial", "chardev:serial0"]
     else:
         command += ["-serial", "null"]
     return command

@@ -8,8 +8,9 @@ running VMs as it left them.
 States, from QMP's query-status (RUN_STATES): running -> Running; paused,
 suspended, or between migration steps -> Paused; prelaunch -> Created; a guest
 stopped on an error (internal-error, guest-panicked, io-error, watchdog) ->
-Failed. QEMU exits when its guest powers off (no -no-shutdown), so a powered-off
-VM is Stopped, as with cloud-hypervisor.
+Failed; shutdown (the guest powered off, QEMU on its way out) -> Stopped. QEMU
+exits when its guest powers off (no -no-shutdown), so a powered-off VM is
+Stopped, as with cloud-hypervisor.
 
 stop: the ACPI power button (system_powerdown), then, if the guest has not
 powered off within the timeout (or the job was cancelled), `quit`, then a kill.
@@ -25,6 +26,7 @@ import contextlib
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,21 @@ NAME = "qemu"
 FEATURES = ("kernel_boot", "firmware_boot", "disks", "taps", "pause", "reboot", "hotplug")
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
 ACCEL_FILE = "accel"  # in the VM's directory: the accelerator its QEMU runs with
+STOP_ANSWER = 2.0  # seconds QEMU has to answer while being stopped: a hung one is killed, not waited for
 RUN_STATES = {
     "running": "Running",
     "prelaunch": "Created",
     "paused": "Paused", "suspended": "Paused", "debug": "Paused", "inmigrate": "Paused", "postmigrate": "Paused",
     "finish-migrate": "Paused", "save-vm": "Paused", "restore-vm": "Paused", "colo": "Paused",
     "internal-error": "Failed", "guest-panicked": "Failed", "io-error": "Failed", "watchdog": "Failed",
-    "shutdown": "Failed",
+    "shutdown": "Stopped",  # the guest powered off and QEMU is exiting
 }
+
+
+@dataclass(frozen=True)
+class KvmProblem:
+    reason: str
+    proven: bool  # KVM itself failed (every VM would), rather than this guest keeping quiet
 
 
 def qmp_socket(vm_dir: Path) -> Path:
@@ -63,6 +72,7 @@ class Qemu:
     simulated = False
     features = FEATURES
     console_reset_at_boot = False  # QEMU keeps its console file open across resets
+    console_appends = True  # ... and writes it with O_APPEND (append=on): it can be cut while the guest writes
 
     def __init__(self, binary: str, *, acceleration: str = "auto", memo_dir: Path | None = None,
                  kvm_probe_seconds: float = 10.0, start_timeout: float = 20.0):
@@ -114,9 +124,9 @@ class Qemu:
     def stop(self, vm_dir: Path, timeout: float) -> None:
         if self.processes.pid(vm_dir) is None:
             return
-        if self.state(vm_dir) == "Running":
-            with contextlib.suppress(HypervisorError):
-                self._execute(vm_dir, "system_powerdown")
+        with contextlib.suppress(HypervisorError):  # a QEMU that does not answer quickly is not asked twice
+            if self._execute(vm_dir, "query-status", timeout=STOP_ANSWER)["status"] == "running":
+                self._execute(vm_dir, "system_powerdown", timeout=STOP_ANSWER)
                 deadline = time.monotonic() + timeout
                 # A cancelled job does not wait for the guest: it is powered off at once.
                 while self.processes.pid(vm_dir) is not None and time.monotonic() < deadline and not job_cancelled():
@@ -184,17 +194,19 @@ class Qemu:
 
     def _spawn(self, vm_dir: Path, spec: VmSpec) -> None:
         accel = self.acceleration.choose()
+        probing = accel == "kvm" and self.acceleration.mode == "auto"
         try:
             self._spawn_with(vm_dir, spec, accel)
-            problem = self._kvm_problem(vm_dir, spec) if accel == "kvm" and self.acceleration.mode == "auto" else None
+            problem = self._kvm_problem(vm_dir, spec) if probing else None
         except VmmFailure as exc:
-            if not (accel == "kvm" and self.acceleration.mode == "auto"):
+            if not probing:
                 raise
-            problem = f"QEMU did not start under KVM: {exc}"
+            problem = KvmProblem(f"QEMU did not start under KVM: {exc}", proven=True)
         if problem:
-            log.warning("kvm cannot run this guest: falling back to tcg", extra={"vm": vm_dir.name, "reason": problem})
+            log.warning("kvm did not run this guest: it runs on tcg", extra={"vm": vm_dir.name, "reason": problem.reason})
             self._end(vm_dir, grace=0)
-            self.acceleration.remember_kvm_failed(problem)
+            if problem.proven:  # KVM itself failed: every VM would; a guest's silence proves only its own
+                self.acceleration.remember_kvm_failed(problem.reason)
             self._spawn_with(vm_dir, spec, "tcg")
 
     def _spawn_with(self, vm_dir: Path, spec: VmSpec, accel: str) -> None:
@@ -203,21 +215,28 @@ class Qemu:
         command = qemu_command(self.binary, vm_dir, vm_dir.name, spec, accel)
         self.processes.spawn(vm_dir, command, lambda: self._answers(vm_dir))
 
-    def _kvm_problem(self, vm_dir: Path, spec: VmSpec) -> str | None:
-        """Why KVM does not run this guest, watched for kvm_probe_seconds; None when it does."""
+    def _kvm_problem(self, vm_dir: Path, spec: VmSpec) -> KvmProblem | None:
+        """Why KVM does not run this guest, watched for kvm_probe_seconds; None when it does.
+
+        Proven (the node stops using KVM): QEMU failed under KVM, or the guest stopped on an error. Not proven
+        (this VM alone goes to TCG): a guest booted with console=ttyS0 that wrote nothing, which a tenant's own
+        kernel or a quiet command line could cause as well as a KVM that hangs. A guest that powered itself off
+        within the watch is no KVM problem at all."""
         serial = Path(spec.serial_file) if spec.serial_file else None
         expects_output = bool(spec.kernel and serial and "console=ttyS0" in (spec.cmdline or ""))
         deadline = time.monotonic() + self.kvm_probe_seconds
         while time.monotonic() < deadline:
             if self.processes.pid(vm_dir) is None:
-                return f"QEMU exited under KVM: {log_tail(vm_dir)}"
-            state = self.state(vm_dir)
-            if state == "Failed":
-                return f"the guest stopped on an error under KVM: {log_tail(vm_dir)}"
+                ending = self.processes.ending(vm_dir)
+                return None if ending.clean else KvmProblem(f"QEMU ended under KVM: {log_tail(vm_dir)}", proven=True)
+            if self.state(vm_dir) == "Failed":
+                return KvmProblem(f"the guest stopped on an error under KVM: {log_tail(vm_dir)}", proven=True)
             if expects_output and serial.exists() and serial.stat().st_size > 0:
                 return None
             time.sleep(0.1)
-        return f"the guest wrote nothing to its serial console in {self.kvm_probe_seconds:.0f} s" if expects_output else None
+        if expects_output:
+            return KvmProblem(f"the guest wrote nothing to its console in {self.kvm_probe_seconds:.0f} s", proven=False)
+        return None
 
     def _answers(self, vm_dir: Path) -> bool:
         try:
@@ -232,14 +251,15 @@ class Qemu:
             raise InvalidVmState(f"cannot {action} the VM: it is {state}, not {' or '.join(states)}")
         return state
 
-    def _execute(self, vm_dir: Path, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        with Monitor(qmp_socket(vm_dir)) as qmp:
+    def _execute(self, vm_dir: Path, command: str, arguments: dict[str, Any] | None = None, *,
+                 timeout: float = 10.0) -> Any:
+        with Monitor(qmp_socket(vm_dir), timeout=timeout) as qmp:
             return qmp.execute(command, arguments)
 
     def _end(self, vm_dir: Path, grace: float) -> None:
         """Ask QEMU to quit, then make sure it has."""
         if self.processes.pid(vm_dir) is not None:
             with contextlib.suppress(HypervisorError):
-                self._execute(vm_dir, "quit")
+                self._execute(vm_dir, "quit", timeout=STOP_ANSWER)
         self.processes.end(vm_dir, grace)
         qmp_socket(vm_dir).unlink(missing_ok=True)

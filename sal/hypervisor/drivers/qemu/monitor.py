@@ -46,11 +46,13 @@ ERRORS: dict[str, type[HypervisorError]] = {
     "DeviceNotActive": InvalidVmState,
 }
 # GenericError's words -> our errors (the first that matches).
+# (QEMU 7.2's words, checked against it.)
 MESSAGES: tuple[tuple[re.Pattern[str], type[HypervisorError]], ...] = (
-    (re.compile(r"Duplicate (device )?ID|already (exists|in use)|Duplicate node name", re.I), DeviceConflict),
-    (re.compile(r"not found|No such|Cannot find device", re.I), VmNotCreated),
+    (re.compile(r"Duplicate (device )?ID|Duplicate nodes? with node-name|already (exists|in use)|Duplicate node "
+                r"name|is conflicting with a device id", re.I), DeviceConflict),
+    (re.compile(r"Could not open|Node name too long|Parameter|Invalid|expected|must be", re.I), InvalidVmConfig),
+    (re.compile(r"Device '[^']*' not found|Cannot find device|No such device", re.I), VmNotCreated),
     (re.compile(r"is not running|not paused|in state|not allowed in|migration", re.I), InvalidVmState),
-    (re.compile(r"Parameter|Invalid|expected|must be", re.I), InvalidVmConfig),
 )
 
 
@@ -91,7 +93,7 @@ class Monitor:
                 await self._client.execute(command, arguments)
                 try:
                     await asyncio.wait_for(next_match(listener), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return False
                 return True
 
@@ -102,18 +104,18 @@ class Monitor:
             return self._loop.run_until_complete(asyncio.wait_for(work, timeout or self.timeout))
         except ExecuteError as exc:
             raise error_for(exc, command) from None
-        except (ConnectError, OSError, EOFError) as exc:
-            raise VmmUnreachable(f"no QEMU monitor answers on {self.socket}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:  # before OSError, which it is a kind of
             raise VmmUnreachable(f"QEMU's monitor on {self.socket} did not answer {command} within "
                                  f"{timeout or self.timeout:.0f} s") from None
+        except (ConnectError, OSError, EOFError) as exc:
+            raise VmmUnreachable(f"no QEMU monitor answers on {self.socket}: {exc}") from None
         except QMPError as exc:  # the connection dropped mid-command: QEMU is going away
             raise VmmUnreachable(f"QEMU's monitor on {self.socket} went away during {command}: {exc}") from None
 
     def close(self) -> None:
         try:
             self._loop.run_until_complete(asyncio.wait_for(self._client.disconnect(), self.timeout))
-        except (QMPError, OSError, EOFError, asyncio.TimeoutError):
+        except (QMPError, OSError, EOFError, TimeoutError):
             pass  # QEMU went away first (after `quit`, say): the connection is closed either way
         finally:
             self._loop.close()
