@@ -1,16 +1,20 @@
 """What a runner does with a job, run in this process until the queue is empty."""
 
 import json
+import threading
 import zlib
 
 import pytest
 from rq.job import Job
 
 from runner.pool import run_runner
+from runner.worker import Runner
 from sal.registry import NodeSals
 from sal.storage.drivers.btrfs import BtrfsStorage
 from sal.storage.owned import OwnedStorage
 from sal.tenancy import OPERATOR
+from tests.support.waiting import wait_until
+from zeronode.node.queue.jobs import open_queue
 
 
 def run(node):
@@ -144,3 +148,17 @@ def test_a_deployment_runs_a_vm_that_outlives_the_job(node, pool_dir, short_dir)
         assert vms.info(OPERATOR, "app")["state"] == "Running"  # the job is over; the VM runs on
     finally:
         vms.stop_all(timeout=1)
+
+
+def test_a_runner_stops_at_once_when_its_command_thread_has_read_the_unsubscribe(node):
+    """rq's command thread (rq issue 1613): on stop, rq unsubscribes and then stops the thread; a thread that
+    reads the unsubscribe first waits for a subscription again, and redis-py's stop() joins it without a bound.
+    This puts the thread in that state, then stops the runner as rq's teardown does."""
+    runner = Runner(node.settings, None, open_queue(node.connection, node.settings.queue))
+    runner.subscribe()
+    runner.pubsub.unsubscribe()
+    wait_until(lambda: not runner.pubsub.subscribed, 10, "the command thread to read its unsubscribe")
+    stopping = threading.Thread(target=runner.unsubscribe, daemon=True)
+    stopping.start()
+    stopping.join(15)  # rq's own thread waits 60 s here
+    assert not stopping.is_alive(), "the runner's stop waited on its command thread"
