@@ -16,7 +16,7 @@ import redis
 from tests.support.health import status, wait_healthy
 from tests.support.ports import free_port
 from tests.support.processes import stop
-from tests.support.redis_server import PERSISTENCE, start_redis_server
+from tests.support.redis_server import PERSISTENCE, start_redis_server, wait_for_aof_written
 from tests.support.waiting import wait_until
 from zeronode.dev.cluster import REDIS_DURABILITY
 from zeronode.node.queue.durability import DurabilityCheck, VolatileQueue, queue_persistence
@@ -98,6 +98,7 @@ def test_the_check_asks_redis_until_it_passes_then_answers_from_memory(short_dir
             check.ensure()
         check.connection.config_set("appendonly", "yes")
         assert check.ensure() == "aof"
+        wait_for_aof_written(check.connection)
     finally:
         stop(process, 10)
     assert check.ensure() == "aof"  # passed: from memory, without Redis
@@ -163,6 +164,7 @@ def test_started_with_redis_away_a_supervisor_checks_once_redis_answers(tmp_path
         wait_until(lambda: health() == (503, "none"), 30, "/health to name the volatile queue", process=supervisor.process)
         client_of(socket).config_set("appendonly", "yes")  # made durable: healthy
         wait_until(lambda: health() == (200, "aof"), 30, "/health to show aof", process=supervisor.process)
+        wait_for_aof_written(client_of(socket))
     finally:
         stop(process, 10)
 

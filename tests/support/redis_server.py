@@ -52,3 +52,14 @@ def start_redis_server(
     finally:
         client.close()
     return process, socket
+
+
+def wait_for_aof_written(connection: redis.Redis, timeout: float = 30) -> None:
+    """Wait until a Redis made append-only at run time has written its first AOF (0.1 s here): until then it
+    refuses to stop, and a SIGTERM waits out the caller's whole stop timeout."""
+
+    def written() -> bool:
+        persistence = connection.info("persistence")
+        return not (persistence["aof_rewrite_in_progress"] or persistence["aof_rewrite_scheduled"])
+
+    wait_until(written, timeout, "redis to write its first AOF")
