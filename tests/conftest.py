@@ -6,15 +6,17 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import btrfsutil
 import pytest
 import redis
 
+from sal.network.drivers.mycelium.simulator import SimulatedNode, create_simulator
 from tests.support.processes import ZERONODE, ZeronodeProcess, stop
 from tests.support.redis_server import start_redis_server
-from tests.support.serving import BackgroundServer
+from tests.support.serving import BackgroundServer, listener
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +78,31 @@ def serve_app():
     def start(app) -> str:
         servers.append(BackgroundServer(app))
         return servers[-1].url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class SimulatedMycelium:
+    url: str  # its API
+    endpoint: str  # what its peers dial: tcp://127.0.0.1:LISTEN_PORT
+    node: SimulatedNode
+
+
+@pytest.fixture
+def mycelium():
+    """start(node=None) → a simulated mycelium node with the daemon's two listeners on loopback: its API,
+    and the listen port its peers dial."""
+    servers: list[BackgroundServer] = []
+
+    def start(node: SimulatedNode | None = None) -> SimulatedMycelium:
+        sockets = [listener(), listener()]
+        node = node or SimulatedNode()
+        node.listen_port = sockets[1].getsockname()[1]
+        servers.append(BackgroundServer(create_simulator(node), sockets))
+        return SimulatedMycelium(servers[-1].url, f"tcp://127.0.0.1:{node.listen_port}", node)
 
     yield start
     for server in servers:

@@ -46,6 +46,7 @@ tests/test_architecture.py holds it to the code in both directions.
         │   ├── PeerExists
         │   ├── PeerNotFound
         │   ├── MalformedEndpoint
+        │   ├── MalformedAddress
         │   └── ReplyTimeout
         ├── VmNotFound                sal.hypervisor.base
         ├── VmExists

@@ -30,6 +30,10 @@ class MalformedEndpoint(NetworkError):
     pass
 
 
+class MalformedAddress(NetworkError):
+    """Not an overlay address: mycelium addresses are IPv6 (in 400::/7), and keys 64 hex digits."""
+
+
 class ReplyTimeout(NetworkError):
     """No reply arrived within the timeout; `message_id` is the message that was sent."""
 
@@ -56,6 +60,14 @@ class Message:
         }
 
 
+def endpoint_text(peer: dict) -> str:
+    """A peer entry's endpoint as "proto://IP:PORT". The daemon gives {"proto", "addr": {"socket"}} (since
+    v0.7.6); the API file still says {"proto", "socketAddr"}, which older daemons gave."""
+    endpoint = peer["endpoint"]
+    socket = endpoint["addr"]["socket"] if "addr" in endpoint else endpoint["socketAddr"]
+    return f"{endpoint['proto']}://{socket}"
+
+
 class Network(Protocol):
     def fingerprint(self) -> Fingerprint: ...
     def address(self) -> str | None:
@@ -63,14 +75,17 @@ class Network(Protocol):
     def info(self) -> dict:
         """{nodeSubnet, nodeIp, nodePubkey, ...}"""
     def peers(self) -> list[dict]:
-        """[{endpoint: {proto, socketAddr}, type, connectionState, txBytes, rxBytes}]"""
+        """[{endpoint: {proto, addr: {socket}}, type, connectionState, txBytes, rxBytes, ...}]: see endpoint_text"""
     def add_peer(self, endpoint: str) -> None: ...
     def remove_peer(self, endpoint: str) -> None: ...
     def selected_routes(self) -> list[dict]: ...
     def fallback_routes(self) -> list[dict]: ...
     def send(self, to: str, payload: bytes, *, topic: bytes | None = None, reply_timeout: int | None = None) -> str | Message:
         """Send to a public key or overlay IP: the message id, or the reply when `reply_timeout` is given."""
-    def receive(self, *, topic: bytes | None = None, timeout: int = 0, peek: bool = False) -> Message | None: ...
+    def receive(self, *, topic: bytes | None = None, timeout: float = 0, peek: bool = False) -> Message | None:
+        """The next message, waiting up to `timeout` seconds for one, or None."""
     def reply(self, message: Message, payload: bytes) -> None: ...
-    def public_key(self, ip: str) -> str | None: ...
+    def public_key(self, ip: str) -> str | None:
+        """The key of the node that has the overlay IPv6 address `ip`, None when unknown (MalformedAddress
+        when `ip` is not IPv6)."""
     def close(self) -> None: ...

@@ -21,7 +21,7 @@ from typing import Any
 
 from sal.context import time_left, wait_slices
 from sal.errors import SalError, configured, spec
-from sal.network.base import Message, Network
+from sal.network.base import Message, Network, endpoint_text
 from sal.tenancy import current_caller
 
 MAX_TOPIC = 200  # bytes of a script's topic: with the signer's 43-character key and "/", under mycelium's 255
@@ -52,7 +52,7 @@ def functions(network: Network | None) -> dict[str, Callable[..., Any]]:
     def net_peers() -> list[dict]:
         return [
             {
-                "endpoint": f"{p['endpoint']['proto']}://{p['endpoint']['socketAddr']}",
+                "endpoint": endpoint_text(p),
                 "state": p["connectionState"],
                 "tx_bytes": p["txBytes"],
                 "rx_bytes": p["rxBytes"],

@@ -10,7 +10,6 @@ from sal import registry
 from sal.hypervisor import VmManager
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.network.drivers.mycelium import MyceliumClient
-from sal.network.drivers.mycelium.simulator import create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
@@ -20,10 +19,9 @@ from .conftest import make_image
 
 
 @pytest.fixture
-def run_example(pool_dir, serve_app, short_dir):
-    network = MyceliumClient(serve_app(create_simulator()))
-    peer = serve_app(create_simulator())
-    network.add_peer("tcp://" + peer.removeprefix("http://"))
+def run_example(pool_dir, mycelium, short_dir):
+    network = MyceliumClient(mycelium().url)
+    network.add_peer(mycelium().endpoint)
     storage = BtrfsStorage(pool_dir)
     vms = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator())
     engine = rhai.Engine()

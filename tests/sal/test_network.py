@@ -3,7 +3,7 @@
 import pytest
 
 from sal.context import JobContext, running
-from sal.network import MalformedEndpoint, PeerExists, PeerNotFound, ReplyTimeout
+from sal.network import MalformedAddress, MalformedEndpoint, PeerExists, PeerNotFound, ReplyTimeout, endpoint_text
 from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.drivers.mycelium.simulator import create_simulator
 
@@ -15,13 +15,12 @@ def job(signer: str) -> JobContext:
 
 
 @pytest.fixture
-def two_nodes(serve_app):
-    a_url, b_url = serve_app(create_simulator()), serve_app(create_simulator())
-    a, b = MyceliumClient(a_url), MyceliumClient(b_url)
-    b_endpoint = "tcp://" + b_url.removeprefix("http://")
-    a.add_peer(b_endpoint)
-    b.add_peer("tcp://" + a_url.removeprefix("http://"))
-    yield a, b, b_endpoint
+def two_nodes(mycelium):
+    """A dials B's listen port, as daemons peer: B lists A as inbound."""
+    a_node, b_node = mycelium(), mycelium()
+    a, b = MyceliumClient(a_node.url), MyceliumClient(b_node.url)
+    a.add_peer(b_node.endpoint)
+    yield a, b, b_node.endpoint
     a.close()
     b.close()
 
@@ -36,10 +35,10 @@ def test_node_info(two_nodes):
 def test_peers_and_routes(two_nodes):
     a, b, b_endpoint = two_nodes
     peers = a.peers()
-    assert [(p["endpoint"]["socketAddr"], p["connectionState"], p["type"]) for p in peers] == [
-        (b_endpoint.removeprefix("tcp://"), "alive", "static")
-    ]
-    assert [route["subnet"] for route in a.selected_routes()] == [b.info()["nodeSubnet"]]
+    assert [(endpoint_text(p), p["connectionState"], p["type"]) for p in peers] == [(b_endpoint, "alive", "static")]
+    assert [(p["type"], p["connectionState"]) for p in b.peers()] == [("inbound", "alive")]  # from A's source port
+    assert endpoint_text(b.peers()[0]) != b_endpoint
+    assert [(route["subnet"], route["metric"]) for route in a.selected_routes()] == [(b.info()["nodeSubnet"], 0)]
     assert a.fallback_routes() == []
     with pytest.raises(PeerExists):
         a.add_peer(b_endpoint)
@@ -65,7 +64,7 @@ def test_a_message_sent_on_one_node_arrives_on_the_other(two_nodes):
 def test_send_by_overlay_ip_and_peek(two_nodes):
     a, b, _ = two_nodes
     a.send(b.info()["nodeIp"], b"by ip")
-    assert b.receive(peek=True).payload == b"by ip"
+    assert b.receive(peek=True, timeout=2).payload == b"by ip"  # delivered about 0.1 s after the send
     assert b.receive().payload == b"by ip"
 
 
@@ -90,6 +89,12 @@ def test_public_key_lookup(two_nodes):
     a, b, _ = two_nodes
     assert a.public_key(b.info()["nodeIp"]) == b.info()["nodePubkey"]
     assert a.public_key("400::1") is None
+    assert a.public_key(a.info()["nodeIp"]) is None  # the daemon does not know its own
+    for not_ipv6 in ("10.0.0.1", "b-node", ""):  # never asked: an IPv4 lookup drops the daemon's connection
+        with pytest.raises(MalformedAddress):
+            a.public_key(not_ipv6)
+    with pytest.raises(MalformedAddress):
+        a.send("10.0.0.1", b"taken by the daemon, and never delivered")
 
 
 def test_unreachable_daemon_is_a_clear_error():

@@ -214,7 +214,7 @@ class LocalCluster:
         self.on_progress(f"ledger {self.ledger_url}, coord {self.coord_url}")
         self._grant_rights(admin, admin_public, coord_public)
 
-        mycelium_ports = [free_port() for _ in range(self.nodes)]
+        mycelium_ports = [(free_port(), free_port()) for _ in range(self.nodes)]  # (API, peer listen port) each
         started: list[Service] = []
         for index in range(1, self.nodes + 1):
             started += self._start_node(index, mycelium_ports, admin_public, coord_public)
@@ -264,12 +264,12 @@ class LocalCluster:
             "processes": {service.name: service.process.pid for service in self.services},
         }
 
-    def _start_node(self, index: int, mycelium_ports: list[int], admin: str, coord: str) -> list[Service]:
+    def _start_node(self, index: int, mycelium_ports: list[tuple[int, int]], admin: str, coord: str) -> list[Service]:
         node_dir = self.state_dir / f"node{index}"
         node_dir.mkdir(exist_ok=True)
         (node_dir / "authorized_keys").write_text(f"{admin} deployer admin  # zeronode up's admin\n{coord} observer  # coord\n")
         port = free_port()
-        mycelium_port = mycelium_ports[index - 1]
+        mycelium_port, peer_port = mycelium_ports[index - 1]
         settings = {
             "state_dir": node_dir, "redis_url": f"unix://{self.redis_socket}?db={index}", "port": port,
             "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": FARM,
@@ -284,11 +284,12 @@ class LocalCluster:
         node = LocalNode(index, config, f"http://127.0.0.1:{port}")
         self.local_nodes.append(node)
         name = f"node{index}"
-        mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.drivers.mycelium.simulator", "--port", str(mycelium_port)])
+        mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.drivers.mycelium.simulator",
+                                                    "--port", str(mycelium_port), "--peer-port", str(peer_port)])
         self._wait(f"{name}'s mycelium", lambda: self._answers(f"http://127.0.0.1:{mycelium_port}/api/v1/admin"), [mycelium])
-        for other in mycelium_ports[: index - 1]:  # peer both ways with the nodes started before: a connected overlay
-            for here, there in ((mycelium_port, other), (other, mycelium_port)):
-                httpx.post(f"http://127.0.0.1:{here}/api/v1/admin/peers", json={"endpoint": f"tcp://127.0.0.1:{there}"})
+        for _, listening in mycelium_ports[: index - 1]:  # dial the nodes started before, at their listen ports, as
+            # daemons peer: each link is static on this side and inbound on the other, so the overlay is connected
+            httpx.post(f"http://127.0.0.1:{mycelium_port}/api/v1/admin/peers", json={"endpoint": f"tcp://127.0.0.1:{listening}"})
         services = [
             mycelium,
             self._spawn(f"{name}-identity", [self.zeronode, "identity", "--config", str(config)]),

@@ -8,18 +8,26 @@ simulator marks its answers (sal.fingerprint.SIMULATOR_HEADER), which is how
 from __future__ import annotations
 
 import base64
+import ipaddress
+import time
 from urllib.parse import quote
 
 import httpx
 
 from sal.fingerprint import SIMULATOR_HEADER, Fingerprint
-from sal.network.base import MalformedEndpoint, Message, NetworkError, PeerExists, PeerNotFound, ReplyTimeout
+from sal.network.base import (
+    MalformedAddress, MalformedEndpoint, Message, NetworkError, PeerExists, PeerNotFound, ReplyTimeout,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8989"
 DRIVER = "mycelium"
 FEATURES = ("peers", "routes", "messages", "topics", "replies", "pubkey_lookup")
 # A fingerprint or an address is asked for at boot: a daemon that is slow to answer must not hold the node up.
 QUICK_TIMEOUT = 5.0
+# A receive that waits asks again this often, each time with timeout=0: the daemon holds its node's lock
+# through a waiting GET /messages, and every other call to it (the identity manager's address lookup among
+# them) would wait that long too (../shared/specs/README.md, as measured).
+POLL_INTERVAL = 0.1
 
 
 def message_of(data: dict) -> Message:
@@ -32,8 +40,23 @@ def message_of(data: dict) -> Message:
 
 
 def destination(to: str) -> dict[str, str]:
-    """A 64-hex-digit public key, or an overlay IPv6 address."""
-    return {"pk": to} if len(to) == 64 and all(c in "0123456789abcdef" for c in to.lower()) else {"ip": to}
+    """A 64-hex-digit public key, or an overlay IPv6 address. Anything else is refused here: the daemon
+    takes an IPv4 address (201) and never delivers to it."""
+    if len(to) == 64 and all(c in "0123456789abcdef" for c in to.lower()):
+        return {"pk": to.lower()}
+    return {"ip": overlay_ip(to)}
+
+
+def overlay_ip(text: str) -> str:
+    """`text` as an IPv6 address, or MalformedAddress. Checked before the daemon is asked: a lookup of an
+    IPv4 address makes a daemon worker panic and drop the connection."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is None or address.version != 6:
+        raise MalformedAddress(f"{text!r} is neither an overlay IPv6 address nor a 64-hex-digit public key")
+    return str(address)
 
 
 class MyceliumClient:
@@ -81,7 +104,7 @@ class MyceliumClient:
         response = self._request("POST", "/admin/peers", json={"endpoint": endpoint})
         if response.status_code == 409:
             raise PeerExists(f"peer {endpoint} is already known")
-        if response.status_code == 400:
+        if response.status_code in (400, 422):  # the daemon: 422, as for any field it cannot read
             raise MalformedEndpoint(f"malformed peer endpoint {endpoint!r}: {response.text.strip()}")
         self._ok(response, 204)
 
@@ -114,22 +137,27 @@ class MyceliumClient:
             return message_of(response.json())
         return self._ok(response, 201).json()["id"]
 
-    def receive(self, *, topic: bytes | None = None, timeout: int = 0, peek: bool = False) -> Message | None:
-        """The next message (waiting up to `timeout` seconds), or None."""
-        params: dict = {"timeout": timeout, "peek": str(peek).lower()}
+    def receive(self, *, topic: bytes | None = None, timeout: float = 0, peek: bool = False) -> Message | None:
+        """The next message, waiting up to `timeout` seconds for one (asking every POLL_INTERVAL), or None."""
+        params: dict = {"timeout": 0, "peek": str(peek).lower()}
         if topic is not None:
             params["topic"] = base64.b64encode(topic).decode()
-        response = self._request("GET", "/messages", params=params, timeout=timeout + self.http.timeout.read)
-        if response.status_code == 204:
-            return None
-        return message_of(self._ok(response, 200).json())
+        deadline = time.monotonic() + timeout
+        while True:
+            response = self._request("GET", "/messages", params=params)
+            if response.status_code != 204:
+                return message_of(self._ok(response, 200).json())
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(POLL_INTERVAL, left))
 
     def reply(self, message: Message, payload: bytes) -> None:
         body = {"dst": {"pk": message.src_pk}, "payload": base64.b64encode(payload).decode()}
         self._ok(self._request("POST", f"/messages/reply/{message.id}", json=body), 204)
 
     def public_key(self, ip: str) -> str | None:
-        response = self._request("GET", f"/pubkey/{ip}")
+        response = self._request("GET", f"/pubkey/{overlay_ip(ip)}")
         if response.status_code == 404:
             return None
         data = self._ok(response, 200).json()
