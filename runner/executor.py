@@ -14,6 +14,7 @@ from typing import Any
 
 import rhai
 from sal import registry as sal
+from sal.errors import JobInterrupted
 from zeronode.api.jobs import ScriptError, Status
 from zeronode.node.authorizer import Authorizer
 from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, RESOURCE_LIMIT, Outcome, json_value
@@ -151,6 +152,7 @@ class Executor:
             deadline=run.started + envelope.timeout,
             admin=admitted.admin,  # a node admin's script sees and acts on every tenant's VMs and volumes
             cancel=cancel_token,
+            output=run.output.add,  # a SAL call's progress (an image's download) goes with the script's prints
         )
         try:
             ast = self.compile(envelope.script)
@@ -171,6 +173,12 @@ class Executor:
             kind = RESOURCE_LIMIT if exc.limit in RESOURCE_LIMITS else None
             return run.end(Status.FAILED, error=script_error(exc, kind))
         except rhai.RhaiError as exc:
+            if isinstance(exc.__cause__, JobInterrupted):
+                # A SAL call that stopped for the job's cancel or deadline ends the job as Rhai's own checks would
+                # (a runner stopping puts a cancelled job back in the queue).
+                if cancel_token is not None and cancel_token.cancelled:
+                    return run.end(Status.CANCELED, error=script_error(exc, "Cancelled"))
+                return run.end(Status.TIMED_OUT, error=script_error(exc, "Timeout"))
             return run.end(Status.FAILED, error=script_error(exc))
         return run.end(Status.FINISHED, value)
 

@@ -19,6 +19,11 @@ class SalError(ZeronodeError):
     """A SAL refused or failed an operation; the script sees its message and line."""
 
 
+class JobInterrupted(SalError):
+    """A long SAL call (an image's download, say) stopped because its job was cancelled or ran out of time.
+    The runner records the job as cancelled or timed out, as when the script itself is stopped."""
+
+
 def spec(function: str, arguments: Any, *, required: dict[str, type], optional: dict[str, type] | None = None) -> dict:
     """Check a script's argument map: known keys only, each of its type."""
     optional = optional or {}
@@ -35,6 +40,13 @@ def spec(function: str, arguments: Any, *, required: dict[str, type], optional: 
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise SalError(f"{function}: {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return arguments
+
+
+def spec_named(function: str, name_or_arguments: Any, *, optional: dict[str, type] | None = None) -> dict:
+    """spec() for a function called with a name alone or a map of it and options: f("x"), f(#{ name: "x", ... })."""
+    if isinstance(name_or_arguments, str):
+        name_or_arguments = {"name": name_or_arguments}
+    return spec(function, name_or_arguments, required={"name": str}, optional=optional)
 
 
 def configured(driver: Driver | None, missing: str) -> Callable[[], Driver]:

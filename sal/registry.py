@@ -27,6 +27,9 @@ from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.qemu import Qemu
 from sal.hypervisor.functions import functions as hypervisor_functions
 from sal.hypervisor.manager import VmManager, node_capacity
+from sal.images.base import ImagePolicy
+from sal.images.functions import functions as image_functions
+from sal.images.store import ImageStore
 from sal.network.base import Network
 from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.functions import functions as network_functions
@@ -104,12 +107,19 @@ class NodeSals:
     storage: Storage | None = None
     network: Network | None = None
     vms: VmManager | None = None  # VM disks live on the storage pool: no storage, no VMs
+    images: ImageStore | None = None  # images are volumes of the storage pool: no storage, no images
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> NodeSals:
         storage, network, hypervisor = (build(sal, settings) for sal in ("storage", "network", "hypervisor"))
         vms = VmManager(settings.vm_state_dir, storage, hypervisor, firmware=settings.vm_firmware) if hypervisor else None
-        return cls(storage=storage, network=network, vms=vms)
+        images = ImageStore(storage, image_policy(settings)) if storage else None
+        return cls(storage=storage, network=network, vms=vms, images=images)
+
+
+def image_policy(settings: NodeSettings) -> ImagePolicy:
+    return ImagePolicy(max_bytes=settings.max_image_bytes, trusted_keys=tuple(settings.trusted_image_keys),
+                       require_signed=settings.require_signed_images)
 
 
 def fingerprint(settings: NodeSettings) -> dict[str, dict | None]:
@@ -166,6 +176,7 @@ def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
         **storage_functions(sals.storage),
         **network_functions(sals.network),
         **hypervisor_functions(sals.vms),
+        **image_functions(sals.images),
     }
 
 

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from sal.network.drivers.mycelium.simulator import SimulatedNode, create_simulator
+from tests.support.image_server import ImageServer
 from tests.support.processes import ZERONODE, ZeronodeProcess, stop
 from tests.support.redis_server import start_redis_server
 from tests.support.serving import BackgroundServer, listener
@@ -107,6 +108,14 @@ def mycelium():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def image_server():
+    """Images served over HTTP on loopback (tests/support/image_server.py): serve(path, data, ...) -> its URL."""
+    server = ImageServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

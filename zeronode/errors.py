@@ -37,6 +37,7 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger
     ├── BadAnswer                     coord.supervisors: a supervisor's answer coord does not read (too large, not its shape)
     └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
+        ├── JobInterrupted            sal.errors: a long SAL call stopped: its job was cancelled or out of time
         ├── StorageError              sal.storage.base
         │   ├── InvalidName
         │   ├── VolumeNotFound
@@ -48,9 +49,24 @@ tests/test_architecture.py holds it to the code in both directions.
         │   ├── MalformedEndpoint
         │   ├── MalformedAddress
         │   └── ReplyTimeout
+        ├── ImageError                sal.images.base: pulling, naming or deleting an image
+        │   ├── InvalidImageName
+        │   ├── ImageNotFound
+        │   ├── ImageExists           the name points at another digest
+        │   ├── ImageNotOwned         another signer pulled it under that name
+        │   ├── ImageInUse            VM root disks were cloned from it
+        │   ├── ImageTooLarge         over max_image_bytes
+        │   ├── ImageDiskFull         the pool filled up
+        │   ├── BadImage              not an image of its format (a qcow2 with a backing file, a bad bundle...)
+        │   ├── DigestMismatch
+        │   ├── SignatureRefused
+        │   └── DownloadError         a bad URL, an unreachable server, an error status
+        │       ├── DownloadInterrupted   stopped short: the part is kept, to resume
+        │       └── UnsafeRedirect
         ├── VmNotFound                sal.hypervisor.base
         ├── VmExists
         ├── InvalidVmName
+        ├── CloudInitError            sal.hypervisor.cloud_init: a VM's cloud_init map it cannot boot with
         └── HypervisorError           sal.hypervisor.base: the VMM refused or failed (status, messages)
             ├── VmmUnreachable
             │   └── VmmExiting        the guest powered off and its VMM is on its way out: a stopped VM
@@ -73,6 +89,8 @@ Foreign errors become these where they enter, each kind in one table:
 | cloud-hypervisor's HTTP statuses and messages    | the HypervisorError family                | sal.hypervisor.drivers.cloud_hypervisor.client (ERRORS, MESSAGES) |
 | QEMU's QMP errors (qemu.qmp)                     | the HypervisorError family                | sal.hypervisor.drivers.qemu.monitor (ERRORS) |
 | mycelium's HTTP statuses                         | the NetworkError family                   | sal.network.drivers.mycelium |
+| httpx errors and statuses of an image download   | DownloadError, DownloadInterrupted         | sal.images.download |
+| `qemu-img` exit codes, tar and gzip errors       | BadImage, ImageDiskFull                   | sal.images.unpack |
 | Rhai's errors                                    | a job's ScriptError                       | runner.executor.script_error |
 
 Services answer every error as `{"detail": {"reason": ..., "message": ...}}`

@@ -1,4 +1,4 @@
-"""Files written whole or not at all.
+"""Files written whole or not at all, and records read back whole or refused.
 
 A reader (another process, or this one after a crash) sees the old file or the
 new one, never half of one: the bytes go to a temporary file in the same
@@ -8,9 +8,11 @@ itself fsynced with its folder so it survives a power cut.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
@@ -40,3 +42,14 @@ def sync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def read_json(path: Path, error: type[Exception], what: str) -> Any:
+    """The JSON value in `path`, None when there is no such file; `error` ("WHAT cannot be read") when it cannot be
+    read or is not JSON: a record is refused, never guessed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise error(f"{what} cannot be read ({path}): {exc}") from None

@@ -26,6 +26,7 @@ from typing import Any
 
 from sal.context import time_left
 from sal.errors import SalError, configured, spec
+from sal.hypervisor.cloud_init import CloudInit
 from sal.hypervisor.manager import VmManager
 from sal.tenancy import current_caller
 
@@ -37,7 +38,7 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
         args = spec(
             "vm_create", arguments, required={"name": str, "image": str},
             optional={"vcpus": int, "memory_mb": int, "disk_gb": int, "volumes": list, "cmdline": str, "taps": list,
-                      "restart": str},
+                      "restart": str, "cloud_init": dict},
         )
         for key in ("volumes", "taps"):
             if not all(isinstance(item, str) for item in args.get(key, [])):
@@ -46,6 +47,7 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
             current_caller(), args["name"], image=args["image"], vcpus=args.get("vcpus", 1),
             memory_mib=args.get("memory_mb", 512), disk_gb=args.get("disk_gb"), volumes=args.get("volumes", []),
             cmdline=args.get("cmdline"), taps=args.get("taps", []), restart=args.get("restart", "on-failure"),
+            cloud_init=CloudInit.from_script(args["cloud_init"], args["name"]) if "cloud_init" in args else None,
         )
 
     def vm_start(name: str) -> dict:

@@ -8,7 +8,8 @@ a runner that restarts builds a new VmManager and finds its running VMs again.
 A lock file per VM serialises the runners of a pool acting on it.
 
 Disks: the root disk is a writable btrfs snapshot of an image volume (an
-instant clone of its `disk.raw`); data disks are existing volumes, each
+instant clone of its `disk.raw`): a volume the caller may see, or else the
+volume of a pulled image of that name (sal.images); data disks are existing volumes, each
 holding a `disk.raw` sized to the volume's quota. An image may carry its own
 kernel (`vmlinux`, optional `initramfs` and `cmdline`); without one the VM
 boots the node's firmware.
@@ -40,6 +41,7 @@ snapshot) are refused with Unsupported on a driver whose fingerprint lacks them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -65,9 +67,11 @@ from sal.hypervisor.base import (
 from sal.hypervisor.lifecycle import Want, record_event
 from sal.hypervisor.readers import check_only_root_writes, make_vm_dir
 from sal.hypervisor.record import VmRecord, has_record
+from sal.hypervisor.cloud_init import SEED_FILE, CloudInit
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
 from sal.hypervisor.taps import Taps, check_tap_name
 from sal.hypervisor.viewer import VmViewer
+from sal.images.catalog import Catalog
 from sal.storage.base import Storage, VolumeNotFound
 from sal.storage.owned import OwnedStorage, OwnedVolume
 from sal.tenancy import OPERATOR, Caller
@@ -92,6 +96,7 @@ class VmManager:
         self.state_dir = Path(state_dir)
         self.storage = storage
         self.volumes = OwnedStorage(storage)  # the disks' owners: the same records the storage functions keep
+        self.images = Catalog(storage.root)  # pulled images' names (sal.images), which `image` may give
         self.driver = driver
         self.firmware = firmware
         self.taps = Taps(self.state_dir)
@@ -164,8 +169,10 @@ class VmManager:
         cmdline: str | None = None,
         taps: list[str] | tuple[str, ...] = (),
         restart: str = lifecycle.DEFAULT_RESTART,
+        cloud_init: CloudInit | None = None,
     ) -> dict[str, Any]:
-        """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it."""
+        """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it. With
+        `cloud_init`, the VM gets a NoCloud seed disk (sal.hypervisor.cloud_init) after its data disks."""
         directory = self._dir(name)
         self.driver.check_vm_dir(directory)
         lifecycle.check_restart(restart)
@@ -179,16 +186,19 @@ class VmManager:
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
             in_use = self._disks_in_use()
-            self._image(caller, image, in_use)
+            source = self._image(caller, image, in_use)
             data = [self._data_volume(caller, volume, in_use) for volume in volumes]
             data_disks = [self._data_disk(volume) for volume in data]
-            root = self.volumes.clone(caller, image, f"{name}-root")
+            root = self.volumes.clone(caller, source.name, f"{name}-root")
             try:
                 spec = self._spec(root.path, vcpus, memory_mib, cmdline, data_disks, taps, directory)
                 if disk_gb is not None:
                     self._grow_root(root.path / IMAGE_DISK, disk_gb)
                     self.volumes.set_quota(caller, root.name, disk_gb * GIB)
                 make_vm_dir(directory)
+                if cloud_init is not None:  # a new instance-id each time a VM of this name is created
+                    seed = cloud_init.write_seed(directory / SEED_FILE, instance_id=root.uuid)
+                    spec = dataclasses.replace(spec, disks=(*spec.disks, DiskSpec(path=str(seed), readonly=True, id="seed")))
                 for tap in taps:
                     self.taps.make(tap, name)
                 VmRecord(
@@ -229,8 +239,16 @@ class VmManager:
         return in_use
 
     def _image(self, caller: Caller, image: str, in_use: dict[str, VmRecord]) -> OwnedVolume:
-        volume = self.volumes.info(caller, image)
-        holder = in_use.get(image)
+        """The volume `image` names: one the caller may see, or else the (shared) volume of the pulled image of
+        that name. A volume the caller may see comes first: no tenant's image name stands in for it."""
+        try:
+            volume = self.volumes.info(caller, image)
+        except VolumeNotFound:
+            pulled = self.images.volume_of(image)
+            if pulled is None:
+                raise
+            volume = self.volumes.info(caller, pulled)
+        holder = in_use.get(volume.name)
         # A shared volume is an image, but not when it is the disk of a VM the caller may not see (shared by
         # mistake, say): that is someone's data.
         if holder is not None and not caller.may_act_on(holder.owner):

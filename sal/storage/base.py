@@ -5,6 +5,10 @@ checked here, before any driver touches the filesystem: one path component of
 letters, digits, '.', '_' and '-', not starting with a dot, at most 64
 characters. So no name can be absolute, climb out with '..', or carry a
 separator.
+
+A volume can also be built out of sight (stage, publish): in a scratch
+volume no listing shows, made the read-only volume `name` all at once when it
+is whole. The image store (sal.images) builds images so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sal.errors import SalError
 from sal.fingerprint import Fingerprint
 
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+STAGED_KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")  # what a volume being built out of sight is known by
 
 
 class StorageError(SalError):
@@ -25,7 +30,7 @@ class StorageError(SalError):
 
 
 class InvalidName(StorageError, ValueError):
-    """A volume name that could reach outside the pool (refused before any syscall)."""
+    """A volume name that could reach outside the pool, or one reserved (refused before any syscall)."""
 
 
 class VolumeNotFound(StorageError):
@@ -87,3 +92,7 @@ class Storage(Protocol):
     def usage(self, name: str) -> Usage: ...
     def send(self, name: str, out: BinaryIO, *, parent: str | None = None) -> None: ...
     def receive(self, stream: BinaryIO) -> Volume: ...
+    def stage(self, key: str) -> Path: ...
+    def publish(self, key: str, name: str) -> Volume: ...
+    def discard(self, key: str) -> None: ...
+    def staged(self) -> dict[str, float]: ...

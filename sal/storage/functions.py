@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sal.errors import configured, spec
+from sal.errors import configured, spec, spec_named
 from sal.storage.base import Storage
 from sal.storage.owned import OwnedStorage
 from sal.tenancy import current_caller
@@ -36,9 +36,7 @@ def functions(storage: Storage | None) -> dict[str, Callable[..., Any]]:
         return snapshot.as_dict()
 
     def volume_delete(name_or_arguments: str | dict) -> None:
-        if isinstance(name_or_arguments, str):
-            name_or_arguments = {"name": name_or_arguments}
-        args = spec("volume_delete", name_or_arguments, required={"name": str}, optional={"recursive": bool})
+        args = spec_named("volume_delete", name_or_arguments, optional={"recursive": bool})
         volumes().delete(current_caller(), args["name"], recursive=args.get("recursive", False))
 
     def volume_info(name: str) -> dict:

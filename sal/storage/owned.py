@@ -18,16 +18,33 @@ A volume the caller may not see answers as a missing one (VolumeNotFound). A
 shared volume that a deployer may see but not change is refused as such
 (VolumeShared). Names are node-wide: creating a name that is taken, whoever
 holds it, is refused (VolumeExists).
+
+Names `img-` and 32 lowercase hex digits are the image store's (sal.images:
+one volume per image digest, shared): no one makes a volume under such a name
+here, so no script can take an image's volume before it is pulled, and no one
+deletes one here either (image_delete does, knowing its names and clones).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sal.storage.base import Storage, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
+from sal.storage.base import (
+    InvalidName,
+    Storage,
+    StorageError,
+    Usage,
+    Volume,
+    VolumeExists,
+    VolumeNotFound,
+    check_name,
+)
 from sal.storage.owners import Owners
 from sal.tenancy import Caller
+
+IMAGE_VOLUME = re.compile(r"img-[0-9a-f]{32}")  # the image store's volumes (sal.images.base.image_volume)
 
 
 class VolumeShared(StorageError):
@@ -109,6 +126,8 @@ class OwnedStorage:
             return self._make(caller, name, lambda: self.driver.snapshot(image, name, read_only=False))
 
     def delete(self, caller: Caller, name: str, *, recursive: bool = False) -> None:
+        if IMAGE_VOLUME.fullmatch(check_name(name)):
+            raise StorageError(f"volume {name!r} is an image's: delete the image with image_delete")
         with self.owners.locked():
             volume = self.changeable(caller, name)
             # The record first: a crash between leaves a volume with no record, the admins', never a record that
@@ -145,6 +164,8 @@ class OwnedStorage:
 
     def _make(self, caller: Caller, name: str, make: Callable[[], Volume]) -> OwnedVolume:
         """Make volume `name` for the caller, its owner recorded before it exists (sal.storage.owners says why)."""
+        if IMAGE_VOLUME.fullmatch(name):
+            raise InvalidName(f"volume name {name!r} is reserved: img-<32 hex digits> names the node's images (image_pull)")
         if self.driver.exists(name):
             raise VolumeExists(f"the volume name {name!r} is taken on this node (volume names are node-wide)")
         self.owners.set(name, caller.owner)  # None also clears a record a crash left behind

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sal.storage.base import StorageError, check_name
-from zeronode.files import write_atomic
+from zeronode.files import read_json, write_atomic
 
 DIRECTORY = ".owners"
 LOCK = ".lock"
@@ -68,12 +68,9 @@ class Owners:
         """The volume's record; ADMINS_ONLY when it has none. An unreadable record is refused, never taken for
         another."""
         path = self._path(volume)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
+        data = read_json(path, StorageError, f"the owner record of volume {volume!r}")
+        if data is None:
             return ADMINS_ONLY
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"the owner record of volume {volume!r} cannot be read ({path}): {exc}") from None
         if isinstance(data, dict) and data.get("format") == FORMAT and data.get("volume") == volume:
             owner, shared = data.get("owner"), data.get("shared", False)
             if isinstance(owner, str) and shared is False:

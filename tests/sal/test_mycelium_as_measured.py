@@ -54,14 +54,14 @@ def test_peers_dial_the_listen_port_not_the_api(nodes):
 def test_a_waiting_receive_holds_the_daemon_but_the_clients_does_not(mycelium):
     daemon = mycelium()
     a = MyceliumClient(daemon.url)
-    waiting = threading.Thread(target=lambda: a.http.get("/api/v1/messages", params={"timeout": 2}))
+    waiting = threading.Thread(target=lambda: a.http.get("/api/v1/messages", params={"timeout": 1}))
     waiting.start()
     wait_until(daemon.node.lock.locked, 5, "the receive to wait")
     a.info()
     assert not daemon.node.lock.locked()  # answered only once the wait had ended
     waiting.join()
 
-    polling = threading.Thread(target=lambda: a.receive(timeout=3))
+    polling = threading.Thread(target=lambda: a.receive(timeout=1.5))
     polling.start()
     a.info()  # answered while the client's receive still waits: it asks with timeout=0
     assert polling.is_alive() and not daemon.node.lock.locked()

@@ -8,24 +8,28 @@ under TCG on two cores each takes a few seconds.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from sal.hypervisor import InvalidVmState, Unsupported, VmManager
+from sal.hypervisor.cloud_init import CloudInit
 from sal.hypervisor.drivers.qemu import Qemu
 from sal.hypervisor.drivers.qemu.accel import kvm_device_problem
 from sal.hypervisor.keeper import RestartLimits, VmKeeper
 from sal.hypervisor.lifecycle import Want
+from sal.images import ImageStore, PullRequest
 from sal.storage import OwnedStorage
 from sal.storage.drivers.btrfs import BtrfsStorage
 from sal.tenancy import OPERATOR
-from tests.sal.conftest import ADMIN, ALICE
+from tests.sal.conftest import ADMIN, ALICE, job
 from tests.support.waiting import wait_until
 from zeronode.dev import guest
 
@@ -67,10 +71,14 @@ def labelled_volume(storage: BtrfsStorage, name: str, label: str) -> None:
         file.truncate(16 * 1024 * 1024)
 
 
-def test_a_real_guest_boots_sees_its_disks_pauses_and_powers_off_on_acpi(vms, storage):
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ2tHnwt2pCvUf0Y3j1JzJ2yQf7a0W0rVx1c4m9o0A1b alice@laptop"
+
+
+def test_a_real_guest_boots_sees_its_disks_and_seed_pauses_and_powers_off_on_acpi(vms, storage):
     labelled_volume(storage, "web1-data", "web1-data-label")
     cmdline = f"{guest.CMDLINE} zn.hostname=web1"
-    info = vms.create(ALICE, "web1", image="tiny", memory_mib=128, volumes=["web1-data"], cmdline=cmdline)
+    seed = CloudInit.from_script({"hostname": "web1.example", "ssh_keys": [SSH_KEY]}, "web1")
+    info = vms.create(ALICE, "web1", image="tiny", memory_mib=128, volumes=["web1-data"], cmdline=cmdline, cloud_init=seed)
     assert info["hypervisor"] == "qemu" and info["state"] == "Stopped"
     info = vms.start(ALICE, "web1")
     assert info["state"] == "Running" and info["accel"] == "tcg" and info["should_run"]
@@ -80,6 +88,10 @@ def test_a_real_guest_boots_sees_its_disks_pauses_and_powers_off_on_acpi(vms, st
     assert "ZN-DISK vda" in seen  # the root disk, cloned from the image
     assert "ZN-DISK vdb" in seen and "ZN:web1-data-label" in seen  # the data volume, its bytes read by the guest
     assert "ZN-NET" not in seen  # no taps asked for, no NIC given
+    # The cloud-init seed, after the data disk: the guest read its hostname and key as cloud-init reads them.
+    instance = vms.volumes.info(ALICE, "web1-root").uuid
+    assert f"ZN-SEED vdc hostname=web1.example instance={instance}" in seen
+    assert f"ZN-SEED-KEY {SSH_KEY}" in seen
 
     assert vms.pause(ALICE, "web1")["state"] == "Paused"
     with pytest.raises(InvalidVmState):
@@ -92,6 +104,30 @@ def test_a_real_guest_boots_sees_its_disks_pauses_and_powers_off_on_acpi(vms, st
     assert vms.driver.ending(vms.state_dir / "web1").kind == "exited"
     events = [event["event"] for event in vms.events(ALICE, "web1")]
     assert events == ["created", "started", "paused", "resumed", "stopped"]
+
+
+def test_a_pulled_image_boots_a_real_guest_by_its_name(vms, storage, tiny_guest, image_server, tmp_path):
+    # The tiny guest as a bundle (a plain tar), its root disk labelled so that the guest says it sees those bytes.
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as file:
+        file.write(b"ZN:pulled-root")
+        file.truncate(8 * 1024 * 1024)
+    (tmp_path / "cmdline").write_text(tiny_guest.cmdline + "\n")
+    bundle = tmp_path / "guest.tar"
+    with tarfile.open(bundle, "w") as tar:
+        for name, path in (("disk.raw", disk), ("vmlinux", tiny_guest.kernel), ("initramfs", tiny_guest.initramfs),
+                           ("cmdline", tmp_path / "cmdline")):
+            tar.add(path, arcname=name)
+    data = bundle.read_bytes()
+    url = image_server.serve("/guest.tar", data)
+    with job(ALICE):
+        ImageStore(storage).pull(ALICE, PullRequest(name="pulled", url=url, sha256=hashlib.sha256(data).hexdigest(),
+                                                    format="bundle"))
+    vms.create(ALICE, "pulled1", image="pulled", memory_mib=128)
+    vms.start(ALICE, "pulled1")
+    seen = wait_for_line(vms, "pulled1", "ZN-READY")
+    assert "ZN-DISK vda" in seen and "ZN:pulled-root" in seen  # booted the image's kernel, on a clone of its disk
+    vms.stop(ALICE, "pulled1", timeout=60)
 
 
 def test_a_guest_that_ignores_acpi_is_forced_off_after_the_timeout(vms):
@@ -109,7 +145,7 @@ def test_a_restarted_runner_finds_a_running_guest_and_disks_come_and_go_while_it
         from sal.hypervisor import VmManager
         from sal.hypervisor.drivers.qemu import Qemu
         from sal.storage.drivers.btrfs import BtrfsStorage
-        from tests.sal.conftest import ADMIN, ALICE
+        from tests.sal.conftest import ADMIN, ALICE, job
         vms = VmManager(Path({str(vms.state_dir)!r}), BtrfsStorage(Path({str(storage.root)!r})), Qemu.installed(acceleration="tcg"))
         vms.create(ALICE, "web2", image="tiny", memory_mib=128)
         print(vms.start(ALICE, "web2")["pid"])

@@ -10,6 +10,7 @@ from sal import registry
 from sal.errors import SalError
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.qemu import Qemu
+from sal.images import ImagePolicy
 from sal.network.drivers.mycelium.simulator import create_simulator
 from sal.storage.drivers.btrfs import BtrfsStorage
 from zeronode.api.ledger import Capabilities
@@ -67,17 +68,23 @@ def test_an_unknown_driver_is_refused_with_the_known_ones(tmp_path):
 
 
 def test_the_settings_name_each_sals_driver(pool_dir, short_dir):
+    image_key = "0RbXPySqhJiLsZ_4Mv-wRqC6H0bDtQ29ercHV1WQ524"
     sals = registry.NodeSals.from_settings(
-        settings(short_dir, storage_root=pool_dir, hypervisor="simulated", mycelium_url="http://127.0.0.1:9")
+        settings(short_dir, storage_root=pool_dir, hypervisor="simulated", mycelium_url="http://127.0.0.1:9",
+                 max_image_bytes=1024, trusted_image_keys=[image_key], require_signed_images=True)
     )
     try:
         assert isinstance(sals.storage, BtrfsStorage) and sals.storage.root == pool_dir.resolve()
         assert sals.vms.kind == "simulated" and sals.vms.driver.name == "cloud-hypervisor"
         assert sals.vms.state_dir == short_dir / "state" / "vms"
+        assert sals.images.storage is sals.storage
+        assert sals.images.policy == ImagePolicy(max_bytes=1024, trusted_keys=(image_key,), require_signed=True)
         assert sals.network.address() is None  # nothing answers there
     finally:
         sals.network.close()
     assert registry.NodeSals.from_settings(settings(short_dir)) == registry.NodeSals()  # configured: nothing
+    with pytest.raises(ValidationError, match="trusted_image_keys: public key must be 32 bytes"):
+        settings(short_dir, trusted_image_keys=["not-a-key"])
 
 
 def test_the_nodes_fingerprint(pool_dir, tmp_path, serve_app):

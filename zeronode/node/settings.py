@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from zeronode.api.ledger import DRIVER_NAME
 from zeronode.protocol.envelope import VerifyOptions
+from zeronode.protocol.errors import MalformedKey
+from zeronode.protocol.keys import parse_public_key
 from zeronode.settings import FileSettings, default_state_dir
 
 
@@ -71,6 +73,18 @@ class NodeSettings(FileSettings):
     )
     vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
     vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
+    # Images (image_pull, docs/rhai-api.md): they live on the storage pool.
+    max_image_bytes: int = Field(
+        20 * 1024**3, gt=0, description="bytes an image may be: its download, and what it unpacks to (a qcow2's "
+        "disk, a bundle's files)",
+    )
+    trusted_image_keys: list[str] = Field(
+        default_factory=list, description="public keys (base64url Ed25519, as every zeronode key) whose image "
+        "signatures this node accepts",
+    )
+    require_signed_images: bool = Field(
+        False, description="refuse to pull an image without a signature by one of trusted_image_keys"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     queue: str = Field("zeronode", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     host: str = "127.0.0.1"
@@ -103,6 +117,16 @@ class NodeSettings(FileSettings):
     supervisor_url: str | None = Field(
         None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
     )
+
+    @field_validator("trusted_image_keys")
+    @classmethod
+    def _image_keys_are_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            try:
+                parse_public_key(key)
+            except MalformedKey as exc:
+                raise ValueError(f"trusted_image_keys: {exc}") from None
+        return keys
 
     @model_validator(mode="after")
     def _heartbeat_within_dead_after(self) -> NodeSettings:

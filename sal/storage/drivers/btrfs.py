@@ -1,4 +1,4 @@
-"""The storage SAL on btrfs: subvolumes, snapshots, quotas, send and receive.
+"""The storage SAL on btrfs: subvolumes, snapshots, quotas, send and receive, and volumes built out of sight.
 
 btrfsutil does what it can (create, snapshot, delete, info, read-only flag).
 The `btrfs` command does the rest, quotas and send/receive, with argument
@@ -16,10 +16,11 @@ from typing import BinaryIO
 import btrfsutil
 
 from sal.fingerprint import Fingerprint, tool_version
-from sal.storage.base import NAME, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
+from sal.storage.base import NAME, STAGED_KEY, StorageError, Usage, Volume, VolumeExists, VolumeNotFound, check_name
 
 BTRFS = "btrfs"
 COMMAND_TIMEOUT = 600
+STAGING = ".staging"  # scratch subvolumes: a dot, so no volume name can be it and list() never shows them
 DRIVER = "btrfs"
 FEATURES = ("snapshots", "quotas", "send_receive")
 
@@ -185,3 +186,54 @@ class BtrfsStorage:
         if len(candidates) != 1:
             raise StorageError("the stream did not create exactly one volume")
         return self.info(check_name(candidates[0]))
+
+    # -- volumes built out of sight ---------------------------------------
+
+    def _staged_path(self, key: str) -> Path:
+        if not isinstance(key, str) or not STAGED_KEY.fullmatch(key):
+            raise StorageError(f"invalid staging key {key!r}")
+        return self.root / STAGING / key
+
+    def stage(self, key: str) -> Path:
+        """A writable scratch subvolume for `key`, which no listing shows: made, or the one a build of the same key
+        left when it was interrupted (a download to resume). Its time is set to now: staged() says when it was
+        last used."""
+        path = self._staged_path(key)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        try:
+            if not path.exists():
+                btrfsutil.create_subvolume(path)
+            elif not btrfsutil.is_subvolume(path):
+                raise StorageError(f"staging {key!r} is not a subvolume")
+        except btrfsutil.BtrfsUtilError as exc:
+            raise StorageError(f"cannot stage {key!r}: {exc}") from exc
+        os.utime(path)
+        return path
+
+    def publish(self, key: str, name: str) -> Volume:
+        """Make what was built in staging `key` the read-only volume `name`, all at once (a read-only snapshot:
+        btrfs refuses to move a read-only subvolume), and drop the scratch subvolume."""
+        source, path = self._staged_path(key), self._fresh(name)
+        try:
+            btrfsutil.create_snapshot(source, path, read_only=True)
+            btrfsutil.delete_subvolume(source)
+        except btrfsutil.BtrfsUtilError as exc:
+            raise StorageError(f"cannot publish staging {key!r} as volume {name!r}: {exc}") from exc
+        return self.info(name)
+
+    def discard(self, key: str) -> None:
+        """Remove staging `key` and what it holds; nothing when there is none."""
+        path = self._staged_path(key)
+        if path.exists():
+            try:
+                btrfsutil.delete_subvolume(path)
+            except btrfsutil.BtrfsUtilError as exc:
+                raise StorageError(f"cannot discard staging {key!r}: {exc}") from exc
+
+    def staged(self) -> dict[str, float]:
+        """Each staging key -> when it was last staged (Unix time), for removing what was given up."""
+        directory = self.root / STAGING
+        if not directory.is_dir():
+            return {}
+        return {entry.name: entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(directory)
+                if STAGED_KEY.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)}

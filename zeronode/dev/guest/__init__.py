@@ -39,8 +39,9 @@ MODULES = (
     "drivers/virtio/virtio_pci_modern_dev", "drivers/virtio/virtio_pci", "drivers/block/virtio_blk",
     "net/core/failover", "drivers/net/net_failover", "drivers/net/virtio_net",
     "drivers/char/hw_random/virtio-rng", "drivers/acpi/button", "drivers/input/evdev",
+    "drivers/cdrom/cdrom", "fs/isofs/isofs",  # a cloud-init seed (sal.hypervisor.cloud_init) is an ISO 9660 image
 )
-APPLETS = ("sh", "mount", "insmod", "cat", "cut", "echo", "hostname", "sleep", "head", "tr", "sed", "mkdir",
+APPLETS = ("sh", "mount", "umount", "insmod", "cat", "cut", "echo", "hostname", "sleep", "head", "tr", "sed", "mkdir",
            "printf", "chmod", "acpid", "poweroff")
 CMDLINE = "console=ttyS0 panic=-1"
 
