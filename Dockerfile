@@ -14,9 +14,10 @@ RUN /build/bin/maturin build --release --interpreter /build/bin/python --out /wh
 # -- 2. the runtime ---------------------------------------------------------------------------
 FROM python:3.11-slim-bookworm
 # btrfs-progs and libbtrfsutil: the storage SAL (btrfsutil 6.10 builds against Debian 12's library);
-# qemu-utils: qemu-img, which turns qcow2 images into raw disks (image_pull).
+# qemu-utils: qemu-img, which turns qcow2 images into raw disks (image_pull). nftables: `nft`, the VM
+# network's NAT and filter rules.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends btrfs-progs libbtrfsutil-dev qemu-utils gcc libc6-dev \
+ && apt-get install -y --no-install-recommends btrfs-progs libbtrfsutil-dev qemu-utils nftables gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=rhai-py /wheels/ /wheels/
 WORKDIR /opt/zeronode

@@ -35,6 +35,7 @@ from sal.network.drivers.mycelium import MyceliumClient
 from sal.network.functions import functions as network_functions
 from sal.storage.base import Storage
 from sal.storage.functions import functions as storage_functions
+from sal.vmnet import VmNetwork
 from zeronode.node.settings import NodeSettings
 
 __all__ = ["DRIVERS", "JobContext", "NodeSals", "build", "current_job", "fingerprint", "functions", "node_info",
@@ -112,9 +113,19 @@ class NodeSals:
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> NodeSals:
         storage, network, hypervisor = (build(sal, settings) for sal in ("storage", "network", "hypervisor"))
-        vms = VmManager(settings.vm_state_dir, storage, hypervisor, firmware=settings.vm_firmware) if hypervisor else None
+        vms = VmManager(settings.vm_state_dir, storage, hypervisor, firmware=settings.vm_firmware,
+                        network=vm_network(settings, network)) if hypervisor else None
         images = ImageStore(storage, image_policy(settings)) if storage else None
         return cls(storage=storage, network=network, vms=vms, images=images)
+
+
+def vm_network(settings: NodeSettings, network: Network | None) -> VmNetwork | None:
+    """The VMs' network on the node's mycelium /64, when the node has mycelium and wants it (vm_network)."""
+    if network is None or not settings.vm_network:
+        return None
+    return VmNetwork(bridge=settings.vm_bridge, node_subnet=lambda: network.info()["nodeSubnet"],
+                     private_subnet=str(settings.vm_private_subnet) if settings.vm_private_subnet else None,
+                     nameservers=tuple(str(address) for address in settings.vm_nameservers))
 
 
 def image_policy(settings: NodeSettings) -> ImagePolicy:
@@ -165,6 +176,7 @@ def node_info(sals: NodeSals) -> dict[str, Any]:
         "network": sals.network is not None,
         # "simulated" means no guest code runs: deployments must be able to tell.
         "hypervisor": sals.vms.kind if sals.vms else None,
+        "vm_network": sals.vms is not None and sals.vms.network is not None,  # VMs on the mycelium /64 (sal.vmnet)
     }
 
 

@@ -5,8 +5,8 @@ A deployer sees and acts on its own; a node admin on everyone's. What has no
 owner (made outside scripts by the node's operator, OPERATOR, or before VMs
 and volumes had owners) is the admins' alone. The one exception is explicit: a
 volume the operator shared (sal.storage.owned) is an image, which everyone may
-see and boot from and only admins may change. Host network interfaces (a VM's
-taps) have no owner, so only admins attach them (sal.hypervisor.manager).
+see and boot from and only admins may change. No caller names a host network
+interface: a VM's tap is zeronode's, made for it alone (sal.vmnet).
 
 What a caller may not see answers exactly as a missing one would, so a
 deployer cannot learn that another's VM or volume exists; only creating says

@@ -1,5 +1,8 @@
 """`zeronode up --nodes 2` as a real process tree, and the control plane's failures end to end: a supervisor
-killed mid-deployment, coord restarted mid-deployment, a node that stops reporting, and Ctrl-C."""
+killed mid-deployment, coord restarted mid-deployment, a node that stops reporting, and Ctrl-C.
+
+The module runs in a network namespace of its own (tests/support/netns.py): the nodes' VM networks (bridges,
+taps, nft rules) are made there and go with it, and the test pings the example's guests through them."""
 
 from __future__ import annotations
 
@@ -15,12 +18,14 @@ import pytest
 
 from tests.conftest import new_pool
 from tests.support.health import healthy
+from tests.support.netns import network_namespace
 from tests.support.processes import ZERONODE, alive
 from tests.support.waiting import wait_until
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import NewUser, NodeRegistration
 from zeronode.client.coord import CoordClient
 from zeronode.client.ledger import LedgerClient
+from zeronode.dev import guest
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
@@ -32,8 +37,15 @@ def storage(btrfs_mount):
         yield path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def namespace():
+    guest.build(guest.default_cache())  # what `up` boots, built before the namespace: it downloads with apt-get
+    with network_namespace() as name:
+        yield name
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory, storage):
+def cluster(tmp_path_factory, storage, namespace):
     state = tmp_path_factory.mktemp("up")
     process = subprocess.Popen(
         [ZERONODE, "up", "--nodes", "2", "--state-dir", str(state), "--storage-root", str(storage)],
@@ -71,7 +83,8 @@ def deploy(cluster, targets: list[str], script: str = "node_info().id", timeout:
 def test_up_deployed_the_examples_and_deploys_to_both_nodes(cluster):
     output = "".join(cluster["output"])
     assert "hello.rhai" in output and "network_hello.rhai" in output and "deploy_vm.rhai" in output
-    assert output.count("succeeded (2 succeeded)") == 5 and "skipped" not in output
+    assert "vm_on_mycelium.rhai" in output
+    assert output.count("succeeded (2 succeeded)") == 6 and "skipped" not in output
     nodes = [node["node_id"] for node in cluster["nodes"]]
     final = deploy(cluster, nodes)
     assert final["status"] == "succeeded"
@@ -191,6 +204,25 @@ def tenants(cluster, cli, tmp_path_factory):
     wait_until(lambda: all(found["bob"]["public"] in node_rights(cluster, node) for node in cluster["nodes"]), 30,
                "the nodes to fetch the grants")
     return found
+
+
+def test_the_examples_guests_answer_on_their_mycelium_addresses(cluster):
+    """scripts/examples/vm_on_mycelium.rhai pulled the tiny guest by URL and digest and started it with a data
+    volume, an SSH key and a mycelium address, on each node: each guest answers ping there."""
+    output = "".join(cluster["output"])
+    assert "images: the tiny guest as a bundle at http://127.0.0.1:" in output
+    nodes = [node["node_id"] for node in cluster["nodes"]]
+    final = deploy(cluster, nodes, script='let vm = vm_info("demo-web"); [vm.mycelium_ip, vm.volumes, vm.image]')
+    assert final["status"] == "succeeded", final
+    addresses = []
+    for task in final["tasks"]:
+        address, volumes, image = task["result"]
+        assert volumes == ["demo-web-data"] and image == "tiny-guest"
+        addresses.append(address)
+    assert len(set(addresses)) == 2  # each node's own /64
+    for address in addresses:
+        wait_until(lambda: subprocess.run(["ping", "-c", "1", "-W", "2", address], capture_output=True).returncode == 0,
+                   90, f"the guest at {address} to answer ping")
 
 
 def node_rights(cluster, node) -> str:
@@ -400,7 +432,7 @@ def test_up_with_storage_runs_every_example_and_leaves_no_vm_behind(pool_dir, sh
     assert "skipped" not in result.stdout
     for example in ("deploy_vm.rhai", "list_everything.rhai", "snapshot_and_clone.rhai"):
         assert example in result.stdout
-    assert result.stdout.count("succeeded (1 succeeded)") == 5
+    assert result.stdout.count("succeeded (1 succeeded)") == 6
     assert (pool_dir / "node1" / "demo-vm-root").is_dir()  # the VM's root disk, a clone of the image
     left = subprocess.run(["pgrep", "-f", str(short_dir)], capture_output=True, text=True).stdout
     assert left == "", f"processes left behind: {left}"

@@ -67,6 +67,7 @@ tests/test_architecture.py holds it to the code in both directions.
         ├── VmExists
         ├── InvalidVmName
         ├── CloudInitError            sal.hypervisor.cloud_init: a VM's cloud_init map it cannot boot with
+        ├── VmNetworkError            sal.vmnet: no VM network, an address taken, netlink or nft refused
         └── HypervisorError           sal.hypervisor.base: the VMM refused or failed (status, messages)
             ├── VmmUnreachable
             │   └── VmmExiting        the guest powered off and its VMM is on its way out: a stopped VM
@@ -88,6 +89,7 @@ Foreign errors become these where they enter, each kind in one table:
 | btrfsutil errors, `btrfs` exit codes             | StorageError                              | sal.storage.drivers.btrfs |
 | cloud-hypervisor's HTTP statuses and messages    | the HypervisorError family                | sal.hypervisor.drivers.cloud_hypervisor.client (ERRORS, MESSAGES) |
 | QEMU's QMP errors (qemu.qmp)                     | the HypervisorError family                | sal.hypervisor.drivers.qemu.monitor (ERRORS) |
+| pyroute2's NetlinkError, `nft` exit codes         | VmNetworkError                            | sal.vmnet.netlink, sal.vmnet.firewall |
 | mycelium's HTTP statuses                         | the NetworkError family                   | sal.network.drivers.mycelium |
 | httpx errors and statuses of an image download   | DownloadError, DownloadInterrupted         | sal.images.download |
 | `qemu-img` exit codes, tar and gzip errors       | BadImage, ImageDiskFull                   | sal.images.unpack |

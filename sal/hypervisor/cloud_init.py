@@ -6,7 +6,8 @@ cloud-init's NoCloud datasource reads them:
     meta-data       instance-id and local-hostname
     user-data       a #cloud-config with the hostname and the SSH keys; with the owner's
                     own user data, a MIME multipart of both (cloud-init's way to combine them)
-    network-config  the owner's network config (version 2), when given
+    network-config  the VM's addresses on the node's VM network (sal.vmnet), or the owner's own
+                    network config (version 2) when given: theirs replaces ours
 
 It is built in Python with pycdlib: no string of a script's ever reaches a
 command line. The instance-id is the VM's uuid, so it is stable across restarts
@@ -14,7 +15,8 @@ and new when a VM of the same name is created again: cloud-init runs its
 first-boot steps once per VM.
 
 What a script may give is bounded (sizes, key count, hostname syntax) and kept
-in the VM's record (0600 in a root-only vm_dir): user data is its owner's.
+only in the seed, 0600 in the root-only vm_dir: user data is its owner's (the
+VM's record may be readable by the supervisor's group).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
@@ -80,13 +82,9 @@ class CloudInit:
             raise CloudInitError(f"cloud_init: network_config is at most {MAX_NETWORK_CONFIG} bytes as JSON")
         return cls(hostname, tuple(key.strip() for key in keys), user_data, network)
 
-    @classmethod
-    def from_record(cls, data: dict) -> CloudInit:
-        return cls(data["hostname"], tuple(data.get("ssh_keys", ())), data.get("user_data"), data.get("network_config"))
-
-    def as_record(self) -> dict:
-        return {"hostname": self.hostname, "ssh_keys": list(self.ssh_keys), "user_data": self.user_data,
-                "network_config": self.network_config}
+    def with_network(self, network_config: dict[str, Any]) -> CloudInit:
+        """The VM's own addresses as its network config, unless the owner gave theirs."""
+        return self if self.network_config is not None else replace(self, network_config=network_config)
 
     # -- the seed's files ----------------------------------------------------------------------------
 

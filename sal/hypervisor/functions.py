@@ -1,13 +1,14 @@
 """The hypervisor SAL as Rhai scripts see it.
 
     vm_create(#{ name: "web1", image: "ubuntu", vcpus: 2, memory_mb: 1024, disk_gb: 10,
-                 volumes: ["web1-data"], cmdline: "...", taps: ["zn-web1"], restart: "on-failure" });
-                          // the VM's info; taps: admins only, made by zeronode; restart: always | on-failure | never
+                 volumes: ["web1-data"], cmdline: "...", restart: "on-failure",
+                 mycelium: true, private_ipv4: true, cloud_init: #{ ssh_keys: ["ssh-ed25519 ..."] } });
+                          // the VM's info (mycelium_ip, private_ip); restart: always | on-failure | never
     vm_start("web1");     // boots it (or resumes it); its info, state "Running"; from now on it should run
     vm_stop("web1");      // or #{ name: "web1", timeout: 10 }: ACPI power-off, forced after timeout
     vm_info("web1");      // #{ name, state, should_run, restart, hypervisor, pid, image, vcpus, memory_mb, ... }
     vm_list();            // [info, ...]
-    vm_delete("web1");    // stops it, removes it, its taps and its root disk; data volumes stay
+    vm_delete("web1");    // stops it, removes it, its tap and its root disk; data volumes stay
     vm_pause("web1"); vm_resume("web1"); vm_reboot("web1");
     vm_attach("web1", "more-data"); vm_detach("web1", "more-data");   // data volumes, also while it runs
     vm_snapshot("web1", "before"); vm_restore("web1", "before");      // where the driver can (fingerprint)
@@ -37,16 +38,16 @@ def functions(manager: VmManager | None) -> dict[str, Callable[..., Any]]:
     def vm_create(arguments: dict) -> dict:
         args = spec(
             "vm_create", arguments, required={"name": str, "image": str},
-            optional={"vcpus": int, "memory_mb": int, "disk_gb": int, "volumes": list, "cmdline": str, "taps": list,
-                      "restart": str, "cloud_init": dict},
+            optional={"vcpus": int, "memory_mb": int, "disk_gb": int, "volumes": list, "cmdline": str,
+                      "mycelium": bool, "private_ipv4": bool, "restart": str, "cloud_init": dict},
         )
-        for key in ("volumes", "taps"):
-            if not all(isinstance(item, str) for item in args.get(key, [])):
-                raise SalError(f"vm_create: {key!r} must be an array of strings")
+        if not all(isinstance(item, str) for item in args.get("volumes", [])):
+            raise SalError("vm_create: 'volumes' must be an array of strings")
         return vms().create(
             current_caller(), args["name"], image=args["image"], vcpus=args.get("vcpus", 1),
             memory_mib=args.get("memory_mb", 512), disk_gb=args.get("disk_gb"), volumes=args.get("volumes", []),
-            cmdline=args.get("cmdline"), taps=args.get("taps", []), restart=args.get("restart", "on-failure"),
+            cmdline=args.get("cmdline"), mycelium=args.get("mycelium"), private_ipv4=args.get("private_ipv4", False),
+            restart=args.get("restart", "on-failure"),
             cloud_init=CloudInit.from_script(args["cloud_init"], args["name"]) if "cloud_init" in args else None,
         )
 

@@ -23,8 +23,12 @@ root disk is the caller's. A VM boots only from the very volumes it was
 created with (their uuids are in its record), so a name that another tenant
 takes after its volume was deleted never becomes this VM's disk.
 
-Taps: only node admins attach VMs to taps, and only to taps zeronode makes for
-the VM (sal.hypervisor.taps): never to a host interface such as eth0 or lo.
+Network (sal.vmnet): where the node has a VM network, each VM gets one NIC on
+it, a tap zeronode names and makes, with an address in the node's mycelium /64
+(and, when asked, a private IPv4 behind NAT); the guest learns them from its
+cloud-init seed, which every VM on the network gets. The addresses are in the
+record; the tap and the rules are made again before each boot and removed with
+the VM. A script never names a host interface.
 
 Lifecycle (sal.hypervisor.lifecycle): vm_start marks the VM as one that should
 run, vm_stop as one that should not, and each VM has a restart policy; the VM
@@ -69,12 +73,12 @@ from sal.hypervisor.readers import check_only_root_writes, make_vm_dir
 from sal.hypervisor.record import VmRecord, has_record
 from sal.hypervisor.cloud_init import SEED_FILE, CloudInit
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
-from sal.hypervisor.taps import Taps, check_tap_name
 from sal.hypervisor.viewer import VmViewer
 from sal.images.catalog import Catalog
 from sal.storage.base import Storage, VolumeNotFound
 from sal.storage.owned import OwnedStorage, OwnedVolume
 from sal.tenancy import OPERATOR, Caller
+from sal.vmnet import VmAddresses, VmNetwork, VmNetworkError
 from zeronode.files import write_atomic
 
 log = logging.getLogger("zeronode.hypervisor")
@@ -92,14 +96,15 @@ def node_capacity() -> tuple[int, int]:
 
 
 class VmManager:
-    def __init__(self, state_dir: Path, storage: Storage, driver: HypervisorDriver, *, firmware: Path | None = None):
+    def __init__(self, state_dir: Path, storage: Storage, driver: HypervisorDriver, *, firmware: Path | None = None,
+                 network: VmNetwork | None = None):
         self.state_dir = Path(state_dir)
         self.storage = storage
         self.volumes = OwnedStorage(storage)  # the disks' owners: the same records the storage functions keep
         self.images = Catalog(storage.root)  # pulled images' names (sal.images), which `image` may give
         self.driver = driver
         self.firmware = firmware
-        self.taps = Taps(self.state_dir)
+        self.network = network  # None: VMs get no NIC (no mycelium on this node, or vm_network = false)
         self.viewer = VmViewer(self.state_dir)
         # What node_info() and each VM's info say: deployments must be able to tell that no guest runs.
         self.kind = "simulated" if driver.simulated else driver.name
@@ -127,8 +132,8 @@ class VmManager:
 
     @contextlib.contextmanager
     def _disks_locked(self) -> Iterator[None]:
-        """Hold the node's lock on which volume is whose disk and which tap whose: taken inside a VM's lock, by
-        whatever gives a VM a disk or a tap, so two VMs never both get one."""
+        """Hold the node's lock on which volume is whose disk and which address whose: taken inside a VM's lock,
+        by whatever gives a VM a disk or an address, so two VMs never both get one."""
         with self._flock(".disks", True):  # no VM name starts with a dot
             yield
 
@@ -167,55 +172,73 @@ class VmManager:
         disk_gb: int | None = None,
         volumes: list[str] | tuple[str, ...] = (),
         cmdline: str | None = None,
-        taps: list[str] | tuple[str, ...] = (),
+        mycelium: bool | None = None,
+        private_ipv4: bool = False,
         restart: str = lifecycle.DEFAULT_RESTART,
         cloud_init: CloudInit | None = None,
     ) -> dict[str, Any]:
-        """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it. With
-        `cloud_init`, the VM gets a NoCloud seed disk (sal.hypervisor.cloud_init) after its data disks."""
+        """Define a VM owned by the caller and clone its root disk from `image`; `start` runs it.
+
+        `mycelium` (default: whether the node has a VM network) gives it a NIC with an address in the node's
+        mycelium /64, `private_ipv4` also a private IPv4 address behind NAT. A VM with a NIC or `cloud_init` gets
+        a NoCloud seed disk (sal.hypervisor.cloud_init) after its data disks, saying its hostname, keys, addresses."""
         directory = self._dir(name)
         self.driver.check_vm_dir(directory)
         lifecycle.check_restart(restart)
-        if taps and not caller.admin:
-            raise SalError("taps are for node admins: a tap is a host network interface, which may be another "
-                           "tenant's or the node's own, so only a node admin attaches a VM to one")
-        for tap in taps:
-            check_tap_name(tap)
+        on_network = self._wants_network(mycelium, private_ipv4)
         self._check_size(vcpus, memory_mib, disk_gb)
         with self.locked(name), self._disks_locked():
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
             in_use = self._disks_in_use()
             source = self._image(caller, image, in_use)
+            addresses = self.network.plan(name, private_ipv4=private_ipv4, others=self._addresses()) if on_network else None
             data = [self._data_volume(caller, volume, in_use) for volume in volumes]
             data_disks = [self._data_disk(volume) for volume in data]
             root = self.volumes.clone(caller, source.name, f"{name}-root")
             try:
-                spec = self._spec(root.path, vcpus, memory_mib, cmdline, data_disks, taps, directory)
+                spec = self._spec(root.path, vcpus, memory_mib, cmdline, data_disks, addresses, directory)
                 if disk_gb is not None:
                     self._grow_root(root.path / IMAGE_DISK, disk_gb)
                     self.volumes.set_quota(caller, root.name, disk_gb * GIB)
                 make_vm_dir(directory)
+                if addresses is not None:
+                    cloud_init = (cloud_init or CloudInit(hostname=name)).with_network(addresses.cloud_init_network(self.network.nameservers))
                 if cloud_init is not None:  # a new instance-id each time a VM of this name is created
                     seed = cloud_init.write_seed(directory / SEED_FILE, instance_id=root.uuid)
                     spec = dataclasses.replace(spec, disks=(*spec.disks, DiskSpec(path=str(seed), readonly=True, id="seed")))
-                for tap in taps:
-                    self.taps.make(tap, name)
                 VmRecord(
                     name=name, driver=self.driver.name, owner=caller.owner, image=image, root_volume=root.name,
                     volumes=tuple(volumes), disk_uuids={volume.name: volume.uuid for volume in (root, *data)},
-                    created=time.time(), spec=spec, restart=restart,
+                    created=time.time(), spec=spec, restart=restart, network=addresses,
                 ).save(directory)
                 record_event(directory, "created", image=image, restart=restart)
             except BaseException:
-                for tap in taps:
-                    with contextlib.suppress(SalError):
-                        self.taps.remove(tap, name)
                 self.volumes.delete(caller, root.name)
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
         log.info("vm created", extra={"vm": name, "image": image, "hypervisor": self.kind})
         return self.info(caller, name)
+
+    def _wants_network(self, mycelium: bool | None, private_ipv4: bool) -> bool:
+        if mycelium is None:
+            mycelium = self.network is not None
+        if private_ipv4 and not mycelium:
+            raise VmNetworkError("private_ipv4 needs mycelium: a VM's one NIC is on the mycelium network")
+        if mycelium and self.network is None:
+            raise VmNetworkError("this node has no VM network (it needs a mycelium daemon, mycelium_url, and "
+                                 "vm_network = true): create the VM with mycelium: false")
+        return mycelium
+
+    def _addresses(self, *, leaving: str | None = None) -> list[VmAddresses]:
+        """Every VM's addresses on this node but `leaving`'s (a record that cannot be read holds none)."""
+        found = []
+        for name in self.names():
+            if name != leaving:
+                with contextlib.suppress(SalError):
+                    if (network := VmRecord.load(self.state_dir / name).network) is not None:
+                        found.append(network)
+        return found
 
     def _check_size(self, vcpus: int, memory_mib: int, disk_gb: int | None) -> None:
         cpus, memory = node_capacity()
@@ -280,7 +303,7 @@ class VmManager:
         return DiskSpec(path=str(disk), readonly=volume.read_only, id=_disk_id(volume.name))
 
     def _spec(self, root: Path, vcpus: int, memory_mib: int, cmdline: str | None,
-              data_disks: list[DiskSpec], taps: list[str] | tuple[str, ...], directory: Path) -> VmSpec:
+              data_disks: list[DiskSpec], addresses: VmAddresses | None, directory: Path) -> VmSpec:
         kernel = root / IMAGE_KERNEL
         if kernel.is_file():
             initramfs = root / IMAGE_INITRAMFS
@@ -297,7 +320,7 @@ class VmManager:
             return VmSpec(
                 vcpus=vcpus, memory_mib=memory_mib, **boot,
                 disks=(DiskSpec(path=str(root / IMAGE_DISK), id="root"), *data_disks),
-                taps=tuple(TapSpec(tap=tap) for tap in taps),
+                taps=(TapSpec(tap=addresses.tap, mac=addresses.mac, id="net0"),) if addresses else (),
                 serial_file=str(console.path(directory)),
             )
         except ValueError as exc:
@@ -328,11 +351,21 @@ class VmManager:
         state = self.driver.state(directory)
         if state in ("Stopped", "Failed", "Unreachable"):
             self._check_memory(record)
+            self._network_up(record)  # after a node restart too: the tap and rules went with the host's state
         if state in ("Stopped", "Failed", "Unreachable") or (state == "Created" and self.driver.console_reset_at_boot):
             console.rotate(directory)  # a new VMM, or one that truncates the console as it boots
         self.driver.start(directory, record.spec)
         record_event(directory, event, was=state, **detail, **self._accel(directory))
         log.info(f"vm {event}", extra={"vm": record.name, "was": state})
+
+    def _network_up(self, record: VmRecord) -> None:
+        if record.network is None:
+            return
+        if self.network is None:
+            raise VmNetworkError(f"VM {record.name!r} is on the VM network, which this node no longer has "
+                                 "(mycelium_url, vm_network)")
+        with self._disks_locked():
+            self.network.up(record.network, self._addresses())
 
     def _check_memory(self, record: VmRecord) -> None:
         """The VMs that run, this one too, must fit in the node's memory: the kernel's OOM killer would otherwise
@@ -527,6 +560,7 @@ class VmManager:
             if taken_with != record.disk_uuids:
                 raise SalError(f"VM {name!r}'s disks changed since snapshot {snapshot!r} was taken: it cannot be restored")
             self._check_disks(record)
+            self._network_up(record)
             self.driver.restore(directory, record.spec, source)
             Want(run=True).save(directory)  # once it is back: a failed restore leaves it stopped
             record_event(directory, "restored", snapshot=snapshot)
@@ -541,14 +575,14 @@ class VmManager:
         return self.viewer.events(caller, name, limit)
 
     def delete(self, caller: Caller, name: str) -> None:
-        """Stop the VM and remove it, its record (and so its owner), its taps and its root disk. Its data volumes
-        stay: they are the user's."""
+        """Stop the VM and remove it, its record (and so its owner), its tap and rules and its root disk. Its data
+        volumes stay: they are the user's."""
         self.stop(caller, name, timeout=5.0)
         with self.locked(name):
             record = self._record(caller, name)
-            for tap in record.spec.taps:
-                with contextlib.suppress(SalError):
-                    self.taps.remove(tap.tap, name)
+            if record.network is not None and self.network is not None:
+                with self._disks_locked():
+                    self.network.down(record.network, self._addresses(leaving=name))
             try:
                 self._delete_root(caller, record)
             except VolumeNotFound:
@@ -586,7 +620,10 @@ class VmManager:
             "root_volume": record.root_volume,
             "volumes": list(record.volumes),
             "disks": [disk.path for disk in spec.disks],
-            "taps": [tap.tap for tap in spec.taps],
+            "mycelium_ip": record.network.mycelium_ip if record.network else None,
+            "private_ip": record.network.private_ip if record.network else None,
+            "mac": record.network.mac if record.network else None,
+            "tap": record.network.tap if record.network else None,
             **self.driver.details(directory),
             "serial_log": spec.serial_file,
             "boot_logs": [str(console.path(directory, boot)) for boot in range(1, console.BOOTS_KEPT + 1)

@@ -12,6 +12,12 @@ operator made it, outside scripts). `disk_uuids` is each disk volume's uuid
 when the VM was created: a volume deleted and made again under the same name,
 by anyone, is another volume, and the VM does not boot from it.
 
+`network` is the VM's addresses on the node's VM network (sal.vmnet: tap, MAC,
+mycelium and private IPs); it is absent for a VM without a NIC, and an older
+zeronode ignores it. What the VM's cloud-init seed says is not here: the record
+may be readable by the supervisor's group (console readers), and user data is
+its owner's alone, so it lives only in the seed (seed.iso, 0600).
+
 `restart` is the VM's restart policy (sal.hypervisor.lifecycle); a record
 without one (written before policies) reads as "on-failure", and an older
 zeronode ignores it.
@@ -38,6 +44,7 @@ from sal.hypervisor.base import VmNotFound
 from sal.hypervisor.lifecycle import DEFAULT_RESTART, check_restart
 from sal.hypervisor.readers import file_mode
 from sal.hypervisor.spec import VmSpec
+from sal.vmnet import VmAddresses
 from zeronode.files import write_atomic
 
 FORMAT = 2
@@ -58,6 +65,7 @@ class VmRecord:
     created: float  # Unix time
     spec: VmSpec
     restart: str = DEFAULT_RESTART
+    network: VmAddresses | None = None
 
     @property
     def disk_volumes(self) -> tuple[str, ...]:
@@ -68,7 +76,7 @@ class VmRecord:
             "format": FORMAT, "driver": self.driver, "name": self.name, "owner": self.owner, "image": self.image,
             "root_volume": self.root_volume, "volumes": list(self.volumes), "disk_uuids": dict(self.disk_uuids),
             "created": self.created, "spec": self.spec.as_dict(), "restart": self.restart,
-        }
+        } | ({"network": self.network.as_record()} if self.network else {})
 
     def save(self, vm_dir: Path) -> None:
         """Write it whole or not at all: a reader never sees half a record."""
@@ -97,6 +105,7 @@ class VmRecord:
                 root_volume=data["root_volume"], volumes=tuple(data["volumes"]), disk_uuids=disk_uuids,
                 created=data["created"], spec=VmSpec.from_dict(data["spec"]),
                 restart=check_restart(data.get("restart", DEFAULT_RESTART)),
+                network=VmAddresses.from_record(data["network"]) if data.get("network") else None,
             )
         except (KeyError, TypeError, ValueError, SalError) as exc:
             raise SalError(f"the record of VM {name!r} is malformed: {exc!r}") from None

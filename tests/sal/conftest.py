@@ -17,6 +17,7 @@ from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorC
 from sal.storage import OwnedStorage
 from sal.storage.drivers.btrfs import BtrfsStorage
 from sal.tenancy import OPERATOR, Caller
+from zeronode.dev import guest
 
 # Two tenants of one node and its admin. Keys are opaque to the SALs: any string does.
 ALICE, BOB = Caller(owner="alice-key"), Caller(owner="bob-key")
@@ -76,6 +77,16 @@ def make_image(storage: BtrfsStorage, name: str = "ubuntu", *, kernel: bool = Tr
 @pytest.fixture
 def storage(pool_dir):
     return BtrfsStorage(pool_dir)
+
+
+@pytest.fixture
+def tiny_storage(pool_dir, tiny_guest):
+    """A pool with the shared image "tiny": zeronode's tiny guest, which boots for real (QEMU/TCG)."""
+    storage = BtrfsStorage(pool_dir)
+    image = storage.create("tiny")
+    guest.install_image(image.path, tiny_guest)
+    OwnedStorage(storage).share(OPERATOR, "tiny")
+    return storage
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ import pytest
 import sal.hypervisor
 import sal.network
 import sal.storage
+import sal.vmnet
 from sal.errors import SalError
 from zeronode.errors import ZeronodeError
 
 EXPORTED = [
     getattr(package, name)
-    for package in (sal.storage, sal.network, sal.hypervisor)
+    for package in (sal.storage, sal.network, sal.hypervisor, sal.vmnet)
     for name in package.__all__
     if isinstance(getattr(package, name), type) and issubclass(getattr(package, name), Exception)
 ]
@@ -30,3 +31,4 @@ def test_each_sal_exports_its_errors():
     assert {"StorageError", "InvalidName", "VolumeNotFound", "VolumeExists"} <= names
     assert {"NetworkError", "PeerExists", "PeerNotFound", "MalformedEndpoint", "ReplyTimeout"} <= names
     assert {"VmNotFound", "VmExists", "InvalidVmName", "HypervisorError", "VmmUnreachable", "VmmFailure"} <= names
+    assert "VmNetworkError" in names

@@ -373,3 +373,19 @@ def test_a_disk_that_fills_up_is_a_clear_error_and_nothing_is_left(tiny_pool, im
     with pytest.raises(ImageDiskFull, match="the storage pool filled up while image 'big' was made"):
         pull(store, name="big", url=image_server.serve("/big", big), sha256=sha(big))
     assert left_behind(store) == NOTHING
+
+
+def test_an_image_signed_with_the_cli_is_pulled_by_a_node_that_trusts_the_key(pool_dir, image_server, zn, tmp_path):
+    """`zeronode sign-image` is what a publisher runs: its sha256, signature and key are what a node checks."""
+    assert zn("keygen", "--out", str(tmp_path / "publisher.key")).returncode == 0
+    (tmp_path / "disk.raw").write_bytes(DISK)
+    signed = zn("sign-image", str(tmp_path / "disk.raw"), "--key", str(tmp_path / "publisher.key"))
+    assert signed.returncode == 0, signed.stderr
+    printed = json.loads(signed.stdout)
+    assert printed["sha256"] == sha(DISK)
+    store = ImageStore(BtrfsStorage(pool_dir), ImagePolicy(trusted_keys=(printed["public_key"],), require_signed=True))
+    image = pull(store, name="disk", url=image_server.serve("/disk.raw", DISK), sha256=printed["sha256"],
+                 signature=printed["signature"])
+    assert image.signed_by == printed["public_key"]
+    missing = zn("sign-image", str(tmp_path / "nope.raw"), "--key", str(tmp_path / "publisher.key"))
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "cannot read image" in missing.stderr

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -149,34 +147,6 @@ def test_an_unowned_vms_disk_is_not_an_image(two_tenants, storage):
     with pytest.raises(SalError, match="volume 'legacy-root' is another VM's disk, not an image"):
         vms.create(BOB, "bob-vm", image="legacy-root")
     assert vms.create(ADMIN, "rescue", image="legacy-root")["image"] == "legacy-root"
-
-
-def test_only_a_node_admin_attaches_a_vm_to_taps_and_only_to_taps_zeronode_makes(two_tenants, storage):
-    """A tap is a host interface: another tenant's VM's, or the operator's network. So only admins attach VMs to
-    taps, and only to taps zeronode makes for that VM (never eth0, lo, or an interface it did not make)."""
-    vms = two_tenants
-    before = sorted(volume.name for volume in storage.list())
-    for taps in (["zn-alice-vm"], ["mgmt0"]):
-        with pytest.raises(SalError, match="^taps are for node admins: "):
-            vms.create(BOB, "bob-vm", image="ubuntu", taps=taps)
-    assert names(vms, BOB) == [] and sorted(volume.name for volume in storage.list()) == before  # nothing made
-    assert vms.create(BOB, "bob-vm", image="ubuntu")["taps"] == []  # without taps, Bob's VM is made as ever
-    for taps in (["eth0"], ["lo"], ["mgmt0"]):
-        with pytest.raises(SalError, match="invalid tap name"):
-            vms.create(ADMIN, "ops", image="ubuntu", taps=taps)
-    subprocess.run(["ip", "tuntap", "add", "dev", "zn-host0", "mode", "tap"], check=True)
-    try:  # named like ours, but zeronode did not make it
-        with pytest.raises(SalError, match="'zn-host0' is a host interface zeronode did not make"):
-            vms.create(ADMIN, "ops", image="ubuntu", taps=["zn-host0"])
-    finally:
-        subprocess.run(["ip", "link", "delete", "zn-host0"], check=True)
-    ops = vms.create(ADMIN, "ops", image="ubuntu", taps=["zn-ops0"])
-    assert ops["taps"] == ["zn-ops0"] and ops["owner"] == "admin-key"
-    assert Path("/sys/class/net/zn-ops0").exists()  # made for the VM
-    with pytest.raises(SalError, match="tap 'zn-ops0' belongs to another VM"):
-        vms.create(ADMIN, "ops2", image="ubuntu", taps=["zn-ops0"])
-    vms.delete(ADMIN, "ops")
-    assert not Path("/sys/class/net/zn-ops0").exists()  # and deleted with it
 
 
 def test_a_vm_never_boots_another_tenants_volume_that_took_its_disks_name(two_tenants):

@@ -1,7 +1,7 @@
 """The `zeronode` command line: one module per command group, merged into one app here.
 
     local.py     version, run                  this machine only
-    signing.py   keygen, sign, cosign, verify  keys and signed envelopes, offline
+    signing.py   keygen, sign, cosign, verify, sign-image   keys, envelopes, image signatures, offline
     node.py      supervisor, runner, identity, vm-keeper   a node's services
     services.py  ledger, coord                 the control plane's services
     fleet.py     deploy, submit, status, nodes, jobs   asking coord, the ledger, a node

@@ -1,13 +1,17 @@
-"""`zeronode keygen`, `sign`, `cosign` and `verify`: keys and signed envelopes, offline."""
+"""`zeronode keygen`, `sign`, `cosign`, `verify` and `sign-image`: keys, signed envelopes and image
+signatures, offline."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from zeronode.cli.common import emit, fail, load_key, parse_env, read_text
+from sal.images.base import signed_message
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import Envelope, new_envelope
 from zeronode.protocol.envelope import verify as verify_envelope
@@ -81,3 +85,22 @@ def verify(
     print(f"valid: envelope {envelope.id} for {', '.join(envelope.targets)}")
     for signer in sorted(verified.signers):
         print(f"signed by {signer}{' (signer)' if signer == envelope.signer else ''}")
+
+
+@app.command("sign-image")
+def sign_image(
+    image: Annotated[Path, typer.Argument(help="The image file as it is served (raw disk, qcow2 or bundle)")],
+    key: Annotated[Path, typer.Option("--key", help="Private key file of the image's publisher")],
+) -> None:
+    """Sign an image for image_pull: print its sha256, the signature, and the key nodes must trust
+    (trusted_image_keys), as JSON."""
+    signer = load_key(key)
+    digest = hashlib.sha256()
+    try:
+        with open(image, "rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        fail(f"cannot read image {image}: {exc.strerror}")
+    print(json.dumps({"sha256": digest.hexdigest(), "signature": keys.sign(signer, signed_message(digest.hexdigest())),
+                      "public_key": keys.public_key_text(signer)}))

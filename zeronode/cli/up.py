@@ -15,6 +15,8 @@ from zeronode.cli.common import err, fail, out
 from zeronode.cli.views import deployment_table
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
+SKIP_HINT = ("storage: run as root or give --storage-root on a btrfs; image_server: a real hypervisor (QEMU or "
+             "cloud-hypervisor); vm_network: run as root")
 
 app = typer.Typer()
 
@@ -85,6 +87,7 @@ def deploy_examples(cluster, examples: Path) -> bool:
     from zeronode.protocol.envelope import new_envelope
 
     have = {"network"} | ({"storage", "image"} if cluster.storage_root else set())
+    have |= ({"image_server"} if cluster.image_url else set()) | ({"vm_network"} if cluster.vm_network else set())
     targets = [node.node_id for node in cluster.local_nodes]
     scripts = sorted(examples.glob("*.rhai")) if examples.is_dir() else []
     if not scripts:
@@ -95,9 +98,10 @@ def deploy_examples(cluster, examples: Path) -> bool:
         for path in scripts:
             script = path.read_text()
             if missing := example_needs(script) - have:
-                out.print(f"[yellow]skipped[/] {path.name}: needs {', '.join(sorted(missing))} (give --storage-root on a btrfs)")
+                out.print(f"[yellow]skipped[/] {path.name}: needs {', '.join(sorted(missing))} ({SKIP_HINT})",
+                          highlight=False)
                 continue
-            envelope = new_envelope(script, targets, cluster.admin_key, env={"APP": "demo", "NAME": "demo-vm"})
+            envelope = new_envelope(script, targets, cluster.admin_key, env=cluster.example_env())
             try:
                 client.submit(envelope)
                 *_, final = client.follow(envelope.id, timeout=120)

@@ -17,6 +17,14 @@ node's storage gets one shared image, "tiny": zeronode's tiny Linux guest
 (zeronode.dev.guest) where a real hypervisor runs (cloud-hypervisor, else QEMU:
 `hypervisor = auto`), a placeholder on the simulator.
 
+VM network: as root, each node's VMs are on its mycelium /64 (sal.vmnet), on a
+bridge of its own (`zn<tag>n<i>`, with the private subnet 10.208.<i>.0/24), made
+in this host's network namespace, with IPv6 forwarding turned on; a temporary
+cluster deletes its VMs, and with them the bridges and nft rules, when it stops.
+Images: with a real hypervisor, the tiny guest is also served as an image bundle
+on loopback (`python -m http.server`), for the examples that pull an image by
+URL and digest (IMAGE_URL, IMAGE_SHA256 in their env).
+
 Every process is a real one, started with the same commands an operator uses,
 configured by generated TOML files, and logging to STATE_DIR/logs/. Each is
 started in its own session (Ctrl-C reaches only `up`, which then stops them
@@ -25,8 +33,11 @@ in order) and is told to exit if `up` itself dies, so none is left behind.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -127,6 +138,10 @@ class LocalCluster:
         self.ledger_url = f"http://127.0.0.1:{free_port()}"
         self.coord_url = f"http://127.0.0.1:{free_port()}"
         self.redis_socket = self.state_dir / "redis.sock"
+        self.vm_network = os.geteuid() == 0  # a bridge and taps: root's (CAP_NET_ADMIN)
+        self.tag = secrets.token_hex(2)  # in the nodes' bridge names: two clusters on one host never share one
+        self.image_url: str | None = None  # the tiny guest as a bundle, once prepare_images made it
+        self.image_sha256: str | None = None
 
     # -- processes -----------------------------------------------------------------
 
@@ -275,6 +290,7 @@ class LocalCluster:
             "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": FARM,
             "rights_refresh": 5.0,  # a revocation counts on the nodes within 5 s: quick to see in development
             "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
+            "vm_network": self.vm_network, "vm_bridge": f"zn{self.tag}n{index}", "vm_private_subnet": f"10.208.{index}.0/24",
         }
         if self.storage_root:
             settings["storage_root"] = self.storage_root / f"node{index}"
@@ -331,6 +347,27 @@ class LocalCluster:
             images = OwnedStorage(storage)
             if images.info(OPERATOR, name).owner is None:  # made here, now or by an earlier `up`: not a tenant's
                 images.share(OPERATOR, name)  # once whole: no deployer boots from a half-made image
+        if self.image_url is None and any(kind != "simulated" for kind in self.hypervisors().values()):
+            self._serve_image(guest.build(self.guest_cache or guest.default_cache()))
+
+    def _serve_image(self, tiny: guest.Guest) -> None:
+        """The tiny guest as an image bundle over HTTP on loopback, as an image server would offer it."""
+        directory = self.state_dir / "images"
+        directory.mkdir(exist_ok=True)
+        self.image_sha256 = guest.write_bundle(directory / "tiny-guest.tar.gz", tiny, label="pulled-image")
+        port = free_port()
+        server = self._spawn("image-server", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
+                                              "--directory", str(directory), str(port)])
+        self.image_url = f"http://127.0.0.1:{port}/tiny-guest.tar.gz"
+        self._wait("the image server", lambda: self._answers(self.image_url), [server])
+        self.on_progress(f"images: the tiny guest as a bundle at {self.image_url}")
+
+    def example_env(self) -> dict[str, str]:
+        """What the example scripts read from `env`: names, and where the image is with its digest."""
+        env = {"APP": "demo", "NAME": "demo-vm", "SSH_KEY": ssh_public_key(self.admin_key.verify_key)}
+        if self.image_url:
+            env |= {"IMAGE_URL": self.image_url, "IMAGE_SHA256": self.image_sha256}
+        return env
 
     def _all_online(self) -> bool:
         try:
@@ -369,12 +406,19 @@ class LocalCluster:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def _stop_vms(self) -> None:
-        """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not."""
+        """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not. A
+        temporary cluster's go altogether, and their taps, bridges and nft rules with them."""
         if not self.storage_root:
             return
         for node in self.local_nodes:
             if (self.state_dir / f"node{node.index}" / "vms").is_dir():
-                registry.NodeSals.from_settings(self._node_settings(node)).vms.stop_all(timeout=1)
+                vms = registry.NodeSals.from_settings(self._node_settings(node)).vms
+                vms.stop_all(timeout=1)
+                for vm in vms.list(OPERATOR) if self.temporary else ():
+                    try:
+                        vms.delete(OPERATOR, vm["name"])
+                    except SalError as exc:
+                        self.on_progress(f"node {node.index}: VM {vm['name']} not deleted: {exc}")
 
     @staticmethod
     def _node_settings(node: LocalNode) -> NodeSettings:
@@ -391,6 +435,12 @@ class LocalCluster:
 
     def __exit__(self, *_exc) -> None:
         self.stop()
+
+
+def ssh_public_key(key: nacl.signing.VerifyKey) -> str:
+    """An Ed25519 public key as an OpenSSH authorized_keys line (RFC 8709: the key type, then the 32 bytes)."""
+    blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", bytes(key)))
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()} zeronode-up-{hashlib.sha256(blob).hexdigest()[:8]}"
 
 
 def toml_value(value: object) -> str:

@@ -11,6 +11,7 @@ Environment: ZERONODE_REDIS_URL=..., nested fields as ZERONODE_LIMITS__MAX_OPERA
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
@@ -73,6 +74,23 @@ class NodeSettings(FileSettings):
     )
     vm_firmware: Path | None = Field(None, description="firmware booting images without a kernel, e.g. hypervisor-fw")
     vm_dir: Path | None = Field(None, description="the VMs' records, sockets and logs; default: STATE_DIR/vms")
+    # The VM network (sal.vmnet, docs/rhai-api.md "VM networking"): a bridge and a tap per VM, as root.
+    vm_network: bool = Field(
+        True, description="put VMs on the node's mycelium /64 (needs mycelium_url): a bridge, a tap per VM, "
+        "nftables rules, IPv6 forwarding on",
+    )
+    vm_bridge: str = Field(
+        "znbr0", pattern=r"^zn[a-z0-9-]{1,13}$", description="the bridge zeronode makes for its VMs (its own: "
+        "removed with the last VM)",
+    )
+    vm_private_subnet: IPv4Network | None = Field(
+        IPv4Network("10.208.0.0/24"), description="private IPv4 addresses for VMs that ask (private_ipv4: true), "
+        "masqueraded out; empty: none",
+    )
+    vm_nameservers: list[IPv4Address | IPv6Address] = Field(
+        default_factory=list, description="DNS servers the network config of VMs with a private IPv4 names "
+        "(none by default: the node's own resolver, often 127.0.0.53, is not the guests')",
+    )
     # Images (image_pull, docs/rhai-api.md): they live on the storage pool.
     max_image_bytes: int = Field(
         20 * 1024**3, gt=0, description="bytes an image may be: its download, and what it unpacks to (a qcow2's "
@@ -117,6 +135,11 @@ class NodeSettings(FileSettings):
     supervisor_url: str | None = Field(
         None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
     )
+
+    @field_validator("vm_private_subnet", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("trusted_image_keys")
     @classmethod

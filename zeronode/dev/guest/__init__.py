@@ -3,6 +3,7 @@
     guest = build(cache_dir)        # downloads and builds once, then reuses the cache
     guest.kernel, guest.initramfs, guest.cmdline
     install_image(volume_path, guest, disk_mb=64)   # an image volume the VM manager boots
+    write_bundle(path, guest)                       # an image bundle image_pull takes; its sha256
 
 Made from Debian's packages, never from the host's /boot: `apt-get download`
 fetches linux-image-cloud-amd64's kernel package and busybox-static, and
@@ -24,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -42,7 +44,7 @@ MODULES = (
     "drivers/cdrom/cdrom", "fs/isofs/isofs",  # a cloud-init seed (sal.hypervisor.cloud_init) is an ISO 9660 image
 )
 APPLETS = ("sh", "mount", "umount", "insmod", "cat", "cut", "echo", "hostname", "sleep", "head", "tr", "sed", "mkdir",
-           "printf", "chmod", "acpid", "poweroff")
+           "printf", "chmod", "acpid", "poweroff", "ip", "awk", "ping")
 CMDLINE = "console=ttyS0 panic=-1"
 
 
@@ -99,6 +101,23 @@ def install_image(volume: Path, guest: Guest, *, disk_mb: int = 64) -> None:
     (volume / "cmdline").write_text(guest.cmdline + "\n")
     with open(volume / "disk.raw", "wb") as disk:
         disk.truncate(disk_mb * 1024 * 1024)
+
+
+def write_bundle(path: Path, guest: Guest, *, disk_mb: int = 8, label: str = "") -> str:
+    """The guest as an image bundle (sal.images: a gzip tar of disk.raw, vmlinux, initramfs, cmdline) at
+    `path`, what image_pull takes; its sha256. The disk starts with "ZN:label" when a label is given (the guest
+    prints it back), and is zeros after: it compresses to almost nothing."""
+    with tempfile.TemporaryDirectory() as work:
+        disk, cmdline = Path(work) / "disk.raw", Path(work) / "cmdline"
+        with open(disk, "wb") as file:
+            file.write(f"ZN:{label}".encode() if label else b"")
+            file.truncate(disk_mb * 1024 * 1024)
+        cmdline.write_text(guest.cmdline + "\n")
+        with tarfile.open(path, "w:gz") as tar:
+            for name, member in (("disk.raw", disk), ("vmlinux", guest.kernel), ("initramfs", guest.initramfs),
+                                 ("cmdline", cmdline)):
+                tar.add(member, arcname=name)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _guest(directory: Path) -> Guest:
