@@ -1,7 +1,8 @@
 """The coordinator's HTTP API, and the dispatcher loop it runs beside it.
 
-    POST /v1/deployments              a signed envelope → 202 {id, targets, duplicate}, once the ledger says
-                                      its signer may deploy on every target
+    POST /v1/deployments              a signed envelope → 202 {id, targets, placed, duplicate}, once the ledger
+                                      says its signer may deploy on every target (and coord chose the nodes
+                                      its selector asks for: coord.placement)
     GET  /v1/deployments/ID           per-node progress; ?wait=S&version=V long-polls for a change past V
     GET  /v1/deployments/ID/events    the same, as server-sent events until the deployment ends
     GET  /v1/deployments              newest first; ?status=, ?signer= (admins), ?limit=
@@ -10,7 +11,8 @@
 
 Every /v1/deployments request but the submission (whose envelope is signed) is
 a signed request for audience "coord", by the deployment's signer or a coord
-admin. The routes are in coord.routes, one router per resource. Errors are
+admin. The routes are in coord.routes, one router per resource. Beside the dispatcher
+runs coord.failover, which keeps service deployments on live nodes. Errors are
 {"detail": {"reason", "message"}} with a 4xx status for the client's faults.
 """
 
@@ -28,9 +30,11 @@ from fastapi import FastAPI
 
 from coord.authorization import Authorizer, LedgerRights
 from coord.dispatcher import Dispatcher
+from coord.failover import Failover
 from coord.limits import LedgerLookups, SubmissionRate
 from coord.metrics import Metrics
 from coord.nodes import NodeDirectory
+from coord.placement import Placer
 from coord.routes import deployments, operations
 from coord.routes.dependencies import Coord
 from coord.settings import CoordSettings
@@ -55,23 +59,26 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     dispatcher = Dispatcher(
         store, nodes, supervisors, settings, key, on_final=lambda task: metrics.tasks_ended.labels(task.state.value).inc()
     )
+    authorizer = Authorizer(rights, nodes)
+    placer = Placer(settings.ledger_url, ledger_http, nodes, authorizer, token=settings.ledger_token)
+    failover = Failover(store, nodes, placer, settings, metrics, dispatcher.wake)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
         stop = asyncio.Event()
-        loop = asyncio.create_task(dispatcher.run(stop))
+        loops = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(failover.run(stop))]
         log.info("coord started", extra={"ledger": settings.ledger_url, "concurrency": settings.concurrency})
         try:
             yield
         finally:
             stop.set()
-            await loop
+            await asyncio.gather(*loops)
             await ledger_http.aclose()
             await supervisors.aclose()
 
     app = FastAPI(title="zeronode coordinator", version="1", lifespan=lifespan)
     app.state.coord = Coord(
-        store=store, dispatcher=dispatcher, settings=settings, metrics=metrics, authorizer=Authorizer(rights, nodes),
+        store=store, dispatcher=dispatcher, settings=settings, metrics=metrics, authorizer=authorizer, placer=placer,
         rate=SubmissionRate(connection, settings.submissions_per_minute, clock=clock),
         lookups=LedgerLookups(connection, settings.ledger_lookups_per_second, clock=clock),
     )

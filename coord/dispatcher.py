@@ -2,7 +2,7 @@
 
 A task's life, one step at a time (each step is one claim from the store):
 
-    pending ──POST /v1/jobs──▶ dispatched ──GET /v1/jobs/ID──▶ running ──▶ succeeded | failed | canceled
+    pending ──POST /v1/jobs──▶ dispatched ──GET /v1/jobs/ID──▶ running ──▶ succeeded | failed | canceled | moved
                                    │    ▲                        │
                       no answer    ▼    │ the node answers again │ no answer
                                  unknown ◀───────────────────────┘
@@ -37,6 +37,8 @@ A task's life, one step at a time (each step is one claim from the store):
   a failed job is final here.
 - canceled deployment: pending tasks end as canceled; dispatched ones get a cancel
   signed by the coordinator (an admin on the nodes) and are followed to their end.
+- a service's share moved to another node (coord.failover): a job still on the
+  old node gets the same cancel, and the task ends as moved whatever the job did.
 
 Every step runs in one replica's event loop, up to `concurrency` at a time, so
 a deployment to a thousand nodes costs about a thousand / concurrency round trips.
@@ -73,6 +75,7 @@ from zeronode import retry
 from zeronode.api.destinations import check_supervisor_url
 from zeronode.api.errors import Refused, Unavailable
 from zeronode.api.jobs import QUEUE_LOST, JobView, Status
+from zeronode.protocol import ticket
 from zeronode.protocol.signed_requests import AUDIENCE_HEADER, SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
@@ -124,6 +127,7 @@ class Dispatcher:
         self.nodes = nodes
         self.supervisors = supervisors
         self.settings = settings
+        self.key = key  # also signs the placement tickets of the nodes coord chose
         self.auth = SignedRequestAuth(key)  # each request names its node as the audience
         self.wake = asyncio.Event()  # set when new work arrives, so the loop need not wait for its next poll
         self.on_final = on_final or (lambda task: None)
@@ -252,10 +256,12 @@ class Dispatcher:
             base = self._destination(record)
         except Refused as exc:
             return self._fail(task, exc.reason, f"node {task.node}: {exc}")
+        headers = {"content-type": "application/json"}
+        if deployment.digest:  # nodes coord chose need its word for it (a node the envelope names ignores it)
+            headers[ticket.HEADER] = ticket.issue_for(deployment.id, deployment.digest, task.node, self.key)
         try:
             answer = await self.supervisors.exchange(
-                "POST", f"{base}/v1/jobs", limit=ACCEPT_LIMIT,
-                content=deployment.envelope, headers={"content-type": "application/json"},
+                "POST", f"{base}/v1/jobs", limit=ACCEPT_LIMIT, content=deployment.envelope, headers=headers
             )
         except BadAnswer as exc:
             return self._fail(task, "bad_answer", f"supervisor of {task.node} {exc}")
@@ -307,7 +313,7 @@ class Dispatcher:
                 with contextlib.suppress(Refused):  # a new URL coord may not use is not followed
                     task.supervisor_url = self._destination(record)
         url = (task.supervisor_url or "").rstrip("/")
-        if canceled_by and not task.cancel_sent:
+        if (canceled_by or task.moved_to) and not task.cancel_sent:  # a share moved elsewhere must not run here too
             await self._send_cancel(url, task)
         try:
             # Signed by coord for this node: supervisors show a job only to its signer or a node admin.
@@ -370,6 +376,8 @@ class Dispatcher:
 
     def _again(self, task: Task, now: float, why: str) -> float | None:
         """Hand the envelope over again (the node does not have the job, and never ran it)."""
+        if task.moved_to:  # nothing runs here, and nothing will: it runs on the node it moved to
+            return self._end(task, TaskState.MOVED, TaskError(reason="moved", message=f"{why}; moved to {task.moved_to}"))
         if task.redispatches >= MAX_REDISPATCHES:
             return self._fail(task, "lost", f"{why}, after it was handed over {task.redispatches + 1} times: given up")
         task.redispatches += 1
@@ -391,7 +399,8 @@ class Dispatcher:
     # -- outcomes --------------------------------------------------------------------
 
     def _end(self, task: Task, state: TaskState, error: TaskError | None) -> None:
-        task.state, task.error = state, error
+        """The task's outcome; a share of a service that moved elsewhere ends as moved, whatever it did here."""
+        task.state, task.error = (TaskState.MOVED if task.moved_to else state), error
         return None
 
     def _fail(self, task: Task, reason: str, message: str) -> None:

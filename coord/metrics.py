@@ -11,3 +11,6 @@ class Metrics:
         self.accepted = Counter("zeronode_coord_deployments_accepted", "Deployments accepted", registry=self.registry)
         self.rejected = Counter("zeronode_coord_deployments_rejected", "Deployments refused", ["reason"], registry=self.registry)
         self.tasks_ended = Counter("zeronode_coord_tasks_ended", "Tasks that reached a final state", ["state"], registry=self.registry)
+        self.moved = Counter(
+            "zeronode_coord_service_moves", "Shares of service deployments moved to another node", ["reason"], registry=self.registry
+        )

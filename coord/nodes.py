@@ -28,15 +28,19 @@ class NodeRecord:
     supervisor_url: str | None
     farm: str | None = None
     mycelium_address: str | None = None
+    schedule: str = "active"  # active, cordoned or draining (coord.failover moves services off a draining node)
+    last_seen: int | None = None  # the node's last report, by the ledger's clock
 
 
 PREFETCH_CHUNK = 200  # the ledger's limit for `ids`
 NODE_ID = re.compile(r"[a-z2-7]{26}")  # zeronode.protocol.keys.node_id
 
 
-def _record(node_id: str, data: dict) -> NodeRecord:
+def record_of(node_id: str, data: dict) -> NodeRecord:
+    # A degraded node answers (some part of it is failing): it gets no new placement, but what names it is sent.
     return NodeRecord(
-        node_id, data["status"] == "online", data.get("supervisor_url"), data.get("farm"), data.get("mycelium_address")
+        node_id, data["status"] in ("online", "degraded"), data.get("supervisor_url"), data.get("farm"),
+        data.get("mycelium_address"), data.get("schedule", "active"), data.get("last_report_at"),
     )
 
 
@@ -70,7 +74,7 @@ class NodeDirectory:
         if response.status_code in (404, 422):  # unknown, or not even a node id
             record = None
         elif response.status_code == 200:
-            record = _parsed(lambda: _record(node_id, response.json()))
+            record = _parsed(lambda: record_of(node_id, response.json()))
         else:
             # Whatever the ledger's answer, asking again later is this lookup's only remedy.
             raise Unavailable(f"the ledger answered {response.status_code}: {detail_of(response)[1]}", status=response.status_code)
@@ -102,9 +106,13 @@ class NodeDirectory:
             raise Unavailable(f"the ledger answered {response.status_code}: {detail_of(response)[1]}", status=response.status_code)
         if response.status_code != 200:  # e.g. a refusal of the whole list: each is asked for alone
             return
-        found = _parsed(lambda: {node["node_id"]: _record(node["node_id"], node) for node in response.json()})
+        found = _parsed(lambda: {node["node_id"]: record_of(node["node_id"], node) for node in response.json()})
         for node_id in node_ids:
             self._remember(node_id, found.get(node_id))
+
+    def remember(self, record: NodeRecord) -> None:
+        """Keep a record read elsewhere (placement's listing), so dispatch decides on what it saw."""
+        self._remember(record.node_id, record)
 
     def _remember(self, node_id: str, record: NodeRecord | None) -> None:
         self._cache[node_id] = (time.monotonic() + self.ttl, record)

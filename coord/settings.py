@@ -43,6 +43,12 @@ class CoordSettings(FileSettings):
     lost_after: float | None = Field(
         None, description="no longer used (accepted so that old settings files still load): see reconcile_margin"
     )
+    # Keeping services on live nodes (docs/operators.md, "Failover").
+    failover_after: float = Field(
+        300.0, gt=0, description="seconds a node running a service's share may stay offline before the share moves "
+        "to another node that matches the selector (a draining node's shares move at once)",
+    )
+    failover_interval: float = Field(5.0, gt=0, description="seconds between two looks at the services' nodes")
     concurrency: int = Field(256, gt=0, description="tasks one replica steps at once (HTTP requests in flight)")
     lease: float = Field(
         5.0, gt=0, description="seconds a claimed task stays this replica's without a heartbeat (renewed every third of "

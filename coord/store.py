@@ -9,6 +9,7 @@ last one stopped:
     coord:deployments         sorted set: deployment ids by submission time
     coord:signer:KEY          sorted set: the same, of one signer's deployments (what a signer lists)
     coord:due                 sorted set: "ID NODE" members, scored by when the task next needs a step
+    coord:services            set: the ids of service deployments, which coord.failover keeps on live nodes
 
 A replica claims due tasks with one Lua script that also pushes their score a
 lease into the future (a visibility timeout), so two replicas do not step the
@@ -34,6 +35,7 @@ from redis.exceptions import WatchError
 PREFIX = "coord:"
 DEPLOYMENTS = PREFIX + "deployments"
 DUE = PREFIX + "due"
+SERVICES = PREFIX + "services"
 
 CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -90,10 +92,11 @@ class TaskState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    MOVED = "moved"  # a service's share taken off this node (gone, or drained) to another: counted nowhere
 
     @property
     def final(self) -> bool:
-        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED)
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED, TaskState.MOVED)
 
 
 class TaskError(BaseModel):
@@ -119,7 +122,20 @@ class Task(BaseModel):
     result: Any = None
     output: list[str] = []
     error: TaskError | None = None
+    # The node this share of a service moved to (coord.failover): a job still here is canceled, and the
+    # task ends as moved whatever the job's end.
+    moved_to: str | None = None
     updated: float = 0.0
+
+
+class Move(BaseModel):
+    """A service's share moved from one node to another (coord.failover), as the deployment's history shows it."""
+
+    at: float
+    node: str
+    to: str
+    reason: str  # offline, drained, unknown_node
+    message: str
 
 
 class Deployment(BaseModel):
@@ -128,7 +144,11 @@ class Deployment(BaseModel):
     created: float
     envelope: str  # the verified envelope in its canonical JSON (coord.routes.deployments): forwarded as is
     expires_at: int
-    targets: list[str]
+    targets: list[str]  # every node with a task: the envelope's own targets, then those placed
+    placed: list[str] = []  # the nodes coord chose by the envelope's selector (coord.placement), best first
+    digest: str | None = None  # the envelope's (zeronode.protocol.ticket.envelope_digest), for the placed nodes' tickets
+    service: bool = False  # its selector's kind: coord keeps its placed share on live nodes (coord.failover)
+    history: list[Move] = []
     canceled_by: str | None = None
     version: int = 0
     counts: dict[str, int] = {}  # tasks in each state, kept by save(): a view without reading every task
@@ -184,6 +204,8 @@ class Store:
             pipe.zadd(signer_key(deployment.signer), {deployment.id: deployment.created})
             pipe.expire(signer_key(deployment.signer), self.ttl)  # kept as long as the signer's newest deployment
             pipe.zadd(DUE, {due_member(deployment.id, node): now for node in deployment.targets})
+            if deployment.service:
+                pipe.sadd(SERVICES, deployment.id)
             try:
                 await pipe.execute()
             except WatchError:
@@ -191,18 +213,64 @@ class Store:
         return True
 
     async def deployment(self, deployment_id: str) -> Deployment | None:
-        fields = await self.redis.hgetall(deployment_key(deployment_id))
-        if b"envelope" not in fields:
-            return None
-        record: dict[str, Any] = {"counts": {}}
-        for name, value in fields.items():
-            name = name.decode()
-            if name.startswith("count:"):
-                if int(value) > 0:
-                    record["counts"][name.removeprefix("count:")] = int(value)
-            else:
-                record[name] = json.loads(value)
-        return Deployment.model_validate(record)
+        return _deployment(await self.redis.hgetall(deployment_key(deployment_id)))
+
+    async def move(self, deployment_id: str, node: str, to: str, reason: str, message: str) -> bool:
+        """Move a service's share from `node` to `to`: a pending task for `to`, due now, and the history says so.
+        The task on `node` ends as moved, or, while its job may still run there, is canceled first (the
+        dispatcher ends it as moved). False, changing nothing, when the deployment or that task changed meanwhile
+        (another replica moved it) or the move no longer applies."""
+        key, old_key = deployment_key(deployment_id), task_key(deployment_id, node)
+        now = time.time()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key, old_key)
+            deployment, row = _deployment(await pipe.hgetall(key)), await pipe.hgetall(old_key)
+            if deployment is None or not row or node not in deployment.placed or to in deployment.targets:
+                return False
+            task = _task(row)
+            if task.moved_to is not None or task.state == TaskState.MOVED:
+                return False
+            previous = task.state
+            in_flight = previous in (TaskState.DISPATCHED, TaskState.RUNNING, TaskState.UNKNOWN)
+            task.moved_to, task.updated = to, now  # `updated` changed: a step of it running now saves nothing
+            if not in_flight:
+                task.state = TaskState.MOVED
+            history = [*deployment.history, Move(at=now, node=node, to=to, reason=reason, message=message)]
+            pipe.multi()
+            pipe.hset(key, mapping={
+                "targets": _encode([*deployment.targets, to]), "placed": _encode([*deployment.placed, to]),
+                "history": _encode([move.model_dump() for move in history]),
+            })
+            pipe.hincrby(key, "version", 1)
+            pipe.hset(old_key, mapping=_fields(task))
+            if task.state != previous:
+                pipe.hincrby(key, f"count:{previous}", -1)
+                pipe.hincrby(key, f"count:{task.state}", 1)
+            pipe.hincrby(key, f"count:{TaskState.PENDING}", 1)
+            pipe.hset(task_key(deployment_id, to), mapping=_fields(Task(deployment=deployment_id, node=to, updated=now)))
+            pipe.expire(task_key(deployment_id, to), self.ttl)
+            members = {due_member(deployment_id, to): now} | ({due_member(deployment_id, node): now} if in_flight else {})
+            pipe.zadd(DUE, members)
+            if not in_flight:
+                pipe.zrem(DUE, due_member(deployment_id, node))
+            try:
+                await pipe.execute()
+            except WatchError:
+                return False
+        return True
+
+    async def lead(self, name: str, holder: str, seconds: float) -> bool:
+        """Whether `holder` (a replica) may do the fleet-wide chore `name` now: the first to ask in each
+        `seconds` does it; the others skip this round."""
+        return bool(await self.redis.set(f"{PREFIX}lead:{name}", holder, nx=True, px=max(1, int(seconds * 1000))))
+
+    async def services(self) -> list[str]:
+        """The ids of the service deployments kept on live nodes."""
+        return [member.decode() for member in await self.redis.smembers(SERVICES)]
+
+    async def forget_service(self, deployment_id: str) -> None:
+        """Stop keeping this deployment on live nodes (it ended, expired, or was canceled)."""
+        await self.redis.srem(SERVICES, deployment_id)
 
     async def envelope(self, deployment_id: str) -> str | None:
         """The deployment's envelope as submitted, or None when there is no such deployment: one HGET."""
@@ -286,6 +354,20 @@ def _encode(value: Any) -> str:
 
 def _fields(task: Task) -> dict[str, str]:
     return {field: _encode(value) for field, value in task.model_dump(mode="json").items()}
+
+
+def _deployment(fields: dict[bytes, bytes]) -> Deployment | None:
+    if b"envelope" not in fields:
+        return None
+    record: dict[str, Any] = {"counts": {}}
+    for name, value in fields.items():
+        name = name.decode()
+        if name.startswith("count:"):
+            if int(value) > 0:
+                record["counts"][name.removeprefix("count:")] = int(value)
+        else:
+            record[name] = json.loads(value)
+    return Deployment.model_validate(record)
 
 
 def _task(row: dict[bytes, bytes]) -> Task:

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
-from coord.store import Deployment, Task, TaskState
+from coord.store import Deployment, Move, Task, TaskState
 
 
 class Overall(StrEnum):
@@ -18,7 +18,8 @@ class Overall(StrEnum):
 
 
 def overall(counts: dict[str, int]) -> Overall:
-    states = {TaskState(state) for state, count in counts.items() if count > 0}
+    # A moved share counts nowhere: the node it moved to holds it now.
+    states = {TaskState(state) for state, count in counts.items() if count > 0} - {TaskState.MOVED}
     if not all(state.final for state in states):
         return Overall.PENDING if states == {TaskState.PENDING} else Overall.RUNNING
     if TaskState.FAILED in states:
@@ -35,6 +36,9 @@ class DeploymentView(BaseModel):
     counts: dict[str, int]
     canceled_by: str | None
     version: int
+    placed: list[str] = []  # the nodes coord chose by the envelope's selector
+    service: bool = False
+    history: list[Move] = []  # a service's moves from node to node
     tasks: list[Task] | None = None
 
 
@@ -42,5 +46,6 @@ def view(deployment: Deployment, tasks: list[Task] | None = None) -> DeploymentV
     return DeploymentView(
         id=deployment.id, signer=deployment.signer, created=deployment.created, expires_at=deployment.expires_at,
         status=overall(deployment.counts), counts=deployment.counts, canceled_by=deployment.canceled_by,
-        version=deployment.version, tasks=tasks,
+        version=deployment.version, placed=deployment.placed, service=deployment.service,
+        history=deployment.history, tasks=tasks,
     )

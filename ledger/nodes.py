@@ -13,16 +13,27 @@ mycelium /64, or a network the settings allow) and is stored as it returns it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import sqlalchemy as sa
 
-from ledger import uptime
+from ledger import uptime, users
 from ledger.database import Database
 from ledger.schema import nodes
 from zeronode.api.destinations import Network, check_supervisor_url
 from zeronode.api.errors import Refused
-from zeronode.api.ledger import Capabilities, Capacity, NodeDetail, NodeFilters, NodeRegistration, NodeView, Status
+from zeronode.api.ledger import (
+    Capabilities,
+    Capacity,
+    NodeDetail,
+    NodeFilters,
+    NodeRegistration,
+    NodeView,
+    Schedule,
+    ScheduleChange,
+    Status,
+    Usage,
+)
 from zeronode.protocol import keys
 
 log = logging.getLogger("zeronode.ledger")
@@ -49,6 +60,7 @@ def register(
         "mycelium_address": registration.mycelium_address,
         "version": registration.version,
         "capabilities": registration.capabilities.model_dump(mode="json"),
+        "labels": registration.labels,
         "updated_at": int(now),
     }
     try:
@@ -73,8 +85,13 @@ def _save(db: Database, node_id: str, public_key: str, values: dict, now: float)
 
 
 def status(row: sa.Row, now: float, offline_after: float) -> Status:
-    online = row.last_report_at is not None and row.last_report_at > now - offline_after
-    return "online" if online else "offline"
+    if row.last_report_at is None or row.last_report_at <= now - offline_after:
+        return "offline"
+    return "degraded" if row.degraded else "online"
+
+
+def _usage(vcpus: int | None, memory: int | None, disk: int | None) -> Usage | None:
+    return None if vcpus is None else Usage(vcpus=vcpus, memory=memory or 0, disk=disk or 0)
 
 
 def view(row: sa.Row, now: float, offline_after: float) -> NodeView:
@@ -94,6 +111,11 @@ def view(row: sa.Row, now: float, offline_after: float) -> NodeView:
         last_report_at=row.last_report_at,
         last_uptime=row.last_uptime,
         restarts=row.restarts,
+        labels=row.labels or [],
+        schedule=row.schedule,
+        reserved=_usage(row.reserved_vcpus, row.reserved_memory, row.reserved_disk),
+        free=_usage(row.free_vcpus, row.free_memory, row.free_disk),
+        health=row.health,
     )
 
 
@@ -112,11 +134,17 @@ def detail(db: Database, node_id: str, now: float, offline_after: float) -> Node
 def listing(db: Database, filters: NodeFilters, *, now: float, offline_after: float) -> list[NodeView]:
     query = sa.select(nodes).order_by(nodes.c.node_id).limit(filters.limit)
     heard_since = now - offline_after
-    if filters.status == "online":
-        query = query.where(nodes.c.last_report_at > heard_since)
+    if filters.status in ("online", "degraded"):
+        query = query.where(nodes.c.last_report_at > heard_since, nodes.c.degraded.is_(filters.status == "degraded"))
     elif filters.status == "offline":
         query = query.where(sa.or_(nodes.c.last_report_at.is_(None), nodes.c.last_report_at <= heard_since))
-    minimums = ((nodes.c.vcpus, filters.min_vcpus), (nodes.c.memory, filters.min_memory), (nodes.c.disk, filters.min_disk))
+    if filters.schedule is not None:
+        query = query.where(nodes.c.schedule == filters.schedule)
+    minimums = (
+        (nodes.c.vcpus, filters.min_vcpus), (nodes.c.memory, filters.min_memory), (nodes.c.disk, filters.min_disk),
+        (nodes.c.free_vcpus, filters.min_free_vcpus), (nodes.c.free_memory, filters.min_free_memory),
+        (nodes.c.free_disk, filters.min_free_disk),
+    )
     for column, minimum in minimums:
         if minimum is not None:
             query = query.where(column >= minimum)
@@ -131,8 +159,31 @@ def listing(db: Database, filters: NodeFilters, *, now: float, offline_after: fl
 
 
 def counts(db: Database, now: float, offline_after: float) -> dict[Status, int]:
-    """How many nodes are online and offline (for /metrics)."""
-    online = sa.func.count().filter(nodes.c.last_report_at > now - offline_after)
+    """How many nodes are online, degraded and offline (for /metrics)."""
+    heard = nodes.c.last_report_at > now - offline_after
+    up = sa.func.count().filter(heard, nodes.c.degraded.is_(False))
+    degraded = sa.func.count().filter(heard, nodes.c.degraded.is_(True))
     with db.reading() as connection:
-        total, up = connection.execute(sa.select(sa.func.count(), online).select_from(nodes)).one()
-    return {"online": up, "offline": total - up}
+        total, online, failing = connection.execute(sa.select(sa.func.count(), up, degraded).select_from(nodes)).one()
+    return {"online": online, "degraded": failing, "offline": total - online - failing}
+
+
+def set_schedule(
+    db: Database, signer: str, node_id: str, change: ScheduleChange, config_admins: Collection[str]
+) -> Schedule:
+    """Cordon, drain or reactivate a node, for an admin; its schedule as saved. 409 for a stale sequence."""
+    with db.writing() as connection:
+        users.require_admin(connection, signer, config_admins)
+        row = connection.execute(
+            sa.select(nodes.c.schedule_sequence).where(nodes.c.node_id == node_id).with_for_update()
+        ).first()
+        if row is None:
+            raise Refused(404, "unknown_node", f"no node {node_id} in the ledger")
+        if change.sequence <= row.schedule_sequence:
+            raise users.stale(f"node {node_id}'s schedule", row.schedule_sequence, change.sequence)
+        connection.execute(
+            sa.update(nodes).where(nodes.c.node_id == node_id)
+            .values(schedule=change.schedule, schedule_sequence=change.sequence)
+        )
+    log.info("node schedule changed", extra={"node": node_id, "schedule": change.schedule, "by": signer})
+    return change.schedule

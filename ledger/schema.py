@@ -52,6 +52,22 @@ nodes = Table(
     Column("last_uptime", BigInteger),
     Column("up_since", BigInteger),
     Column("restarts", Integer, nullable=False, default=0),
+    # Version 4, placement: what the last report said the node's VMs and volumes hold and what is free (the
+    # node's allocation ratios applied), its parts' health, its labels, and whether coord may place on it.
+    Column("labels", sa.JSON),
+    Column("schedule", String(16), nullable=False, server_default="active"),
+    Column("schedule_sequence", BigInteger, nullable=False, server_default=sa.text("0")),
+    Column("degraded", sa.Boolean, nullable=False, server_default=sa.false()),
+    Column("health", sa.JSON),
+    Column("reserved_vcpus", Integer),
+    Column("reserved_memory", BigInteger),
+    Column("reserved_disk", BigInteger),
+    Column("free_vcpus", Integer),
+    Column("free_memory", BigInteger),
+    Column("free_disk", BigInteger),
+    Index("nodes_by_free_vcpus", "free_vcpus"),
+    Index("nodes_by_free_memory", "free_memory"),
+    Index("nodes_by_free_disk", "free_disk"),
 )
 
 # Closed up intervals, one per boot that ended: what "uptime % over 30 days" adds up.
@@ -129,8 +145,27 @@ def _add_sequences_and_policies(connection: sa.Connection) -> None:
     ).create(connection)
 
 
+def _add_placement(connection: sa.Connection) -> None:
+    """4: nodes report what they hold and have free, and their health; admins cordon and drain them.
+    Spelled out as version 4 has them (see step 3)."""
+    json_type = sa.JSON().compile(dialect=connection.dialect)
+    false = "false" if connection.dialect.name == "postgresql" else "0"
+    for column in (
+        f"labels {json_type}",
+        "schedule VARCHAR(16) NOT NULL DEFAULT 'active'",
+        "schedule_sequence BIGINT NOT NULL DEFAULT 0",
+        f"degraded BOOLEAN NOT NULL DEFAULT {false}",
+        f"health {json_type}",
+        "reserved_vcpus INTEGER", "reserved_memory BIGINT", "reserved_disk BIGINT",
+        "free_vcpus INTEGER", "free_memory BIGINT", "free_disk BIGINT",
+    ):
+        connection.execute(sa.text(f"ALTER TABLE nodes ADD COLUMN {column}"))
+    for name in ("vcpus", "memory", "disk"):
+        connection.execute(sa.text(f"CREATE INDEX nodes_by_free_{name} ON nodes (free_{name})"))
+
+
 # Step N+1 takes a version-N database to version N+1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities, _add_sequences_and_policies]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities, _add_sequences_and_policies, _add_placement]
 LATEST = 1 + len(MIGRATIONS)
 
 

@@ -87,16 +87,31 @@ _READ_BOOTS = (
     .order_by(nodes.c.node_id)
     .with_for_update()
 )
-_WRITE_BOOT = (
-    sa.update(nodes)
-    .where(nodes.c.node_id == sa.bindparam("b_node_id"))
-    .values(
-        last_report_at=sa.bindparam("b_last_report_at"),
-        last_uptime=sa.bindparam("b_last_uptime"),
-        up_since=sa.bindparam("b_up_since"),
-        restarts=sa.bindparam("b_restarts"),
-    )
+
+
+def _update_node(prefix: str, *columns: str) -> sa.Update:
+    """UPDATE nodes SET each column = :PREFIX+column WHERE node_id = :PREFIX+node_id (executemany-able)."""
+    values = {column: sa.bindparam(prefix + column, type_=nodes.c[column].type) for column in columns}
+    return sa.update(nodes).where(nodes.c.node_id == sa.bindparam(prefix + "node_id")).values(**values)
+
+
+_WRITE_BOOT = _update_node("b_", "last_report_at", "last_uptime", "up_since", "restarts")
+
+# What a report says besides the uptime, written when it carries it (nodes before version 4 send none).
+_WRITE_STATE = _update_node(
+    "s_", "reserved_vcpus", "reserved_memory", "reserved_disk", "free_vcpus", "free_memory", "free_disk", "health", "degraded"
 )
+
+
+def _state(node_id: str, report: UptimeReport) -> dict | None:
+    """The parameters of _WRITE_STATE for a report that says what the node holds, has free, or how it is."""
+    if report.reserved is None and report.free is None and report.health is None:
+        return None
+    state: dict = {"s_node_id": node_id, "s_health": report.health, "s_degraded": not all((report.health or {}).values())}
+    for kind, usage in (("reserved", report.reserved), ("free", report.free)):
+        for name in ("vcpus", "memory", "disk"):
+            state[f"s_{kind}_{name}"] = None if usage is None else getattr(usage, name)
+    return state
 
 
 def ingest(
@@ -120,6 +135,7 @@ def ingest(
         ids = sorted({reports[index][0] for index in pending})
         boots = {row.node_id: Boot(*row[1:]) for row in connection.execute(_READ_BOOTS, {"ids": ids})}
         moved: dict[str, Boot] = {}
+        states: dict[str, dict] = {}
         closed: list[dict] = []
         for index in pending:
             node_id, report = reports[index]
@@ -134,6 +150,8 @@ def ingest(
             boots[node_id] = judgement.boot
             if not judgement.duplicate:
                 moved[node_id] = judgement.boot
+                if (state := _state(node_id, report)) is not None:
+                    states[node_id] = state
             if judgement.closed and judgement.closed[1] > judgement.closed[0]:
                 closed.append({"node_id": node_id, "started_at": judgement.closed[0], "ended_at": judgement.closed[1]})
             if judgement.restart:
@@ -157,6 +175,8 @@ def ingest(
                     for node_id, boot in moved.items()
                 ],
             )
+        if states:
+            connection.execute(_WRITE_STATE, list(states.values()))
     return answers  # type: ignore[return-value]
 
 

@@ -21,6 +21,7 @@ from zeronode.node.queue.jobs import OUTPUT_MAX_BYTES, OUTPUT_MAX_LINES, RESOURC
 from zeronode.node.settings import ScriptLimits
 from zeronode.protocol.envelope import Envelope, VerifyOptions, verify
 from zeronode.protocol.errors import Expired, NotAuthorized, PolicyNotMet, VerificationError
+from zeronode.protocol.ticket import check_membership
 
 AST_CACHE_SIZE = 256
 RESOURCE_LIMITS = {"max_memory", "max_value_depth"}  # rhai.LimitError.limit values that mean it
@@ -87,8 +88,13 @@ class Executor:
         verify_options: VerifyOptions,
         authorizer: Authorizer,
         sals: sal.NodeSals | None = None,
+        *,
+        farm: str = "",
+        placers: frozenset[str] = frozenset(),
     ):
         self.node_id = node_id
+        self.farm = farm  # with `placers`: what a placement ticket is checked against (zeronode.protocol.ticket)
+        self.placers = placers
         self.verify_options = verify_options
         self.authorizer = authorizer
         self.engine = rhai.Engine(**limits.engine_kwargs())
@@ -112,14 +118,15 @@ class Executor:
         job_id: str,
         cancel_token: rhai.CancelToken | None = None,
         attempt: int = 1,
+        ticket: str | None = None,
     ) -> Outcome:
         """Check the job, then run it: `admit` and `execute` in one."""
-        admitted = self.admit(payload, job_id=job_id, attempt=attempt)
+        admitted = self.admit(payload, job_id=job_id, attempt=attempt, ticket=ticket)
         if isinstance(admitted, Outcome):
             return admitted
         return self.execute(admitted, cancel_token=cancel_token)
 
-    def admit(self, payload: str | bytes, *, job_id: str, attempt: int = 1) -> Admitted | Outcome:
+    def admit(self, payload: str | bytes, *, job_id: str, attempt: int = 1, ticket: str | None = None) -> Admitted | Outcome:
         """Everything checked before a script may run, or the failure that stops it."""
         run = Run(attempt)
         # The queue is not trusted: everything the supervisor checked is checked again,
@@ -134,7 +141,10 @@ class Executor:
         if envelope.id != job_id:
             return run.failed("WrongJob", f"job {job_id} carries envelope {envelope.id}")
         if self.node_id not in envelope.targets:
-            return run.failed("WrongNode", f"job is not for node {self.node_id}")
+            try:
+                check_membership(verified, self.node_id, self.farm, ticket=ticket, placers=self.placers)
+            except VerificationError as exc:
+                return run.failed("WrongNode", f"job is not for node {self.node_id}: {exc}")
         try:  # rights as they are now, not as they were when the job was queued: a revocation stops it
             admin = self.authorizer.authorize(verified)
         except (NotAuthorized, PolicyNotMet) as exc:

@@ -75,7 +75,7 @@ def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = N
     queue = open_queue(connect(settings), settings.queue)
     executor = Executor(
         identity.node_id, settings.limits, settings.verify, node_authorizer(settings, identity),
-        NodeSals.from_settings(settings),
+        NodeSals.from_settings(settings), farm=settings.farm, placers=settings.placers,
     )
     runner = Runner(settings, executor, queue, name=name)
     log.info("runner started", extra={"worker": runner.name, "node": identity.node_id, "queue": queue.name})

@@ -188,7 +188,7 @@ class Runner(SimpleWorker):
         execution = Execution(started.execution_id, record.id, self.connection, worker_name=self.name)
         self.running = running = Running(record, execution)  # beaten from now on: the checks and the claim take time too
         try:
-            admitted = self.executor.admit(record.payload, job_id=record.id, attempt=attempt)
+            admitted = self.executor.admit(record.payload, job_id=record.id, attempt=attempt, ticket=record.ticket)
             if isinstance(admitted, Outcome):  # refused before it could run; but if it ran once, that stands
                 ended = self.journal_outcome(record.id)
                 return self.finish(record, started, ended or admitted)

@@ -20,6 +20,7 @@ from typing import Any
 
 import rhai
 import zeronode
+from sal.capacity import Ratios
 from sal.context import JobContext, current_job, running
 from sal.errors import SalError
 from sal.hypervisor.base import HypervisorDriver
@@ -109,14 +110,21 @@ class NodeSals:
     network: Network | None = None
     vms: VmManager | None = None  # VM disks live on the storage pool: no storage, no VMs
     images: ImageStore | None = None  # images are volumes of the storage pool: no storage, no images
+    ratios: Ratios | None = None  # the allocation ratios vm_create and quotas are held to (None: not checked)
 
     @classmethod
     def from_settings(cls, settings: NodeSettings) -> NodeSals:
         storage, network, hypervisor = (build(sal, settings) for sal in ("storage", "network", "hypervisor"))
+        ratios = allocation_ratios(settings)
         vms = VmManager(settings.vm_state_dir, storage, hypervisor, firmware=settings.vm_firmware,
-                        network=vm_network(settings, network)) if hypervisor else None
+                        network=vm_network(settings, network), ratios=ratios) if hypervisor else None
         images = ImageStore(storage, image_policy(settings)) if storage else None
-        return cls(storage=storage, network=network, vms=vms, images=images)
+        return cls(storage=storage, network=network, vms=vms, images=images, ratios=ratios)
+
+
+def allocation_ratios(settings: NodeSettings) -> Ratios:
+    return Ratios(vcpus=settings.cpu_allocation_ratio, memory=settings.memory_allocation_ratio,
+                  disk=settings.disk_allocation_ratio)
 
 
 def vm_network(settings: NodeSettings, network: Network | None) -> VmNetwork | None:
@@ -185,7 +193,7 @@ def functions(sals: NodeSals) -> dict[str, Callable[..., Any]]:
     # honour the job's timeout and cancellation.
     return {
         "node_info": lambda: node_info(sals),
-        **storage_functions(sals.storage),
+        **storage_functions(sals.storage, sals.ratios),
         **network_functions(sals.network),
         **hypervisor_functions(sals.vms),
         **image_functions(sals.images),

@@ -38,6 +38,7 @@ from zeronode.node.settings import NodeSettings
 from zeronode.protocol.envelope import Envelope, verify
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.replay import ReplayGuard
+from zeronode.protocol.ticket import check_membership
 
 log = logging.getLogger("zeronode.supervisor")
 
@@ -91,26 +92,32 @@ class Supervisor:
 
     # -- accepting -------------------------------------------------------
 
-    def submit(self, raw: bytes | str) -> Accepted:
-        """Accept one envelope, or raise Refused."""
-        outcome = self.submit_many([raw])[0]
+    def submit(self, raw: bytes | str, ticket: str | None = None) -> Accepted:
+        """Accept one envelope (with coord's placement ticket, when it placed it here), or raise Refused."""
+        outcome = self.submit_many([raw], [ticket])[0]
         if isinstance(outcome, ServiceError):
             raise outcome
         return outcome
 
-    def submit_many(self, raws: list[bytes | str]) -> list[Accepted | ServiceError]:
+    def submit_many(self, raws: list[bytes | str], tickets: list[str | None] | None = None) -> list[Accepted | ServiceError]:
         """Accept several envelopes with shared Redis round trips; one answer each, in order."""
         answers: list[Accepted | ServiceError | None] = [None] * len(raws)
         checked: list[tuple[int, Envelope]] = []
+        placed: dict[str, str] = {}  # envelope id -> the ticket that placed it here
         for index, raw in enumerate(raws):
+            ticket = tickets[index] if tickets else None
             try:
-                checked.append((index, self.check(raw)))
+                envelope = self.check(raw, ticket)
             except Refused as rejection:
                 answers[index] = rejection
+                continue
+            checked.append((index, envelope))
+            if ticket is not None and self.node_id not in envelope.targets:
+                placed[envelope.id] = ticket
         if checked:
             try:
                 self.durability.ensure()
-                self._claim_and_enqueue(checked, answers)
+                self._claim_and_enqueue(checked, answers, placed)
             except redis.RedisError as exc:
                 log.error("redis unavailable", extra={"error": str(exc)})
                 for index, _ in checked:
@@ -130,14 +137,14 @@ class Supervisor:
                 self.metrics.accepted.inc()
         return answers  # type: ignore[return-value]
 
-    def check(self, raw: bytes | str) -> Envelope:
-        """Everything that needs no Redis: verify, target, authorise, compile."""
+    def check(self, raw: bytes | str, ticket: str | None = None) -> Envelope:
+        """Everything that needs no Redis: verify, target (or placement ticket), authorise, compile."""
         started = time.perf_counter()
         try:
             verified = verify(raw, options=self.settings.verify)
             envelope = verified.envelope
             if self.node_id not in envelope.targets:
-                raise Refused(403, "wrong_node", f"envelope targets {', '.join(envelope.targets)}, not this node ({self.node_id})")
+                check_membership(verified, self.node_id, self.settings.farm, ticket=ticket, placers=self.settings.placers)
             self.authorizer.authorize(verified)
         except VerificationError as exc:
             raise Refused(exc.http_status, exc.reason, str(exc)) from None
@@ -161,14 +168,14 @@ class Supervisor:
             if len(self._compiled) > COMPILED_CACHE_SIZE:
                 self._compiled.popitem(last=False)
 
-    def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list) -> None:
+    def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list, placed: dict[str, str]) -> None:
         """The journal first (what this node ever accepted and ran, whatever Redis remembers),
         then one round trip: claim each envelope's id and nonce and queue its job, atomically."""
         checked = self._consult_journal(checked, answers)
         if not checked:
             return
         now = time.time()
-        submissions = [self._submission(envelope, now) for _, envelope in checked]
+        submissions = [self._submission(envelope, now, placed.get(envelope.id)) for _, envelope in checked]
         codes = self.template.accept(submissions)
         duplicates = []
         for (index, envelope), code in zip(checked, codes, strict=True):
@@ -222,11 +229,12 @@ class Supervisor:
     def template(self) -> JobTemplate:
         return JobTemplate(self.queue, RUN_FUNCTION)  # made on first use: Redis may be down at start
 
-    def _submission(self, envelope: Envelope, now: float) -> Submission:
+    def _submission(self, envelope: Envelope, now: float, ticket: str | None = None) -> Submission:
         validity = self.guard.ttl(envelope, now)
         return Submission(
             job_id=envelope.id,
             payload=envelope.canonical_json().decode(),  # what was verified, in one spelling
+            ticket=ticket,  # the runner checks it again
             owner=f"{envelope.signer}:{envelope.nonce}",
             id_key=self.keys.owner(envelope.id),
             # The id stays claimed while its job's record may exist (accept.lua also checks the record).

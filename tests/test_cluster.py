@@ -127,18 +127,40 @@ def test_coord_restarted_mid_deployment_resumes_tracking(cluster):
     assert final["status"] == "succeeded" and sorted(t["result"] for t in final["tasks"]) == sorted(nodes)
 
 
-def test_a_node_that_stops_reporting_fails_deployments_as_offline(cluster):
-    node = cluster["nodes"][1]
+def test_a_node_that_stops_reporting_fails_deployments_and_its_services_move(cluster, cli, tmp_path):
+    """Node 2 stops reporting: what names it fails as offline, and a service placed on it moves to node 1
+    within offline_after, failover_after (5 s in `up`) and one dispatch."""
+    first, node = cluster["nodes"][0]["node_id"], cluster["nodes"][1]
+    script = tmp_path / "service.rhai"
+    script.write_text("node_info().id")
+    assert cli("node", "cordon", first, "--key", cluster["admin_key"]).returncode == 0  # so the service lands on node 2
+    try:
+        submitted = cli("deploy", script, "--key", cluster["admin_key"], "--count", "1", "--service", "--wait")
+    finally:
+        assert cli("node", "uncordon", first, "--key", cluster["admin_key"]).returncode == 0
+    assert submitted.returncode == 0 and f"chosen by coord: {node['node_id']}" in submitted.stdout, submitted.stdout
+    service = submitted.stdout.split()[1]
+
     identity = pids(cluster)["node2-identity"]
     os.kill(identity, signal.SIGSTOP)  # hung: no reports, and `up` does not restart it
-    ledger = httpx.Client(base_url=cluster["ledger_url"])
-    wait_until(lambda: ledger.get(f"/v1/nodes/{node['node_id']}").json()["status"] == "offline", 30, "offline")
-    final = deploy(cluster, [node["node_id"]])
-    task = final["tasks"][0]
-    assert task["error"], (final["status"], task)
-    assert (final["status"], task["error"]["reason"]) == ("failed", "node_offline")
-    assert "is offline (waited 5 s)" in task["error"]["message"]
-    os.kill(identity, signal.SIGCONT)
+    try:
+        ledger = httpx.Client(base_url=cluster["ledger_url"])
+        wait_until(lambda: ledger.get(f"/v1/nodes/{node['node_id']}").json()["status"] == "offline", 30, "offline")
+        final = deploy(cluster, [node["node_id"]])
+        task = final["tasks"][0]
+        assert task["error"], (final["status"], task)
+        assert (final["status"], task["error"]["reason"]) == ("failed", "node_offline")
+        assert "is offline (waited 5 s)" in task["error"]["message"]
+
+        with CoordClient(cluster["coord_url"], key=cluster["admin"]) as coord:
+            moved = wait_until(lambda: (v := coord.deployment(service))["counts"].get("succeeded") and v["history"] and v,
+                               60, "the service to move to node 1")
+        assert [(m["node"], m["to"], m["reason"]) for m in moved["history"]] == [(node["node_id"], first, "offline")]
+        assert {t["node"]: t["result"] for t in moved["tasks"] if t["state"] == "succeeded"} == {first: first}
+        shown = cli("status", service, "--key", cluster["admin_key"])
+        assert shown.returncode == 0 and "moved" in shown.stdout and f"to {first}" in shown.stdout, shown.stdout
+    finally:
+        os.kill(identity, signal.SIGCONT)
 
 
 def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
@@ -172,6 +194,42 @@ def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
                        "--coord", "http://127.0.0.1:9")
     assert nowhere.returncode == 1 and "coordinator unreachable" in nowhere.stderr and "Traceback" not in nowhere.stderr
 
+
+
+def test_coord_places_by_capacity_and_health_and_the_nodes_run_on_its_ticket(cluster, tmp_path):
+    script = tmp_path / "where.rhai"
+    script.write_text("node_info().id")
+    env = {**os.environ, "ZERONODE_COORD_URL": cluster["coord_url"], "ZERONODE_LEDGER_URL": cluster["ledger_url"],
+           "COLUMNS": "250"}
+
+    def zeronode(*args):
+        return subprocess.run([ZERONODE, *args], capture_output=True, text=True, timeout=120, env=env)
+
+    def placed(*args) -> subprocess.CompletedProcess:
+        return zeronode("deploy", str(script), "--key", cluster["admin_key"], "--wait", *args)
+
+    with LedgerClient(cluster["ledger_url"]) as ledger:
+        wait_until(lambda: all(n.free is not None and n.status == "online" for n in ledger.nodes(farm="local")), 30,
+                   "the nodes to report free capacity and health")
+        first = ledger.nodes(farm="local")[0]
+    both = placed("--count", "2", "--strategy", "spread")
+    assert both.returncode == 0, both.stdout + both.stderr
+    assert "2 chosen by coord" in both.stdout and "succeeded (2 succeeded)" in both.stdout
+    too_big = placed("--count", "1", "--min-memory", str(first.capacity.memory // (1 << 20) + 1))
+    assert too_big.returncode == 1 and "no_capacity" in too_big.stderr and "Traceback" not in too_big.stderr
+    assert zeronode("deploy", str(script), "--key", cluster["admin_key"]).returncode == 1  # neither targets nor --count
+
+    cordoned = zeronode("node", "cordon", first.node_id, "--key", cluster["admin_key"])
+    assert cordoned.returncode == 0 and json.loads(cordoned.stdout)["schedule"] == "cordoned", cordoned.stderr
+    try:
+        for _ in range(3):  # whatever each has free, the cordoned node is never chosen
+            one = placed("--count", "1")
+            assert one.returncode == 0 and first.node_id not in one.stdout.split("chosen by coord:")[1].split(")")[0]
+        assert placed("--count", "2").returncode == 1
+    finally:
+        assert zeronode("node", "uncordon", first.node_id, "--key", cluster["admin_key"]).returncode == 0
+    listed = zeronode("nodes")
+    assert listed.returncode == 0 and "active" in listed.stdout and " of " in listed.stdout
 
 
 # -- trust at every hop, through `zeronode up --nodes 2` and the CLI --------------------------------------

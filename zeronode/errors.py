@@ -20,7 +20,9 @@ tests/test_architecture.py holds it to the code in both directions.
     │   ├── ScriptTooLarge
     │   ├── Replayed
     │   ├── NotAuthorized
-    │   └── PolicyNotMet
+    │   ├── PolicyNotMet
+    │   ├── WrongNode                 not among the targets, and no placement ticket says so
+    │   └── BadTicket                 zeronode.protocol.ticket: a placement ticket no trusted placer signed for this
     ├── ServiceError                  zeronode.api.errors: a request a service did not serve (status, reason, message)
     │   ├── Refused                   4xx: the caller's fault; raised by a service, and by a client reading its answer
     │   │   ├── NotFound              404
@@ -38,6 +40,7 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── BadAnswer                     coord.supervisors: a supervisor's answer coord does not read (too large, not its shape)
     └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
         ├── JobInterrupted            sal.errors: a long SAL call stopped: its job was cancelled or out of time
+        ├── OverCommitted             sal.capacity: a VM or volume beyond the node's capacity, its allocation ratios applied
         ├── StorageError              sal.storage.base
         │   ├── InvalidName
         │   ├── VolumeNotFound

@@ -18,6 +18,7 @@ from coord.authorization import Authorizer
 from coord.dispatcher import Dispatcher
 from coord.limits import LedgerLookups, SubmissionRate
 from coord.metrics import Metrics
+from coord.placement import Placer
 from coord.settings import CoordSettings
 from coord.store import Store
 
@@ -31,6 +32,7 @@ class Coord:
     settings: CoordSettings
     metrics: Metrics
     authorizer: Authorizer  # the signer's rights on the targets, from the ledger
+    placer: Placer  # the nodes chosen for a selector, from the ledger's free capacity
     rate: SubmissionRate  # each signer's submissions a minute
     lookups: LedgerLookups  # submissions a second that reach the ledger, whoever signed them
 

@@ -5,10 +5,13 @@ A submission is checked before anything is stored, cheapest first: its size
 stored already (the same envelope: 200 duplicate, having spent no quota, so a
 replay costs its signer nothing; another envelope under that id: 409
 id_in_use), the signer's rate (`submissions_per_minute`, 429
-with Retry-After), its number of targets (`max_targets`, 422), the replicas'
-cap on submissions checked with the ledger (`ledger_lookups_per_second`, 429
-with Retry-After; coord.limits), and the signer's rights on every target, as
-the ledger says (coord.authorization: 403, or 503 when the ledger cannot say).
+with Retry-After), its number of targets, named and asked of the selector
+(`max_targets`, 422), the replicas' cap on submissions checked with the ledger
+(`ledger_lookups_per_second`, 429 with Retry-After; coord.limits), the signer's
+rights on every named target, as the ledger says (coord.authorization: 403, or
+503 when the ledger cannot say), and, for a selector, coord's choice of nodes
+(coord.placement: 422 no_capacity when too few fit). What coord chose is stored
+with the deployment (`placed`) and answered with it.
 
 A deployment is stored once, whichever replica takes it; the dispatcher (coord.dispatcher)
 moves its tasks. What is stored, and forwarded to the nodes, is the envelope coord verified, in
@@ -36,6 +39,7 @@ from coord.views import DeploymentView, Overall, view
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import read_bounded
 from zeronode.api.errors import Refused, Unavailable
+from zeronode.protocol import ticket
 from zeronode.protocol.envelope import Envelope, verify
 from zeronode.protocol.errors import VerificationError
 
@@ -75,8 +79,11 @@ async def readable(coord: Coord, deployment_id: str, reader: str) -> Deployment:
     return deployment
 
 
-def duplicate(deployment_id: str, targets: list[str]) -> JSONResponse:
-    return JSONResponse({"id": deployment_id, "targets": targets, "duplicate": True}, status_code=200)
+def accepted(deployment: Deployment, *, duplicate: bool) -> JSONResponse:
+    return JSONResponse(
+        {"id": deployment.id, "targets": deployment.targets, "placed": deployment.placed, "duplicate": duplicate},
+        status_code=200 if duplicate else 202,
+    )
 
 
 def canonical(envelope: Envelope) -> str:
@@ -96,11 +103,11 @@ def same_envelope(stored: str, text: str) -> bool:
         return False
 
 
-def known(stored: str, envelope: Envelope, text: str) -> JSONResponse:
+async def known(store: Store, stored: str, envelope: Envelope, text: str) -> JSONResponse:
     """The answer to a submission whose id is stored: the same deployment, or 409 for another envelope."""
     if not same_envelope(stored, text):
         raise Refused(409, "id_in_use", f"deployment {envelope.id} exists with another envelope")
-    return duplicate(envelope.id, envelope.targets)
+    return accepted(await existing(store, envelope.id), duplicate=True)
 
 
 @router.post("", status_code=202)
@@ -116,25 +123,27 @@ async def submit(request: Request, coord: CoordDep) -> JSONResponse:
     # A replay of a stored envelope (by its signer retrying, or by anyone who saw it) changes nothing, and
     # another envelope under a stored id is refused: both answered before the signer's quota is spent.
     if (stored := await store.envelope(envelope.id)) is not None:
-        return known(stored, envelope, text)
+        return await known(store, stored, envelope, text)
     await coord.rate.spend(envelope.signer)
-    if len(envelope.targets) > settings.max_targets:
-        raise Refused(
-            422, "too_many_targets", f"{len(envelope.targets)} targets; a deployment may name at most {settings.max_targets}"
-        )
+    wanted = len(envelope.targets) + (envelope.selector.count if envelope.selector else 0)
+    if wanted > settings.max_targets:
+        raise Refused(422, "too_many_targets", f"{wanted} targets; a deployment may have at most {settings.max_targets}")
     await coord.lookups.spend()
-    await coord.authorizer.check(verified)
+    if envelope.targets:
+        await coord.authorizer.check(verified)
+    placed = await coord.placer.place(verified) if envelope.selector else []
     deployment = Deployment(
-        id=envelope.id, signer=envelope.signer, created=time.time(), envelope=text,
-        expires_at=envelope.expires_at, targets=envelope.targets,
+        id=envelope.id, signer=envelope.signer, created=time.time(), envelope=text, expires_at=envelope.expires_at,
+        targets=envelope.targets + placed, placed=placed, digest=ticket.envelope_digest(envelope) if placed else None,
+        service=envelope.selector is not None and envelope.selector.kind == "service",
     )
     if not await store.create(deployment):  # stored meanwhile, by this replica or another
-        return known((await existing(store, envelope.id)).envelope, envelope, text)
+        return await known(store, (await existing(store, envelope.id)).envelope, envelope, text)
     coord.metrics.accepted.inc()
     coord.dispatcher.wake.set()
     log.info("deployment accepted", extra={"deployment": deployment.id, "signer": deployment.signer,
-                                           "targets": len(deployment.targets)})
-    return JSONResponse({"id": deployment.id, "targets": deployment.targets, "duplicate": False}, status_code=202)
+                                           "targets": len(deployment.targets), "placed": len(placed)})
+    return accepted(deployment, duplicate=False)
 
 
 @router.get("/{deployment_id}")

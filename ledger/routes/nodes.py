@@ -1,4 +1,5 @@
-"""/v1/nodes: a node registers itself with its own signature; anyone with read access lists and reads nodes."""
+"""/v1/nodes: a node registers itself with its own signature; anyone with read access lists and reads nodes;
+admins cordon, drain and reactivate them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from starlette.concurrency import run_in_threadpool
 from ledger import nodes
 from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_token
 from zeronode.api.bodies import parse_body
-from zeronode.api.ledger import NodeDetail, NodeFilters, NodeId, NodeRegistration, NodeView
+from zeronode.api.ledger import (
+    NodeDetail,
+    NodeFilters,
+    NodeId,
+    NodeRegistration,
+    NodeSchedule,
+    NodeView,
+    ScheduleChange,
+)
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -31,6 +40,14 @@ async def register(request: Request, public_key: WriteSigner, ledger: LedgerDep)
 @router.get("", dependencies=[Depends(require_read_token)])
 def list_nodes(filters: Annotated[NodeFilters, Query()], ledger: LedgerDep) -> list[NodeView]:
     return nodes.listing(ledger.db, filters, now=ledger.clock(), offline_after=ledger.settings.offline_after)
+
+
+@router.post("/{node_id}/schedule")
+async def set_schedule(node_id: NodeId, request: Request, signer: WriteSigner, ledger: LedgerDep) -> NodeSchedule:
+    """Cordon (no new placements), drain (cordon, and move its services away) or reactivate a node: admins only."""
+    change = parse_body(ScheduleChange, await request.body())
+    schedule = await run_in_threadpool(nodes.set_schedule, ledger.db, signer, node_id, change, ledger.settings.admins)
+    return NodeSchedule(node_id=node_id, schedule=schedule, sequence=change.sequence)
 
 
 @router.get("/{node_id}", dependencies=[Depends(require_read_token)])

@@ -57,6 +57,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sal import capacity
 from sal.errors import SalError
 from sal.hypervisor import console, lifecycle
 from sal.hypervisor.base import (
@@ -70,7 +71,7 @@ from sal.hypervisor.base import (
 )
 from sal.hypervisor.lifecycle import Want, record_event
 from sal.hypervisor.readers import check_only_root_writes, make_vm_dir
-from sal.hypervisor.record import VmRecord, has_record
+from sal.hypervisor.record import VmRecord, has_record, held
 from sal.hypervisor.cloud_init import SEED_FILE, CloudInit
 from sal.hypervisor.spec import MIB, DiskSpec, TapSpec, VmSpec
 from sal.hypervisor.viewer import VmViewer
@@ -97,7 +98,7 @@ def node_capacity() -> tuple[int, int]:
 
 class VmManager:
     def __init__(self, state_dir: Path, storage: Storage, driver: HypervisorDriver, *, firmware: Path | None = None,
-                 network: VmNetwork | None = None):
+                 network: VmNetwork | None = None, ratios: capacity.Ratios | None = None):
         self.state_dir = Path(state_dir)
         self.storage = storage
         self.volumes = OwnedStorage(storage)  # the disks' owners: the same records the storage functions keep
@@ -105,6 +106,7 @@ class VmManager:
         self.driver = driver
         self.firmware = firmware
         self.network = network  # None: VMs get no NIC (no mycelium on this node, or vm_network = false)
+        self.ratios = ratios  # None: VMs are not held to the node's allocation ratios (sal.capacity)
         self.viewer = VmViewer(self.state_dir)
         # What node_info() and each VM's info say: deployments must be able to tell that no guest runs.
         self.kind = "simulated" if driver.simulated else driver.name
@@ -190,6 +192,7 @@ class VmManager:
         with self.locked(name), self._disks_locked():
             if directory.exists():
                 raise VmExists(f"the VM name {name!r} is taken on this node (VM names are node-wide)")
+            self._check_room(vcpus, memory_mib, disk_gb)
             in_use = self._disks_in_use()
             source = self._image(caller, image, in_use)
             addresses = self.network.plan(name, private_ipv4=private_ipv4, others=self._addresses()) if on_network else None
@@ -250,6 +253,15 @@ class VmManager:
             pool = shutil.disk_usage(self.storage.root)
             if not 1 <= disk_gb * GIB <= pool.total:
                 raise SalError(f"disk_gb must be 1-{pool.total // GIB} (this node's storage pool), got {disk_gb}")
+
+    def _check_room(self, vcpus: int, memory_mib: int, disk_gb: int | None) -> None:
+        """OverCommitted when the node's VMs, this one too, would hold more than its allocation ratios allow
+        (under the disks' lock: two creates at once are counted one after the other)."""
+        if self.ratios is None:
+            return
+        wanted = capacity.Resources(vcpus, memory_mib * MIB, (disk_gb or 0) * GIB)
+        capacity.check_room(wanted, capacity.host_total(self.storage.root),
+                            held(self.state_dir) + capacity.quotas(self.storage), self.ratios)
 
     def _disks_in_use(self) -> dict[str, VmRecord]:
         """Each volume that is a VM's disk -> that VM's record, whoever owns it and whichever driver made it.

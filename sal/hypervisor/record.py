@@ -34,11 +34,13 @@ every VM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sal import capacity
 from sal.errors import SalError
 from sal.hypervisor.base import VmNotFound
 from sal.hypervisor.lifecycle import DEFAULT_RESTART, check_restart
@@ -109,6 +111,17 @@ class VmRecord:
             )
         except (KeyError, TypeError, ValueError, SalError) as exc:
             raise SalError(f"the record of VM {name!r} is malformed: {exc!r}") from None
+
+
+def held(vm_dir: Path) -> capacity.Resources:
+    """The vCPUs and memory the VMs recorded under `vm_dir` hold, running or stopped. A record that cannot be
+    read counts for nothing here: its VM cannot start either."""
+    vcpus = memory = 0
+    for directory in vm_dir.iterdir() if vm_dir.is_dir() else ():
+        with contextlib.suppress(SalError, OSError):
+            spec = VmRecord.load(directory).spec
+            vcpus, memory = vcpus + spec.vcpus, memory + spec.memory_mib * capacity.MIB
+    return capacity.Resources(vcpus, memory, 0)
 
 
 def has_record(vm_dir: Path) -> bool:

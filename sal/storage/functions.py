@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sal import capacity
+from sal.capacity import Ratios
 from sal.errors import configured, spec, spec_named
 from sal.storage.base import Storage
 from sal.storage.owned import OwnedStorage
@@ -22,13 +24,19 @@ from sal.tenancy import current_caller
 MIB = 1024 * 1024
 
 
-def functions(storage: Storage | None) -> dict[str, Callable[..., Any]]:
+def functions(storage: Storage | None, ratios: Ratios | None = None) -> dict[str, Callable[..., Any]]:
     volumes = configured(OwnedStorage(storage) if storage else None, "storage is not configured on this node (set storage_root)")
 
     def volume_create(arguments: dict) -> dict:
         args = spec("volume_create", arguments, required={"name": str}, optional={"quota_mb": int})
         quota = args["quota_mb"] * MIB if args.get("quota_mb") else None
-        return volumes().create(current_caller(), args["name"], quota_bytes=quota).as_dict()
+        owned = volumes()
+        if quota and ratios is not None and storage is not None:
+            # A quota is a promise of disk: all of them together stay within the pool and its ratio. (Two jobs
+            # creating at once may both pass: runners of one node are few, and the next report shows it.)
+            capacity.check_room(capacity.Resources(0, 0, quota), capacity.host_total(storage.root),
+                                capacity.quotas(storage), ratios)
+        return owned.create(current_caller(), args["name"], quota_bytes=quota).as_dict()
 
     def volume_snapshot(arguments: dict) -> dict:
         args = spec("volume_snapshot", arguments, required={"source": str, "name": str}, optional={"read_only": bool})

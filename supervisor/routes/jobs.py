@@ -1,5 +1,8 @@
 """/v1/jobs: signed envelopes in; jobs out to signed reads by their signer or a node admin; cancels likewise.
 
+An envelope whose selector let coord choose this node comes with coord's
+placement ticket in the `zeronode-placement` header (zeronode.protocol.ticket).
+
 Verifying, compiling and Redis are blocking work: submits hand it to the thread
 pool, and the other handlers are plain `def`, which FastAPI runs there.
 
@@ -25,6 +28,7 @@ from zeronode.api.auth import Signer
 from zeronode.api.bodies import batch_items, read_bounded
 from zeronode.api.errors import ServiceError
 from zeronode.api.jobs import JobView, Status
+from zeronode.protocol.ticket import HEADER as TICKET_HEADER
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_BATCH = 1000
@@ -34,7 +38,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 @router.post("", status_code=202)
 async def submit(request: Request) -> JSONResponse:
-    accepted = await run_in_threadpool(supervisor_of(request).submit, await read_bounded(request, MAX_BODY))
+    # Coord's placement ticket, when coord chose this node by the envelope's selector (zeronode.protocol.ticket).
+    ticket = request.headers.get(TICKET_HEADER)
+    accepted = await run_in_threadpool(supervisor_of(request).submit, await read_bounded(request, MAX_BODY), ticket)
     return JSONResponse(
         status_code=200 if accepted.duplicate else 202,
         content={"job_id": accepted.job_id, "status": accepted.status, "duplicate": accepted.duplicate},

@@ -54,11 +54,12 @@ class ControlPlane:
     # Every change to the ledger's rights carries a greater sequence than the last.
     sequence: itertools.count = field(default_factory=lambda: itertools.count(time.time_ns() // 1_000_000))
 
-    def add_node(self, *, online: bool = True, supervisor_url: str | None = None) -> str:
-        """Register a node in the ledger (its supervisor simulated by the fleet unless given); its id."""
+    def add_node(self, *, online: bool = True, supervisor_url: str | None = None, **report) -> str:
+        """Register a node in the ledger (its supervisor simulated by the fleet unless given), reporting as
+        `report` says (tests.support.nodes.register_node: labels, free, health); its id."""
         key, node_id = new_node_key()
         url = supervisor_url or self.fleet.serve(node_id, self.fleet_port, len(self.node_keys))
-        register_node(self.ledger_url, key, url, online=online)
+        register_node(self.ledger_url, key, url, online=online, **report)
         self.node_keys[node_id] = key
         return node_id
 
@@ -67,6 +68,13 @@ class ControlPlane:
         them may (the ledger refuses such a registration now: only its database can hold one)."""
         with self.database.writing() as connection:
             connection.execute(sa.update(node_rows).where(node_rows.c.node_id == node_id).values(supervisor_url=supervisor_url))
+
+    def heard(self, node_id: str, seconds_ago: float) -> None:
+        """Make the ledger's last report of the node `seconds_ago` old: a node gone silent, or back."""
+        with self.database.writing() as connection:
+            connection.execute(
+                sa.update(node_rows).where(node_rows.c.node_id == node_id).values(last_report_at=int(time.time() - seconds_ago))
+            )
 
     def grant(self, key: nacl.signing.SigningKey, roles: list[str], *, nodes: list[str] = (), farms: list[str] = ()) -> None:
         """Give `key` these roles on these nodes and farms in the ledger (empty roles revoke them)."""

@@ -134,7 +134,7 @@ def test_replaying_a_stored_envelope_spends_none_of_its_signers_quota(control_pl
         for _ in range(10):
             for replica in (one, other):
                 answer = replica.http.post("/v1/deployments", content=victims.to_json())
-                assert (answer.status_code, answer.json()) == (200, {"id": victims.id, "targets": [node], "duplicate": True})
+                assert (answer.status_code, answer.json()) == (200, {"id": victims.id, "targets": [node], "placed": [], "duplicate": True})
         assert anyone.submit(victims)["duplicate"] is True
     assert other.submit(control_plane.sign([node]))["duplicate"] is False  # the second: within the quota still
     assert refused_by(one, control_plane.sign([node])).status == 429  # the third is over it: replays counted for nothing

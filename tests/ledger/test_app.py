@@ -12,6 +12,7 @@ ROUTES = {
     ("POST", "/v1/nodes"),
     ("GET", "/v1/nodes"),
     ("GET", "/v1/nodes/{node_id}"),
+    ("POST", "/v1/nodes/{node_id}/schedule"),
     ("GET", "/v1/nodes/{node_id}/rights"),
     ("POST", "/v1/nodes/{node_id}/uptime"),
     ("POST", "/v1/uptime/batch"),

@@ -17,7 +17,7 @@ from zeronode.api.ledger import Capacity
 from zeronode.client.ledger import LedgerClient
 from zeronode.identity_manager.host import registration
 from zeronode.identity_manager.lock import AlreadyRunning, reporter_lock
-from zeronode.identity_manager.manager import IdentityManager
+from zeronode.identity_manager.manager import IdentityManager, NodeState, node_state
 from zeronode.node.identity import node_identity
 from zeronode.node.settings import NodeSettings
 from zeronode.retry import Backoff
@@ -71,9 +71,26 @@ def test_backoff_grows_to_its_cap_and_resets():
     assert backoff.next() <= 1
 
 
+def healthy(_settings: NodeSettings) -> NodeState:
+    return NodeState(None, None, {"redis": True, "supervisor": True, "runners": True})
+
+
 def manager(settings: NodeSettings, **kwargs) -> IdentityManager:
     identity = node_identity(settings)
+    kwargs.setdefault("read_state", healthy)  # this node has no Redis, supervisor or runners: see below for that
     return IdentityManager(settings, LedgerClient(settings.ledger_url, identity.key, timeout=2), threading.Event(), **kwargs)
+
+
+def test_it_reports_capacity_and_a_failing_part_makes_the_node_degraded(ledger, tmp_path):
+    settings = NodeSettings(state_dir=tmp_path / "state", ledger_url=ledger.url, uptime_interval=30,
+                            redis_url="redis://127.0.0.1:1/0", port=1, memory_allocation_ratio=0.5)
+    identity = manager(settings, clock=ledger.clock, read_state=node_state)  # as `zeronode identity` reads it
+    assert identity.cycle() == 30
+    node = ledger.get(f"/v1/nodes/{identity.ledger.node_id}").json()
+    # Nothing answers on port 1: no Redis, no supervisor, so no runners either.
+    assert (node["status"], node["health"]) == ("degraded", {"redis": False, "supervisor": False, "runners": False})
+    assert node["reserved"] == {"vcpus": 0, "memory": 0, "disk": 0}  # no VMs, no volumes
+    assert node["free"]["memory"] == node["capacity"]["memory"] // 2  # the memory allocation ratio applied
 
 
 def test_it_registers_once_reports_and_registers_again_when_the_host_changes(ledger, tmp_path):

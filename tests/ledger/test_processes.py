@@ -40,7 +40,8 @@ def test_the_reporter_outlives_a_ledger_restart(tmp_path, database_url, services
     identity = services("identity", "--config", node_config)
     node_id = identity.wait_for_log(lambda entry: entry["msg"] == "identity loaded")["node"]
     heard = wait_until(lambda: node(url, node_id).get("last_uptime") and node(url, node_id), 30, "a first report")
-    assert (heard["status"], heard["farm"]) == ("online", "farm-p")
+    # Only the identity manager runs here: no Redis, supervisor or runners, so the ledger calls the node degraded.
+    assert (heard["status"], heard["farm"], heard["health"]["supervisor"]) == ("degraded", "farm-p", False)
 
     ledger.stop()  # SIGTERM: uvicorn shuts down, then re-raises the signal
     retries = lambda: sum(entry["msg"] == "ledger unavailable, retrying" for entry in identity.logs)  # noqa: E731
@@ -74,7 +75,7 @@ def test_the_identity_keeps_its_id_runs_once_per_node_and_its_node_goes_offline(
     reported = again.wait_for_log(lambda entry: entry["msg"] == "uptime reported")["timestamp"]
     wait_until(lambda: (node(url, node_id).get("last_report_at") or 0) >= reported, 30, "the restarted reporter's report")
     assert len(httpx.get(f"{url}/v1/nodes", timeout=5).json()) == 1
-    assert node(url, node_id)["status"] == "online"
+    assert node(url, node_id)["status"] == "degraded"  # heard from; no supervisor runs beside it here
 
     again.stop()
     wait_until(lambda: node(url, node_id)["status"] == "offline", 30, "the silent node to go offline")

@@ -33,8 +33,24 @@ def shape(connection: sa.Connection) -> dict:
     }
 
 
+PLACEMENT_COLUMNS = (
+    "labels", "schedule", "schedule_sequence", "degraded", "health", "reserved_vcpus", "reserved_memory", "reserved_disk",
+    "free_vcpus", "free_memory", "free_disk",
+)
+
+
+def back_to_version_3(connection: sa.Connection) -> None:
+    """Undo step 4, as a ledger before placement left the database."""
+    for name in ("vcpus", "memory", "disk"):
+        connection.execute(sa.text(f"DROP INDEX nodes_by_free_{name}"))
+    for column in PLACEMENT_COLUMNS:
+        connection.execute(sa.text(f"ALTER TABLE nodes DROP COLUMN {column}"))
+    stamp(connection, 3)
+
+
 def back_to_version_2(connection: sa.Connection) -> None:
     """Undo step 3, as a ledger before sequences and policies left the database."""
+    back_to_version_3(connection)
     connection.execute(sa.text("DROP TABLE signature_policies"))
     connection.execute(sa.text("ALTER TABLE users DROP COLUMN sequence"))
     stamp(connection, 2)
@@ -64,19 +80,38 @@ def test_a_version_1_database_is_migrated_and_keeps_its_nodes(make_ledger, node_
         assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, LATEST + 1))
 
 
+def migrated(first, make_ledger, back_to):
+    """A second ledger on `first`'s database once `back_to` took it back to an older schema; it migrates on start.
+    Asserts it ends with the same tables as a database created at this version."""
+    with first.db.reading() as connection:
+        fresh = shape(connection)
+    with first.db.writing() as connection:
+        back_to(connection)
+    second = make_ledger()
+    with second.db.reading() as connection:
+        assert shape(connection) == fresh
+    return second
+
+
+def test_a_version_3_database_gets_placement_columns_and_keeps_its_nodes(make_ledger, node_key):
+    first = make_ledger()
+    node_id = first.signed("POST", "/v1/nodes", node_key, REGISTRATION).json()["node_id"]
+    second = migrated(first, make_ledger, back_to_version_3)
+    with second.db.reading() as connection:
+        indexes = {index["name"] for index in sa.inspect(connection).get_indexes("nodes")}
+        assert {"nodes_by_free_vcpus", "nodes_by_free_memory", "nodes_by_free_disk"} <= indexes
+    node = second.get(f"/v1/nodes/{node_id}").json()
+    assert (node["schedule"], node["free"], node["labels"]) == ("active", None, [])
+
+
 def test_a_version_2_database_gets_sequences_and_policies(make_ledger, node_key):
     first = make_ledger()
     node_id = first.signed("POST", "/v1/nodes", node_key, REGISTRATION).json()["node_id"]
     dana = nacl.signing.SigningKey.generate()
     grant = {"public_key": keys.public_key_text(dana), "name": "dana", "roles": ["deployer"], "farms": ["farm-a"], "sequence": 9}
     assert first.signed("POST", "/v1/users", first.admin, grant).status_code == 201
-    with first.db.reading() as connection:
-        fresh = shape(connection)
-    with first.db.writing() as connection:
-        back_to_version_2(connection)
-    second = make_ledger()  # migrates on start
+    second = migrated(first, make_ledger, back_to_version_2)
     with second.db.reading() as connection:
-        assert shape(connection) == fresh  # the same tables as a database created at this version
         assert connection.execute(sa.select(schema_versions.c.version)).scalars().all() == [2, *range(3, LATEST + 1)]
     # The user kept their rights, at sequence 0: any grant from now on is newer.
     shown = second.get(f"/v1/users/{grant['public_key']}", params={"node": node_id}).json()

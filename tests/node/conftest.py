@@ -22,6 +22,7 @@ from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import Envelope, new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
+from zeronode.protocol.ticket import HEADER as TICKET_HEADER
 
 
 class RunnerPool(ZeronodeProcess):
@@ -46,6 +47,7 @@ class Node:
     connection: redis.Redis
     supervisor: Supervisor
     http: httpx.Client
+    placer: nacl.signing.SigningKey  # coord's key, as the node's settings trust it (placers)
     pools: list[RunnerPool] = field(default_factory=list)
 
     @property
@@ -55,9 +57,9 @@ class Node:
     def sign(self, script: str, key: nacl.signing.SigningKey | None = None, **kwargs) -> Envelope:
         return new_envelope(script, [self.node_id], key or self.client, **kwargs)
 
-    def post(self, envelope: Envelope | str | bytes) -> httpx.Response:
+    def post(self, envelope: Envelope | str | bytes, *, ticket: str | None = None) -> httpx.Response:
         body = envelope.to_json() if isinstance(envelope, Envelope) else envelope
-        return self.http.post("/v1/jobs", content=body)
+        return self.http.post("/v1/jobs", content=body, headers={TICKET_HEADER: ticket} if ticket else {})
 
     def job(self, job_id: str) -> JobView:
         response = self.http.get(f"/v1/jobs/{job_id}")
@@ -88,8 +90,10 @@ def node(tmp_path, redis_server, serve_app):
     queue = f"q{uuid.uuid4().hex[:8]}"
     state = tmp_path / "state"
     config = tmp_path / "node.toml"
+    placer = nacl.signing.SigningKey.generate()
     config.write_text(
         f'state_dir = "{state}"\nredis_url = "unix://{redis_server}"\nqueue = "{queue}"\n'
+        f'placers = ["{keys.public_key_text(placer)}"]\nfarm = "edge"\n'
         "heartbeat_interval = 0.5\ndead_after = 3.0\nstop_grace = 5.0\n"
         # High enough that a script's timeout, not its operation count, ends a runaway loop.
         "[limits]\nmax_operations = 100000000000\n"
@@ -105,7 +109,7 @@ def node(tmp_path, redis_server, serve_app):
     # Reads are signed requests: this client signs each as the node's admin (tests of who may read sign their own).
     reader = SignedRequestAuth(admin, identity.node_id)
     with httpx.Client(base_url=serve_app(create_app(service)), timeout=30, auth=reader) as http:
-        node = Node(settings, config, identity, client, admin, stranger, connection, service, http)
+        node = Node(settings, config, identity, client, admin, stranger, connection, service, http, placer)
         yield node
         for pool in node.pools:
             pool.stop(timeout=60)

@@ -2,6 +2,7 @@
 
 import json
 import time
+import zlib
 
 import httpx
 import nacl.signing
@@ -10,7 +11,10 @@ import pytest
 from zeronode.api.rights import Grant, NodeRights, SignaturePolicy
 from zeronode.node import rights as snapshots
 from zeronode.protocol import keys
+from zeronode.protocol.envelope import Selector, new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
+from zeronode.protocol import ticket
+from rq.job import Job
 
 
 def reason(response):
@@ -368,3 +372,50 @@ def test_a_batch_that_is_not_an_array_of_items_is_refused_whole(node, body, stat
     assert (response.status_code, reason(response)) == (status, expected_reason)
     assert response.json()["detail"]["message"]
     assert node.http.get("/health").status_code == 200
+
+
+def placed_envelope(node, farms=()):
+    """An envelope that names no node: coord chose this one by its selector, and says so in a ticket."""
+    return new_envelope("job.node", [], node.client, selector=Selector(count=1, farms=list(farms)))
+
+
+def test_a_placed_envelope_is_accepted_with_coords_ticket_and_run(node):
+    envelope = placed_envelope(node, ["edge"])
+    assert (node.post(envelope).status_code, reason(node.post(envelope))) == (403, "wrong_node")  # no ticket
+    response = node.post(envelope, ticket=ticket.issue(envelope, node.node_id, node.placer))
+    assert response.status_code == 202, response.text
+    node.pool(1)
+    job = node.wait(envelope.id)
+    # The runner checked the ticket again (it never trusts the queue) and ran the script here.
+    assert (job.status, job.result) == ("finished", node.node_id)
+
+
+@pytest.mark.parametrize(
+    ("make_ticket", "farms", "expected"),
+    [
+        (lambda node, envelope: ticket.issue(envelope, node.node_id, node.stranger), ["edge"], "bad_ticket"),
+        (lambda node, envelope: ticket.issue(envelope, "b" * 26, node.placer), ["edge"], "bad_ticket"),
+        (lambda node, envelope: ticket.issue(envelope, node.node_id, node.placer), ["office"], "wrong_node"),
+        (lambda node, envelope: "not a ticket", ["edge"], "bad_ticket"),
+    ],
+    ids=["untrusted placer", "another node's ticket", "farm not selected", "garbage"],
+)
+def test_placed_envelopes_refused(node, make_ticket, farms, expected):
+    envelope = placed_envelope(node, farms)
+    response = node.post(envelope, ticket=make_ticket(node, envelope))
+    assert (response.status_code, reason(response)) == (403, expected)
+    assert node.supervisor.queue.count == 0
+
+
+def test_a_runner_refuses_a_placed_job_whose_ticket_was_changed_in_the_queue(node):
+    envelope = placed_envelope(node)
+    assert node.post(envelope, ticket=ticket.issue(envelope, node.node_id, node.placer)).status_code == 202
+    # Someone with access to Redis swaps the ticket for one signed by a key the node does not trust.
+    key = Job.key_for(envelope.id)
+    function, instance, args, kwargs = json.loads(zlib.decompress(node.connection.hget(key, "data")))
+    assert len(args) == 2  # the envelope, and the ticket that placed it
+    args[1] = ticket.issue(envelope, node.node_id, node.stranger)
+    node.connection.hset(key, "data", zlib.compress(json.dumps([function, instance, args, kwargs]).encode()))
+    node.pool(1)
+    view = node.wait(envelope.id)
+    assert (view.status, view.error.type) == ("failed", "WrongNode")

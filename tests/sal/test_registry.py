@@ -6,7 +6,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from sal import registry
+from sal import capacity, registry
 from sal.errors import SalError
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor
 from sal.hypervisor.drivers.qemu import Qemu
@@ -82,7 +82,7 @@ def test_the_settings_name_each_sals_driver(pool_dir, short_dir):
         assert sals.network.address() is None  # nothing answers there
     finally:
         sals.network.close()
-    assert registry.NodeSals.from_settings(settings(short_dir)) == registry.NodeSals()  # configured: nothing
+    assert registry.NodeSals.from_settings(settings(short_dir)) == registry.NodeSals(ratios=capacity.Ratios())  # configured: nothing
     with pytest.raises(ValidationError, match="trusted_image_keys: public key must be 32 bytes"):
         settings(short_dir, trusted_image_keys=["not-a-key"])
 

@@ -10,13 +10,15 @@ import time
 import btrfsutil
 import pytest
 
+from sal import capacity
+from sal.hypervisor import record
 from sal.errors import SalError
 from sal.hypervisor import InvalidVmName, VmExists, VmManager, VmmFailure, VmNotFound
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
 from sal.storage import VolumeNotFound
 from tests.support.processes import alive
 
-from .conftest import ADMIN, ALICE, make_image
+from .conftest import ADMIN, ALICE, job, make_image
 
 
 def test_create_start_stop_delete(vm_manager, storage):
@@ -200,3 +202,35 @@ def test_an_unusable_state_dir_is_refused(storage, tmp_path):
     make_image(storage)
     with pytest.raises(SalError, match="too long for the VM's API socket"):
         manager.create(ALICE, "web1", image="ubuntu")
+
+
+def test_vms_beyond_the_allocation_ratios_are_refused_and_stopped_ones_still_count(storage, short_dir):
+    cpus = os.cpu_count()
+    manager = VmManager(short_dir / "vms", storage, CloudHypervisor.simulator(), ratios=capacity.Ratios(vcpus=1.0))
+    make_image(storage, "ubuntu")
+    try:
+        manager.create(ALICE, "web1", image="ubuntu", vcpus=cpus, memory_mib=64)  # every CPU, held while stopped
+        with pytest.raises(capacity.OverCommitted, match=r"0 vCPUs free \(its vcpus allocation ratio 1 applied\)"):
+            manager.create(ALICE, "web2", image="ubuntu", vcpus=1, memory_mib=64)
+        assert not storage.exists("web2-root") and [vm["name"] for vm in manager.list(ALICE)] == ["web1"]
+        manager.delete(ALICE, "web1")
+        manager.create(ALICE, "web2", image="ubuntu", vcpus=1, memory_mib=64)  # room again
+        total = capacity.host_total(storage.root)
+        held = record.held(short_dir / "vms") + capacity.quotas(storage)
+        assert (held.vcpus, held.memory) == (1, 64 << 20)
+        assert capacity.free(total, held, capacity.Ratios(vcpus=1.0)).vcpus == cpus - 1
+    finally:
+        manager.stop_all(timeout=1)
+
+
+def test_volume_quotas_beyond_the_pool_are_refused(storage):
+    from sal.storage.functions import functions
+
+    volume_create = functions(storage, capacity.Ratios())["volume_create"]
+    pool = capacity.host_total(storage.root).disk >> 20
+    with job(ALICE):
+        volume_create({"name": "half", "quota_mb": pool // 2})
+        with pytest.raises(capacity.OverCommitted, match="MiB of disk free"):
+            volume_create({"name": "more", "quota_mb": pool // 2 + 2})
+        assert not storage.exists("more")
+        volume_create({"name": "unbounded"})  # no quota, no promise

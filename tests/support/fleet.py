@@ -41,6 +41,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from zeronode.api.jobs import QUEUE_LOST, RESULT_LOST
+from zeronode.protocol import ticket
 from zeronode.protocol.envelope import verify
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import verify_request
@@ -72,7 +73,8 @@ class Fleet:
     run_time: float = 0.05
     latency: float = 0.0  # seconds each answer takes, as a network to edge nodes would add
     nodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (address, port) → the node served there
-    admins: set[str] = field(default_factory=set)  # keys that may read and cancel any job: the coordinator's
+    admins: set[str] = field(default_factory=set)  # keys that may read and cancel any job, and place: the coordinator's
+    farm: str = "test"  # every simulated node's
     jobs: dict[tuple[str, str], SimulatedJob] = field(default_factory=dict)
     history: list[SimulatedJob] = field(default_factory=list)  # every job accepted to run, in order
     frozen: set[str] = field(default_factory=set)  # nodes whose supervisor answers nothing until thawed
@@ -159,11 +161,12 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         if planned := fault(node):
             return planned
         try:
-            envelope = verify(await request.body()).envelope
+            verified = verify(await request.body())
+            # As a supervisor: named, or placed here by a ticket from a placer it trusts (the coordinator).
+            ticket.check_membership(verified, node, fleet.farm, ticket=request.headers.get(ticket.HEADER), placers=fleet.admins)
         except VerificationError as exc:
             return refused(exc.http_status, exc.reason, str(exc))
-        if node not in envelope.targets:
-            return refused(403, "wrong_node", f"not for {node}")
+        envelope = verified.envelope
         fleet.submissions += 1
         key = (node, envelope.id)
         fleet.bodies[key].append(await request.body())

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import nacl.signing
 
-from zeronode.api.ledger import Capacity, NodeRegistration
+from zeronode.api.ledger import Capacity, NodeRegistration, Usage
 from zeronode.client.ledger import LedgerClient
 from zeronode.protocol import keys
+
+
+CAPACITY = Capacity(vcpus=2, memory=1 << 30, disk=10 << 30)
 
 
 def new_node_key() -> tuple[nacl.signing.SigningKey, str]:
@@ -17,14 +20,14 @@ def new_node_key() -> tuple[nacl.signing.SigningKey, str]:
 
 def register_node(
     ledger_url: str, key: nacl.signing.SigningKey, supervisor_url: str, *,
-    farm: str = "test", version: str = "test", online: bool = True,
+    farm: str = "test", version: str = "test", online: bool = True, labels: list[str] = (),
+    free: Usage | None = None, health: dict[str, bool] | None = None,
 ) -> None:
-    """Register the node of `key` (a small one) in the ledger, its supervisor at `supervisor_url`;
-    `online`: it also reports an uptime, as a running node does."""
+    """Register the node of `key` (a small one, with `labels`) in the ledger, its supervisor at `supervisor_url`;
+    `online`: it also reports an uptime, as a running node does, with `free` capacity and `health` if given."""
     with LedgerClient(ledger_url, key) as ledger:
         ledger.register(NodeRegistration(
-            farm=farm, capacity=Capacity(vcpus=2, memory=1 << 30, disk=10 << 30),
-            supervisor_url=supervisor_url, version=version,
+            farm=farm, capacity=CAPACITY, supervisor_url=supervisor_url, version=version, labels=list(labels),
         ))
         if online:
-            ledger.report_uptime(100)
+            ledger.report_uptime(100, free=free, health=health)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from zeronode.protocol import keys
+from zeronode.protocol.envelope import Label
 from zeronode.protocol.errors import MalformedKey
 
 
@@ -40,7 +41,12 @@ UnixTime = Annotated[int, Field(ge=0, le=2**53)]
 SequenceNumber = Annotated[int, Field(ge=1, le=2**53)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Role = Literal["admin", "operator", "deployer", "observer"]  # what each means: zeronode.api.rights
-Status = Literal["online", "offline"]
+# online: heard from within offline_after, and its parts healthy; degraded: heard from, and a part failing.
+Status = Literal["online", "degraded", "offline"]
+# Whether coord may place new deployments on a node: active; cordoned (no new placements); draining (cordoned,
+# and its service deployments move elsewhere). Set by an admin (POST /v1/nodes/ID/schedule).
+Schedule = Literal["active", "cordoned", "draining"]
+PartName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 _STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
 
@@ -49,6 +55,16 @@ class Capacity(BaseModel):
     model_config = _STRICT
 
     vcpus: Annotated[int, Field(ge=1, le=1_000_000)]
+    memory: Bytes
+    disk: Bytes
+
+
+class Usage(BaseModel):
+    """vCPUs and bytes of a node's capacity: what its VMs and volumes hold (reserved), or what is left (free)."""
+
+    model_config = _STRICT
+
+    vcpus: Annotated[int, Field(ge=0, le=100_000_000)]
     memory: Bytes
     disk: Bytes
 
@@ -93,15 +109,20 @@ class NodeRegistration(BaseModel):
     mycelium_address: Annotated[str, StringConstraints(max_length=45), AfterValidator(_ipv6)] | None = None
     version: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     capabilities: Capabilities = Capabilities()
+    labels: Annotated[list[Label], Field(max_length=32)] = []
 
 
 class UptimeReport(BaseModel):
-    """POST /v1/nodes/{id}/uptime, signed by the node: seconds since it booted, at `timestamp`."""
+    """POST /v1/nodes/{id}/uptime, signed by the node: seconds since it booted, at `timestamp`; with what its
+    VMs and volumes hold and what is free for more (its allocation ratios applied), and its parts' health."""
 
     model_config = _STRICT
 
     uptime: UnixTime
     timestamp: UnixTime
+    reserved: Usage | None = None
+    free: Usage | None = None
+    health: Annotated[dict[PartName, bool], Field(max_length=16)] | None = None
 
 
 class NodeFilters(BaseModel):
@@ -111,9 +132,14 @@ class NodeFilters(BaseModel):
 
     status: Status | None = None
     farm: FarmName | None = None
+    schedule: Schedule | None = None
     min_vcpus: Annotated[int, Field(ge=0)] | None = None
     min_memory: Annotated[int, Field(ge=0)] | None = None
     min_disk: Annotated[int, Field(ge=0)] | None = None
+    # Free capacity, as the nodes' last reports say (indexed: placement filters on them).
+    min_free_vcpus: Annotated[int, Field(ge=0)] | None = None
+    min_free_memory: Annotated[int, Field(ge=0)] | None = None
+    min_free_disk: Annotated[int, Field(ge=0)] | None = None
     after: Annotated[str, StringConstraints(max_length=26)] | None = None
     # These nodes only, comma-separated (at most 200, to keep the URL short): one request where a
     # deployment to many nodes would otherwise ask for each.
@@ -137,6 +163,11 @@ class NodeView(BaseModel):
     last_report_at: int | None
     last_uptime: int | None
     restarts: int
+    labels: list[str] = []
+    schedule: Schedule = "active"
+    reserved: Usage | None = None
+    free: Usage | None = None
+    health: dict[str, bool] | None = None
 
 
 class NodeDetail(NodeView):
@@ -153,6 +184,24 @@ class UptimeAccepted(BaseModel):
     restart: bool
     duplicate: bool
     restarts: int
+
+
+class ScheduleChange(BaseModel):
+    """POST /v1/nodes/{id}/schedule, signed by an admin: cordon, drain or make a node active again.
+    `sequence` must be greater than the last change's (a replayed change cannot undo a later one)."""
+
+    model_config = _STRICT
+
+    schedule: Schedule
+    sequence: SequenceNumber
+
+
+class NodeSchedule(BaseModel):
+    """A node's schedule as the ledger saved it."""
+
+    node_id: str
+    schedule: Schedule
+    sequence: int
 
 
 class SignedRequestCopy(BaseModel):

@@ -7,6 +7,7 @@
     fleet.py     deploy, submit, status, nodes, jobs   asking coord, the ledger, a node
     users.py     users add | revoke | show     a ledger's users and rights
     policies.py  policies set | remove | list  a ledger's signature policies
+    schedule.py  node cordon | uncordon | drain   whether coord places new work on a node
     vm.py        vm logs | events              a node's VMs, from its supervisor
     up.py        up                            a local cluster (zeronode.dev)
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from zeronode.cli import fleet, local, node, policies, services, signing, up, users, vm
+from zeronode.cli import fleet, local, node, policies, schedule, services, signing, up, users, vm
 
 app = typer.Typer(
     name="zeronode",
@@ -33,3 +34,4 @@ for group in (local, signing, node, services, fleet, up):
 app.add_typer(users.app, name="users")
 app.add_typer(policies.app, name="policies")
 app.add_typer(vm.app, name="vm")
+app.add_typer(schedule.app, name="node")

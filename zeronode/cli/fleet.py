@@ -23,7 +23,20 @@ app = typer.Typer()
 def deploy(
     script: Annotated[Path, typer.Argument(help="Rhai script to run on the targets")],
     key: Annotated[Path, typer.Option("--key", help="Your private key file (signs the deployment)")],
-    target: Annotated[list[str], typer.Option("--target", help="A node id to run on (repeatable)")],
+    target: Annotated[list[str], typer.Option("--target", help="A node id to run on (repeatable)")] = [],  # noqa: B006
+    count: Annotated[int | None, typer.Option(
+        "--count", help="Let coord choose this many nodes besides the targets (by free capacity; the options below)",
+        rich_help_panel="Placement")] = None,
+    farm: Annotated[list[str], typer.Option("--farm", help="Only nodes of this farm (repeatable)", rich_help_panel="Placement")] = [],  # noqa: B006
+    label: Annotated[list[str], typer.Option("--label", help="Only nodes with this KEY=VALUE label (repeatable)", rich_help_panel="Placement")] = [],  # noqa: B006
+    min_vcpus: Annotated[int, typer.Option(help="Free vCPUs a chosen node must have", rich_help_panel="Placement")] = 0,
+    min_memory: Annotated[int, typer.Option(help="Free memory a chosen node must have, MiB", rich_help_panel="Placement")] = 0,
+    min_disk: Annotated[int, typer.Option(help="Free disk a chosen node must have, GiB", rich_help_panel="Placement")] = 0,
+    max_per_farm: Annotated[int | None, typer.Option(help="At most this many chosen nodes a farm", rich_help_panel="Placement")] = None,
+    strategy: Annotated[str, typer.Option(help="binpack (fill nodes up) or spread", rich_help_panel="Placement")] = "binpack",
+    service: Annotated[bool, typer.Option(
+        "--service", help="Keep it running: coord moves a chosen node's share elsewhere when the node is gone or drained",
+        rich_help_panel="Placement")] = False,
     coord_url: CoordOption = "http://127.0.0.1:8200",
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress; exit 0 only when every node succeeded")] = False,
     env: Annotated[list[str], typer.Option("--env", help="KEY=VALUE made visible to the script as env.KEY")] = [],  # noqa: B006
@@ -31,17 +44,31 @@ def deploy(
     ttl: Annotated[int, typer.Option(help="Seconds the deployment stays valid")] = 3600,
     retries: Annotated[int, typer.Option(help="Times a node retries a failed script")] = 0,
 ) -> None:
-    """Sign SCRIPT and deploy it to the target nodes through the coordinator."""
-    from zeronode.api.errors import ServiceError
-    from zeronode.client.coord import CoordClient
-    from zeronode.protocol.envelope import new_envelope
+    """Sign SCRIPT and deploy it through the coordinator: to the --target nodes, and --count more that coord chooses."""
+    from pydantic import ValidationError
 
+    from zeronode.api.errors import problems
+    from zeronode.protocol.envelope import Selector, new_envelope
     from zeronode.protocol.errors import VerificationError
 
     signing_key = load_key(key)
+    selector = None
+    if count is not None:
+        try:
+            selector = Selector(
+                count=count, farms=sorted(set(farm)), labels=sorted(set(label)), min_vcpus=min_vcpus, min_memory_mib=min_memory,
+                min_disk_gib=min_disk, max_per_farm=max_per_farm, strategy=strategy, kind="service" if service else "job",
+            )
+        except ValidationError as exc:
+            fail(f"placement: {problems(exc.errors())}")
+    elif farm or label or min_vcpus or min_memory or min_disk or max_per_farm or service:
+        fail("--farm, --label, --min-*, --max-per-farm and --service are about the nodes coord chooses: give --count too")
+    if not target and selector is None:
+        fail("name the nodes to run on (--target NODE) or let coord choose some (--count N)")
     try:
         envelope = new_envelope(
-            read_text(script, "script"), target, signing_key, timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env)
+            read_text(script, "script"), target, signing_key, timeout=timeout, ttl=ttl, retries=retries, env=parse_env(env),
+            selector=selector,
         )
     except VerificationError as exc:
         fail(str(exc))
@@ -72,12 +99,14 @@ def submit_and_follow(envelope, coord_url: str, key, wait: bool) -> None:
 
     with CoordClient(coord_url, key=key) as client:
         try:
-            client.submit(envelope)
+            accepted = client.submit(envelope)
         except ServiceError as exc:
             fail(str(exc))
-    out.print(f"deployment {envelope.id} submitted to {len(envelope.targets)} node(s)", highlight=False)
+    targets, placed = accepted["targets"], accepted.get("placed") or []
+    chosen = f" ({len(placed)} chosen by coord: {', '.join(placed)})" if placed else ""
+    out.print(f"deployment {envelope.id} submitted to {len(targets)} node(s){chosen}", highlight=False, markup=False)
     if wait:
-        final = follow(coord_url, envelope.id, len(envelope.targets), key)
+        final = follow(coord_url, envelope.id, len(targets), key)
         raise typer.Exit(0 if final["status"] == "succeeded" else 1)
 
 
@@ -106,10 +135,10 @@ def status(
 @app.command()
 def nodes(
     ledger_url: LedgerOption = "http://127.0.0.1:8400",
-    status: Annotated[str | None, typer.Option(help="online or offline")] = None,
+    status: Annotated[str | None, typer.Option(help="online, degraded or offline")] = None,
     farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
 ) -> None:
-    """List the nodes the ledger knows: id, status, uptime, capacity, drivers."""
+    """List the nodes the ledger knows: id, status, schedule, uptime, capacity (free of total), drivers."""
     from zeronode.api.errors import ServiceError
     from zeronode.client.ledger import LedgerClient
 
@@ -119,16 +148,26 @@ def nodes(
         except ServiceError as exc:
             fail(str(exc))
     table = Table()
-    for column in ("node", "status", "uptime", "restarts", "vcpus", "memory", "disk", "drivers", "farm", "supervisor"):
+    for column in ("node", "status", "schedule", "uptime", "restarts", "vcpus", "memory", "disk", "drivers", "farm", "supervisor"):
         table.add_column(column)
     for node in found:
         uptime = "" if node.last_uptime is None else f"{node.last_uptime // 3600}h{node.last_uptime % 3600 // 60:02d}m"
+        free, total = node.free, node.capacity
         table.add_row(
-            node.node_id, f"[{'green' if node.status == 'online' else 'red'}]{node.status}[/]", uptime, str(node.restarts),
-            str(node.capacity.vcpus), f"{node.capacity.memory >> 30} GiB", f"{node.capacity.disk >> 30} GiB",
+            node.node_id, Text(node.status, style=STATUS_STYLE.get(node.status, "")), node.schedule, uptime, str(node.restarts),
+            of(free and free.vcpus, total.vcpus, 1, ""), of(free and free.memory, total.memory, 1 << 20, " MiB"),
+            of(free and free.disk, total.disk, 1 << 30, " GiB"),
             drivers(node.capabilities), node.farm, node.supervisor_url or "",
         )
     out.print(table)
+
+
+STATUS_STYLE = {"online": "green", "degraded": "yellow", "offline": "red"}
+
+
+def of(free: int | None, total: int, unit: int, suffix: str) -> str:
+    """'512 of 1024 MiB' free, or the total alone when the node has not reported what is free."""
+    return f"{total // unit}{suffix}" if free is None else f"{free // unit} of {total // unit}{suffix}"
 
 
 def drivers(capabilities) -> str:

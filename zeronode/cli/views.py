@@ -7,11 +7,14 @@ from typing import Any
 
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from zeronode.cli.common import fail, out
 
 MAX_ROWS = 50  # more nodes than this: live progress shows counts, the final table every node
-STATE_STYLE = {"succeeded": "green", "failed": "red", "canceled": "yellow", "running": "cyan", "dispatched": "cyan"}
+STATE_STYLE = {
+    "succeeded": "green", "failed": "red", "canceled": "yellow", "running": "cyan", "dispatched": "cyan", "moved": "dim",
+}
 
 
 def deployment_table(view: dict[str, Any]) -> Table:
@@ -20,14 +23,19 @@ def deployment_table(view: dict[str, Any]) -> Table:
     table.add_column("node", no_wrap=True)
     for column in ("state", "result / error", "attempts"):
         table.add_column(column)
+    moves = {move["node"]: move for move in view.get("history") or []}
     for task in view.get("tasks") or []:
         style = STATE_STYLE.get(task["state"], "")
-        if task.get("error"):
+        if task["state"] == "moved" and task["node"] in moves:
+            move = moves[task["node"]]
+            outcome = f"to {move['to']}: {move['reason']}, {move['message']}"
+        elif task.get("error"):
             line = f" (line {task['error']['line']})" if task["error"].get("line") else ""
             outcome = f"{task['error']['reason']}: {task['error']['message']}{line}"
         else:
             outcome = "" if task.get("result") is None else json.dumps(task["result"], separators=(",", ":"))
-        table.add_row(task["node"], f"[{style}]{task['state']}[/]" if style else task["state"], outcome, str(task["attempts"]))
+        # What came from a script or a node is text, never markup.
+        table.add_row(task["node"], Text(task["state"], style=style), Text(outcome), str(task["attempts"]))
     return table
 
 

@@ -27,10 +27,13 @@ from zeronode.api.ledger import (
     NodeDetail,
     NodeFilters,
     NodeRegistration,
+    NodeSchedule,
     NodeView,
+    ScheduleChange,
     SignedRequestCopy,
     UptimeAccepted,
     UptimeReport,
+    Usage,
     UserView,
 )
 from zeronode.api.rights import NodeRights, PolicyChange, PolicyFilters, PolicyRemoved, SignaturePolicy
@@ -106,9 +109,16 @@ class LedgerClient:
         """Register this client's node, or update its record."""
         return self._send("POST", "/v1/nodes", NodeView, body=registration)
 
-    def report_uptime(self, uptime: int, timestamp: int | None = None) -> UptimeAccepted:
-        """Report this client's node's uptime (seconds since boot) at `timestamp` (default: now)."""
-        report = UptimeReport(uptime=uptime, timestamp=int(time.time()) if timestamp is None else timestamp)
+    def report_uptime(
+        self, uptime: int, timestamp: int | None = None, *, reserved: Usage | None = None, free: Usage | None = None,
+        health: dict[str, bool] | None = None,
+    ) -> UptimeAccepted:
+        """Report this client's node's uptime (seconds since boot) at `timestamp` (default: now), with what its
+        VMs and volumes hold, what is free, and its parts' health."""
+        report = UptimeReport(
+            uptime=uptime, timestamp=int(time.time()) if timestamp is None else timestamp,
+            reserved=reserved, free=free, health=health,
+        )
         return self._send("POST", f"/v1/nodes/{self.node_id}/uptime", UptimeAccepted, body=report)
 
     def signed_report(self, uptime: int, timestamp: int) -> SignedRequestCopy:
@@ -127,6 +137,10 @@ class LedgerClient:
         """Forward signed reports (anyone's) in one request; one {status_code, ...} per report, in order."""
         batch = {"reports": [copy.model_dump() for copy in copies]}
         return self._send("POST", "/v1/uptime/batch", list[dict[str, Any]], json=batch)
+
+    def set_schedule(self, node_id: str, change: ScheduleChange) -> NodeSchedule:
+        """Cordon, drain or reactivate a node (an admin's signed change)."""
+        return self._send("POST", f"/v1/nodes/{node_id}/schedule", NodeSchedule, body=change)
 
     def node(self, node_id: str) -> NodeDetail:
         return self._send("GET", f"/v1/nodes/{node_id}", NodeDetail)

@@ -222,7 +222,7 @@ class LocalCluster:
             "state_dir": self.state_dir / "coord", "key": self.state_dir / "coord.key",
             "redis_url": f"unix://{self.redis_socket}?db=0", "ledger_url": self.ledger_url,
             "port": int(self.coord_url.rsplit(":", 1)[1]), "admins": [admin_public], "offline_wait": 5.0,
-            "supervisor_networks": LOOPBACK,
+            "supervisor_networks": LOOPBACK, "failover_after": 5.0, "failover_interval": 1.0,  # quick to see in development
         })
         coord = self._spawn("coord", [self.zeronode, "coord", "--config", str(coord_config)])
         self._wait("ledger and coord", lambda: self._answers(f"{self.ledger_url}/health") and self._answers(f"{self.coord_url}/health"), [ledger, coord])
@@ -288,6 +288,7 @@ class LocalCluster:
         settings = {
             "state_dir": node_dir, "redis_url": f"unix://{self.redis_socket}?db={index}", "port": port,
             "ledger_url": self.ledger_url, "uptime_interval": self.report_interval, "farm": FARM,
+            "placers": [coord],  # runs what coord places here by a selector (zeronode.protocol.ticket)
             "rights_refresh": 5.0,  # a revocation counts on the nodes within 5 s: quick to see in development
             "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
             "vm_network": self.vm_network, "vm_bridge": f"zn{self.tag}n{index}", "vm_private_subnet": f"10.208.{index}.0/24",

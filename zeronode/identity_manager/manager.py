@@ -14,11 +14,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
+
+import httpx
 
 from zeronode.api.errors import Conflict, NotFound, Refused, Unavailable
-from zeronode.api.ledger import NodeRegistration
+from zeronode.api.ledger import NodeRegistration, Usage
 from zeronode.client.ledger import LedgerClient
-from zeronode.identity_manager.host import host_uptime, registration
+from zeronode.identity_manager.health import node_health
+from zeronode.identity_manager.host import host_uptime, node_usage, registration, supervisor_url
 from zeronode.identity_manager.lock import reporter_lock
 from zeronode.identity_manager.rights import RightsKeeper
 from zeronode.node.identity import node_identity
@@ -29,6 +33,27 @@ from zeronode.retry import Backoff
 log = logging.getLogger("zeronode.identity")
 
 MAX_BACKOFF = 60.0
+
+
+class NodeState(NamedTuple):
+    """What each uptime report says besides the uptime (docs/operators.md, "Placement and capacity")."""
+
+    reserved: Usage | None
+    free: Usage | None
+    health: dict[str, bool] | None
+
+
+def node_state(settings: NodeSettings) -> NodeState:
+    """The node's capacity held and free, and its parts' health, read now. A capacity that cannot be read
+    (the storage pool away, say) is left out of the report; the health says which part fails."""
+    try:
+        reserved, free = node_usage(settings)
+    except Exception as exc:  # reported without capacity rather than not at all
+        log.warning("cannot read the node's capacity", extra={"error": str(exc)})
+        reserved = free = None
+    with httpx.Client() as http:
+        health = node_health(settings, supervisor_url(settings), http)
+    return NodeState(reserved, free, health)
 
 
 class IdentityManager:
@@ -43,6 +68,7 @@ class IdentityManager:
         read_registration: Callable[[NodeSettings], NodeRegistration] = registration,
         uptime: Callable[[], int] = host_uptime,
         clock: Callable[[], float] = time.time,
+        read_state: Callable[[NodeSettings], NodeState] | None = None,
     ):
         self.settings = settings
         self.ledger = ledger
@@ -50,6 +76,7 @@ class IdentityManager:
         self.read_registration = read_registration
         self.uptime = uptime
         self.clock = clock
+        self.read_state = read_state or node_state
         self.registered: NodeRegistration | None = None
         self.backoff = Backoff(min(settings.uptime_interval, MAX_BACKOFF))
 
@@ -66,7 +93,10 @@ class IdentityManager:
                 node = self.ledger.register(wanted)
                 self.registered = wanted
                 log.info("registered in the ledger", extra={"node": node.node_id, **wanted.model_dump(mode="json")})
-            answer = self.ledger.report_uptime(self.uptime(), timestamp=int(self.clock()))
+            state = self.read_state(self.settings)
+            answer = self.ledger.report_uptime(
+                self.uptime(), timestamp=int(self.clock()), reserved=state.reserved, free=state.free, health=state.health
+            )
         except NotFound as exc:  # the ledger lost this node (a new database): register again
             log.warning("the ledger does not know this node; registering again", extra={"error": str(exc)})
             self.registered = None

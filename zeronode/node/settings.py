@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import SettingsConfigDict
 
 from zeronode.api.ledger import DRIVER_NAME
-from zeronode.protocol.envelope import VerifyOptions
+from zeronode.protocol.envelope import Label, VerifyOptions
 from zeronode.protocol.errors import MalformedKey
 from zeronode.protocol.keys import parse_public_key
 from zeronode.settings import FileSettings, default_state_dir
@@ -125,6 +125,23 @@ class NodeSettings(FileSettings):
     uptime_interval: float = Field(60.0, ge=1, description="seconds between uptime reports; production: 300")
     farm: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="the farm this node belongs to")
     owner: str | None = Field(None, max_length=128, description="who owns this node (free text, in the ledger)")
+    labels: list[Label] = Field(
+        [], max_length=32, description='"key=value" labels reported to the ledger, which deployments\' selectors match'
+    )
+    # Placement (docs/operators.md, "Placement and capacity").
+    placers: frozenset[str] = Field(
+        frozenset(), description="public keys trusted to place deployments here (coord's): a placement ticket signed by "
+        "one of them admits an envelope whose selector this node matches (zeronode.protocol.ticket)",
+    )
+    cpu_allocation_ratio: float = Field(
+        4.0, gt=0, description="vCPUs the node's VMs may hold, running or stopped, per host CPU: beyond it vm_create refuses"
+    )
+    memory_allocation_ratio: float = Field(
+        1.0, gt=0, description="memory the node's VMs may hold, running or stopped, per byte of host memory"
+    )
+    disk_allocation_ratio: float = Field(
+        1.0, gt=0, description="volume quotas and VM disks the node may promise, per byte of its storage pool"
+    )
     rights_refresh: float = Field(
         15.0, ge=1, description="seconds between fetches of this node's rights from the ledger: how soon a revocation counts"
     )
@@ -141,14 +158,14 @@ class NodeSettings(FileSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("trusted_image_keys")
+    @field_validator("trusted_image_keys", "placers")
     @classmethod
-    def _image_keys_are_keys(cls, keys: list[str]) -> list[str]:
+    def _keys_are_keys(cls, keys, info):
         for key in keys:
             try:
                 parse_public_key(key)
             except MalformedKey as exc:
-                raise ValueError(f"trusted_image_keys: {exc}") from None
+                raise ValueError(f"{info.field_name}: {exc}") from None
         return keys
 
     @model_validator(mode="after")

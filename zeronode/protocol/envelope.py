@@ -61,6 +61,10 @@ UnixTime = Annotated[int, Field(ge=0, le=2**53)]  # JCS (and JavaScript) integer
 # check them twice, and three patterns are a sixth of the parse.
 KeyText = Annotated[str, StringConstraints(min_length=43, max_length=43)]
 SignatureText = Annotated[str, StringConstraints(min_length=86, max_length=86)]
+FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+# "key=value", as nodes declare their labels (NodeSettings.labels): no colon, so _check_unique_keys counts right.
+Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}=[A-Za-z0-9_.-]{0,63}$")]
+MAX_TARGETS = 10_000
 
 
 class VerifyOptions(BaseModel):
@@ -85,6 +89,45 @@ class Signature(BaseModel):
     signature: SignatureText
 
 
+class Selector(BaseModel):
+    """Which nodes a deployment wants, when the client leaves the choice to coord (docs/protocol.md, "Placement").
+
+    Coord picks `count` nodes that match (besides the envelope's own `targets`, if any) and gives each a
+    placement ticket (zeronode.protocol.ticket) that a node checks in place of finding itself in `targets`.
+    Memory and disk are what a node must have free. `kind` "service" asks coord to keep the deployment on
+    `count` nodes: when one stays offline, or is drained, its share moves to another that matches.
+    """
+
+    model_config = _MODEL
+
+    # Alphabetical order, as the envelope's (canonical JSON); labels are sorted and distinct (checked).
+    count: Annotated[int, Field(ge=1, le=MAX_TARGETS)]
+    farms: Annotated[list[FarmName], Field(max_length=64)] = []
+    kind: Literal["job", "service"] = "job"
+    labels: Annotated[list[Label], Field(max_length=32)] = []
+    max_per_farm: Annotated[int, Field(ge=1, le=MAX_TARGETS)] | None = None
+    min_disk_gib: Annotated[int, Field(ge=0, le=2**40)] = 0
+    min_memory_mib: Annotated[int, Field(ge=0, le=2**40)] = 0
+    min_vcpus: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    strategy: Literal["binpack", "spread"] = "binpack"
+
+    @field_validator("labels", "farms")
+    @classmethod
+    def _sorted_distinct(cls, value: list[str]) -> list[str]:
+        # One spelling: the same selector must sign the same, and a label twice means nothing more.
+        if value != sorted(set(value)):
+            raise ValueError("must be sorted and distinct")
+        return value
+
+
+if list(Selector.model_fields) != sorted(Selector.model_fields):  # pragma: no cover - a developer's slip
+    raise AssertionError("Selector fields must be declared in alphabetical order (canonical JSON)")
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class Envelope(BaseModel):
     """A deployment: what to run, where, on which terms, signed by whom."""
 
@@ -99,9 +142,12 @@ class Envelope(BaseModel):
     nonce: Nonce
     retries: Annotated[int, Field(ge=0, le=100)] = 0
     script: str
+    # Left out of the JSON when absent, so that envelopes without one sign exactly as before.
+    selector: Annotated[Selector | None, Field(exclude_if=_absent)] = None
     signatures: Annotated[list[Signature], Field(max_length=16)] = []
     signer: KeyText
-    targets: Annotated[list[NodeName], Field(min_length=1, max_length=10_000)]
+    # The nodes named by the client; empty only when a selector lets coord choose them all.
+    targets: Annotated[list[NodeName], Field(max_length=MAX_TARGETS)]
     timeout: Annotated[int, Field(ge=1, le=86400)] = 60
     # An int, not Literal[1]: a Literal compares by equality, and 1.0 == True == 1 (see _refusal).
     version: Annotated[int, Field(ge=VERSION, le=VERSION)]
@@ -181,10 +227,11 @@ def _unsigned_serializer() -> Any:
         nonce="A" * 22, retries=3, script='"x":\\', signatures=[Signature(public_key="A" * 43, signature="A" * 86)],
         signer="A" * 43, targets=["a", "b"], timeout=4, version=VERSION,
     )
+    placed = sample.model_copy(update={"selector": Selector(count=2, farms=["f"], labels=["a=b"]), "targets": []})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            if unsigned(sample) == full(sample, exclude=exclude):
+            if all(unsigned(each) == full(each, exclude=exclude) for each in (sample, placed)):
                 return unsigned
         except Exception:  # pragma: no cover - a pydantic release that serializes otherwise
             pass
@@ -218,6 +265,8 @@ def _check_unique_keys(envelope: Envelope, raw: bytes | str) -> None:
     env = envelope.env
     # Each signature has its two fields, both required: two distinct keys.
     members = len(envelope.__pydantic_fields_set__) + len(env) + 2 * len(envelope.signatures)
+    if envelope.selector is not None:  # its own object; its strings (farms, labels) hold no colon
+        members += len(envelope.selector.__pydantic_fields_set__)
     in_strings = envelope.script.count(":")
     for value in env.values():
         in_strings += value.count(":")
@@ -230,6 +279,13 @@ def _check_unique_keys(envelope: Envelope, raw: bytes | str) -> None:
         else:
             return
     strict_json.unique_keys(raw)
+
+
+def _check_targeted(targets: list[str], selector: Selector | None) -> None:
+    if not targets and selector is None:
+        raise MalformedEnvelope("an envelope needs targets, a selector, or both")
+    if len(targets) > 1 and len(set(targets)) != len(targets):
+        raise MalformedEnvelope("targets must be distinct")
 
 
 def _refusal(error: ValidationError) -> VerificationError:
@@ -276,9 +332,10 @@ def new_envelope(
     ttl: int = 3600,
     retries: int = 0,
     env: dict[str, str] | None = None,
+    selector: Selector | None = None,
     now: float | None = None,
 ) -> Envelope:
-    """A fresh envelope, signed by `key` as its signer."""
+    """A fresh envelope, signed by `key` as its signer: for `targets`, and the nodes coord picks by `selector`."""
     created = int(time.time() if now is None else now)
     try:
         unsigned = Envelope(
@@ -290,6 +347,7 @@ def new_envelope(
             nonce=keys.b64url(os.urandom(16)),
             retries=retries,
             script=script,
+            selector=selector,
             signer=keys.public_key_text(key),
             targets=targets,
             timeout=timeout,
@@ -297,13 +355,8 @@ def new_envelope(
         )
     except ValidationError as exc:
         raise _refusal(exc) from None
-    _check_distinct(unsigned.targets)
+    _check_targeted(unsigned.targets, unsigned.selector)
     return unsigned.model_copy(update={"env": dict(sorted(unsigned.env.items()))}).signed_by(key)
-
-
-def _check_distinct(targets: list[str]) -> None:
-    if len(set(targets)) != len(targets):
-        raise MalformedEnvelope("targets must be distinct")
 
 
 class Verified(NamedTuple):
@@ -336,8 +389,8 @@ def verify(
     # UTF-8 takes at most 4 bytes a character: only a long script needs encoding to be measured.
     if 4 * len(script) > options.max_script_bytes and len(script.encode("utf-8")) > options.max_script_bytes:
         raise ScriptTooLarge(f"script is larger than {options.max_script_bytes} bytes")
-    if len(targets) > 1 and len(set(targets)) != len(targets):
-        raise MalformedEnvelope("targets must be distinct")
+    if len(targets) != 1:  # the common case, one target, needs neither check
+        _check_targeted(targets, envelope.selector)
     if expires_at <= created_at:
         raise MalformedEnvelope("expires_at must be later than created_at")
     if expires_at - created_at > options.max_ttl:

@@ -87,3 +87,17 @@ class NotAuthorized(VerificationError):
 class PolicyNotMet(VerificationError):
     reason = "policy_not_met"
     http_status = 403
+
+
+class WrongNode(VerificationError):
+    """The envelope is not for this node: not among its targets, and no valid placement ticket says it is."""
+
+    reason = "wrong_node"
+    http_status = 403
+
+
+class BadTicket(VerificationError):
+    """A placement ticket that is not one: malformed, signed by no trusted placer, or for another envelope or node."""
+
+    reason = "bad_ticket"
+    http_status = 403

@@ -88,6 +88,7 @@ class Submission:
     failure_ttl: int
     meta: dict[str, Any]
     retry_intervals: list[int]
+    ticket: str | None = None  # coord's placement ticket (zeronode.protocol.ticket): the job's second argument
 
 
 ACCEPTED, DUPLICATE, ID_IN_USE, REPLAYED = 0, 1, 2, 3
@@ -111,7 +112,7 @@ class JobTemplate:
             **self.fields,
             "created_at": stamp,
             "enqueued_at": stamp,
-            "data": zlib.compress(self.queue.serializer.dumps((self.function, None, [submission.payload], {}))),
+            "data": zlib.compress(self.queue.serializer.dumps((self.function, None, self._args(submission), {}))),
             "description": submission.description,
             "meta": self.queue.serializer.dumps(submission.meta),
             "timeout": submission.timeout,
@@ -122,6 +123,10 @@ class JobTemplate:
             mapping["retries_left"] = len(submission.retry_intervals)
             mapping["retry_intervals"] = json.dumps(submission.retry_intervals)
         return mapping
+
+    @staticmethod
+    def _args(submission: Submission) -> list[str]:
+        return [submission.payload] if submission.ticket is None else [submission.payload, submission.ticket]
 
     def accept(self, submissions: list[Submission]) -> list[int]:
         """Claim and queue each submission atomically; one code each (ACCEPTED, DUPLICATE, ...)."""
@@ -144,6 +149,7 @@ class JobRecord:
     result_ttl: int | None
     failure_ttl: int | None
     retries_left: int
+    ticket: str | None = None
 
     @classmethod
     def from_fields(cls, job_id: str, values: list[bytes | None], serializer) -> JobRecord:
@@ -152,6 +158,7 @@ class JobRecord:
         return cls(
             id=job_id,
             payload=args[0],
+            ticket=args[1] if len(args) > 1 else None,
             meta=serializer.loads(meta) if meta else {},
             result_ttl=int(result_ttl) if result_ttl else None,
             failure_ttl=int(failure_ttl) if failure_ttl else None,
