@@ -24,6 +24,7 @@ bench: install
 	$(PY) bench/verify.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/coord.py
+	$(PY) bench/membership.py
 	$(PY) bench/ledger.py
 	$(PY) bench/vm_boot.py
 

@@ -54,7 +54,7 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     metrics = Metrics()
     ledger_http = httpx.AsyncClient(timeout=settings.request_timeout, limits=httpx.Limits(max_connections=16))
     nodes = NodeDirectory(settings.ledger_url, ledger_http, token=settings.ledger_token)
-    supervisors = SupervisorClients(timeout=settings.request_timeout)
+    supervisors = SupervisorClients(key, timeout=settings.request_timeout)
     rights = LedgerRights(settings.ledger_url, ledger_http, token=settings.ledger_token, ttl=settings.rights_ttl)
     dispatcher = Dispatcher(
         store, nodes, supervisors, settings, key, on_final=lambda task: metrics.tasks_ended.labels(task.state.value).inc()

@@ -54,7 +54,6 @@ import contextlib
 import logging
 import time
 
-import httpx
 import nacl.signing
 from pydantic import BaseModel, ValidationError
 
@@ -67,8 +66,8 @@ from coord.supervisors import (
     Answer,
     BadAnswer,
     SupervisorClients,
+    Unreachable,
     clean,
-    failure,
     refusal,
 )
 from zeronode import retry
@@ -76,7 +75,6 @@ from zeronode.api.destinations import check_supervisor_url
 from zeronode.api.errors import Refused, Unavailable
 from zeronode.api.jobs import QUEUE_LOST, JobView, Status
 from zeronode.protocol import ticket
-from zeronode.protocol.signed_requests import AUDIENCE_HEADER, SignedRequestAuth
 
 log = logging.getLogger("zeronode.coord")
 
@@ -127,8 +125,7 @@ class Dispatcher:
         self.nodes = nodes
         self.supervisors = supervisors
         self.settings = settings
-        self.key = key  # also signs the placement tickets of the nodes coord chose
-        self.auth = SignedRequestAuth(key)  # each request names its node as the audience
+        self.key = key  # signs the placement tickets of the nodes coord chose (its requests: SupervisorClients)
         self.wake = asyncio.Event()  # set when new work arrives, so the loop need not wait for its next poll
         self.on_final = on_final or (lambda task: None)
         # The immutable part of each deployment (envelope, expiry, targets), read once: a future, so the
@@ -261,12 +258,12 @@ class Dispatcher:
             headers[ticket.HEADER] = ticket.issue_for(deployment.id, deployment.digest, task.node, self.key)
         try:
             answer = await self.supervisors.exchange(
-                "POST", f"{base}/v1/jobs", limit=ACCEPT_LIMIT, content=deployment.envelope, headers=headers
+                "POST", f"{base}/v1/jobs", limit=ACCEPT_LIMIT, body=deployment.envelope_bytes, headers=headers
             )
         except BadAnswer as exc:
             return self._fail(task, "bad_answer", f"supervisor of {task.node} {exc}")
-        except httpx.HTTPError as exc:
-            return self._silent_before_accepting(task, now, failure(exc))
+        except Unreachable as exc:
+            return self._silent_before_accepting(task, now, str(exc))
         task.unreachable_since = None  # it answered
         if answer.status in (200, 202):
             if _accepted_job(answer) != deployment.id:
@@ -317,13 +314,11 @@ class Dispatcher:
             await self._send_cancel(url, task)
         try:
             # Signed by coord for this node: supervisors show a job only to its signer or a node admin.
-            answer = await self.supervisors.exchange(
-                "GET", f"{url}/v1/jobs/{task.job_id}", limit=JOB_LIMIT, auth=self.auth, headers={AUDIENCE_HEADER: task.node}
-            )
+            answer = await self.supervisors.exchange("GET", f"{url}/v1/jobs/{task.job_id}", limit=JOB_LIMIT, audience=task.node)
         except BadAnswer as exc:
             return self._fail(task, "bad_answer", f"supervisor of {task.node} {exc}")
-        except httpx.HTTPError as exc:
-            return self._unknown(deployment, task, now, failure(exc), record)
+        except Unreachable as exc:
+            return self._unknown(deployment, task, now, str(exc), record)
         if answer.status == 404:  # the node does not know the envelope at all (its Redis and journal lost)
             task.unreachable_since = None
             return self._again(task, now, f"node {task.node} does not know job {task.job_id}")
@@ -387,13 +382,11 @@ class Dispatcher:
 
     async def _send_cancel(self, url: str, task: Task) -> None:
         try:
-            answer = await self.supervisors.exchange(
-                "POST", f"{url}/v1/jobs/{task.job_id}/cancel", limit=JOB_LIMIT, auth=self.auth, headers={AUDIENCE_HEADER: task.node}
-            )
+            answer = await self.supervisors.exchange("POST", f"{url}/v1/jobs/{task.job_id}/cancel", limit=JOB_LIMIT, audience=task.node)
             task.cancel_sent = answer.status < 500
         except BadAnswer:
             task.cancel_sent = True  # it answered; what it said is not ours to read
-        except httpx.HTTPError:
+        except Unreachable:
             pass  # sent again at the next step
 
     # -- outcomes --------------------------------------------------------------------

@@ -21,13 +21,20 @@ Feasibility first, then scoring, as Nomad's scheduler does:
    feasible nodes than `count` refuses the deployment (422 no_capacity, with
    what was found), and nothing is stored.
 
+Not every node of a large fleet is scored: the ledger's pages are read, in node
+id order from a random id round to it again, until there are max(4 × count,
+1,000) feasible nodes from which `count` can be taken (as Nomad scores a sample
+rather than every node), so placing 100 nodes in a fleet of 100,000 reads a page
+or two, and every node may be in the sample.
+
 The choice is recorded with the deployment (`placed`), and each chosen node gets
 a placement ticket signed by coord (zeronode.protocol.ticket) with the envelope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import secrets
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +47,10 @@ from zeronode.protocol.envelope import Selector, Verified
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PAGE = 1000  # the ledger's largest page
+NODE_ID_ALPHABET, NODE_ID_LENGTH = "abcdefghijklmnopqrstuvwxyz234567", 26  # zeronode.protocol.keys.node_id
+# Nodes scored for a placement: enough feasible ones, not the whole fleet (Nomad, too, scores a sample).
+SCORED_PER_NODE = 4
+MIN_SCORED = 1000
 
 
 @dataclass(frozen=True)
@@ -58,13 +69,12 @@ class Candidate:
 
 class Placer:
     def __init__(self, ledger_url: str, http: httpx.AsyncClient, nodes: NodeDirectory, authorizer: Authorizer, *,
-                 token: str | None = None, max_candidates: int = 10_000):
+                 token: str | None = None):
         self.ledger_url = ledger_url.rstrip("/")
         self.http = http
         self.nodes = nodes
         self.authorizer = authorizer
         self.headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.max_candidates = max_candidates
 
     async def place(self, verified: Verified, *, count: int | None = None, besides: Collection[str] = ()) -> list[str]:
         """The nodes chosen for the envelope's selector, best first: its `count` (or `count` more), none of the
@@ -74,47 +84,43 @@ class Placer:
         assert selector is not None
         count = selector.count if count is None else count
         taken = set(envelope.targets) | set(besides)
-        candidates = [c for c in await self.candidates(selector) if c.record.node_id not in taken]
-        candidates = [c for c in candidates if c.labels.issuperset(selector.labels)]
-        candidates = await self._permitted(verified, candidates)
-        reverse = selector.strategy == "binpack"
-        ranked = sorted(candidates, key=lambda c: c.record.node_id)
-        ranked.sort(key=lambda c: c.used_after(selector), reverse=reverse)  # stable: ties stay in id order
+        enough = max(SCORED_PER_NODE * count, MIN_SCORED)
+        feasible: list[Candidate] = []
         chosen: list[str] = []
-        per_farm: dict[str | None, int] = {}
-        for candidate in ranked:
-            farm = candidate.record.farm
-            if selector.max_per_farm is not None and per_farm.get(farm, 0) >= selector.max_per_farm:
-                continue
-            per_farm[farm] = per_farm.get(farm, 0) + 1
-            chosen.append(candidate.record.node_id)
-            if len(chosen) == count:
+        async for page in self._pages(selector):
+            page = [c for c in page if c.record.node_id not in taken and c.labels.issuperset(selector.labels)]
+            feasible += await self._permitted(verified, page)
+            if len(feasible) >= enough and len(chosen := choose(feasible, selector, count)) == count:
                 return chosen
+        if len(chosen := choose(feasible, selector, count)) == count:
+            return chosen
         spread = f", at most {selector.max_per_farm} a farm" if selector.max_per_farm else ""
         raise Refused(
             422, "no_capacity",
-            f"{len(chosen)} of the {count} nodes asked for fit the selector ({len(candidates)} online, active "
+            f"{len(chosen)} of the {count} nodes asked for fit the selector ({len(feasible)} online, active "
             f"nodes with the free capacity and labels asked{spread}, that the signer may deploy on)",
             found=len(chosen), wanted=count,
         )
 
-    async def candidates(self, selector: Selector) -> list[Candidate]:
-        """The nodes the ledger says are online, active and have the free capacity asked, in the selector's farms."""
+    async def _pages(self, selector: Selector) -> AsyncIterator[list[Candidate]]:
+        """Pages of the nodes the ledger says are online, active and have the free capacity asked, in the
+        selector's farms (each farm in turn). Each farm is read in id order from a random node id round to
+        it again, so that when a large fleet is only sampled, the sample is drawn from all of it."""
         params: dict[str, object] = {
             "status": "online", "schedule": "active", "limit": PAGE,
             "min_free_vcpus": selector.min_vcpus, "min_free_memory": selector.min_memory_mib * MIB,
             "min_free_disk": selector.min_disk_gib * GIB,
         }
-        found: list[Candidate] = []
+        start = "".join(secrets.choice(NODE_ID_ALPHABET) for _ in range(NODE_ID_LENGTH))
         for farm in selector.farms or [None]:
-            after = None
-            while len(found) < self.max_candidates:
-                page = await self._page({**params, **({"farm": farm} if farm else {}), **({"after": after} if after else {})})
-                found += page
-                if len(page) < PAGE:
-                    break
-                after = page[-1].record.node_id
-        return found[: self.max_candidates]
+            for after, upto in ((start, None), (None, start)):  # the ids after `start`, then those up to it
+                while True:
+                    page = await self._page({**params, **({"farm": farm} if farm else {}), **({"after": after} if after else {})})
+                    wrapped = upto is not None and bool(page) and page[-1].record.node_id > upto
+                    yield [c for c in page if c.record.node_id <= upto] if upto is not None else page
+                    if len(page) < PAGE or wrapped:
+                        break
+                    after = page[-1].record.node_id
 
     async def _page(self, params: dict[str, object]) -> list[Candidate]:
         try:
@@ -140,6 +146,23 @@ class Placer:
         for candidate in candidates:
             self.nodes.remember(candidate.record)  # dispatch decides on what placement saw
         return [c for c in candidates if c.record.node_id not in refused]
+
+
+def choose(feasible: list[Candidate], selector: Selector, count: int) -> list[str]:
+    """Up to `count` of the feasible nodes, best first by the selector's strategy, at most max_per_farm a farm."""
+    ranked = sorted(feasible, key=lambda c: c.record.node_id)
+    ranked.sort(key=lambda c: c.used_after(selector), reverse=selector.strategy == "binpack")  # stable: ties by id
+    chosen: list[str] = []
+    per_farm: dict[str | None, int] = {}
+    for candidate in ranked:
+        farm = candidate.record.farm
+        if selector.max_per_farm is not None and per_farm.get(farm, 0) >= selector.max_per_farm:
+            continue
+        per_farm[farm] = per_farm.get(farm, 0) + 1
+        chosen.append(candidate.record.node_id)
+        if len(chosen) == count:
+            break
+    return chosen
 
 
 def _candidate(node: dict) -> Candidate:

@@ -1,33 +1,41 @@
-"""Talking to the nodes' supervisors: one small connection pool per node, and answers read warily.
+"""Talking to the nodes' supervisors: aiohttp, a few connections per node, and answers read warily.
 
-A node has one supervisor, and a deployment asks it a few things in turn, so
-a handful of connections per origin is plenty. One shared pool of hundreds of
-connections would be worse: httpcore scans its whole pool for every request it
-queues or finishes, which made that scan the coordinator's main cost in
-bench/coord.py at a thousand nodes.
+Coord makes at least two requests per node of a deployment (hand over the
+envelope, follow the job), so the HTTP client's own cost is most of coord's
+cost per node. Measured on the 2-core development machine (a client-only loop
+against a no-op uvicorn server), client CPU per request: httpx 660 µs alone,
+1,360 µs at 16 concurrent and 3,660 µs at 256 (httpcore scans its pool for
+every request it queues or finishes); aiohttp 120-190 µs whatever the
+concurrency. So coord speaks to supervisors through one aiohttp session, at
+most CONNECTIONS_PER_NODE connections to a node; the ledger, asked a few
+times per deployment, stays on httpx like every other client.
 
 A supervisor's address comes from the node's own registration, so whatever
 answers there is foreign until proven otherwise: redirects are never followed,
-an answer is read up to a size cap and no further (uncompressed: a small gzip
-can inflate without bound), and a refusal's text is kept only when it has the
-shape of a zeronode error body (`refusal`), so coord never shows anyone the
-body of whatever else a forged URL reached.
+cookies never kept, an answer is read up to a size cap and no further
+(uncompressed: a small gzip can inflate without bound), and a refusal's text is
+kept only when it has the shape of a zeronode error body (`refusal`), so coord
+never shows anyone the body of whatever else a forged URL reached. A failure to
+get any answer is `Unreachable`, with only the words of connect failures and
+timeouts (`failure`): a protocol error's text quotes the bytes that came back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import ssl
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
+import aiohttp
+import nacl.signing
+import yarl
 
 from zeronode.errors import ZeronodeError
+from zeronode.protocol.signed_requests import SignedRequestAuth
 
 CONNECTIONS_PER_NODE = 8
-MAX_CLIENTS = 4096  # clients kept open at once; the least recently used is closed beyond that
 ACCEPT_LIMIT = 64 * 1024  # bytes of an answer to POST /v1/jobs (an accept or a refusal)
 JOB_LIMIT = 1024 * 1024  # bytes of a job view: its output is capped on the node, its result is not
 REASON = re.compile(r"[a-z_]{1,40}")
@@ -39,6 +47,10 @@ class BadAnswer(ZeronodeError):
     """What a supervisor answered is not an answer coord reads: too large, compressed, or not its shape."""
 
 
+class Unreachable(ZeronodeError):
+    """No answer from a supervisor: refused, reset, timed out, or not HTTP. The message says why in coord's words."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -46,48 +58,58 @@ class Answer:
 
 
 class SupervisorClients:
-    def __init__(self, *, timeout: float):
+    """Requests to supervisors; those given an `audience` (a node id) are signed with coord's key for it."""
+
+    def __init__(self, key: nacl.signing.SigningKey, *, timeout: float):
         self.timeout = timeout
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        # Shared: building a context loads the CA bundle, tens of milliseconds per client otherwise.
-        self._tls = ssl.create_default_context()
+        self.signer = SignedRequestAuth(key)
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop, at the first request
 
-    def for_url(self, url: str) -> httpx.AsyncClient:
-        origin = str(httpx.URL(url).copy_with(path="/", query=None, fragment=None))
-        client = self._clients.pop(origin, None)
-        if client is None:
-            if len(self._clients) >= MAX_CLIENTS:
-                oldest = next(iter(self._clients))
-                self._clients.pop(oldest)  # closed when its last requests end, by the garbage collector
-            limits = httpx.Limits(max_connections=CONNECTIONS_PER_NODE, max_keepalive_connections=CONNECTIONS_PER_NODE)
-            client = httpx.AsyncClient(
-                timeout=self.timeout, limits=limits, verify=self._tls, follow_redirects=False,
-                headers={"accept-encoding": "identity"},
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0,  # the dispatcher's `concurrency` bounds requests in flight; this bounds each node's share
+                limit_per_host=CONNECTIONS_PER_NODE, ssl=ssl.create_default_context(), ttl_dns_cache=300,
+                happy_eyeballs_delay=None,  # one address a supervisor: tried alone, without racing
             )
-        self._clients[origin] = client  # most recently used last
-        return client
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(), headers={"accept-encoding": "identity"},
+            )
+        return self._session
 
-    async def exchange(self, method: str, url: str, *, limit: int, **kwargs: Any) -> Answer:
+    async def exchange(
+        self, method: str, url: str, *, limit: int, body: bytes = b"", headers: dict[str, str] | None = None,
+        audience: str | None = None,
+    ) -> Answer:
         """One request to a supervisor, its answer read up to `limit` bytes; BadAnswer beyond that or when
-        compressed, httpx.HTTPError when the supervisor cannot be reached."""
-        async with self.for_url(url).stream(method, url, **kwargs) as response:
-            encoding = response.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in ("", "identity"):
-                raise BadAnswer(f"answered HTTP {response.status_code} with a {encoding[:20]!r}-encoded body")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise BadAnswer(f"answered HTTP {response.status_code} with a body over {limit} bytes")
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > limit:
-                    raise BadAnswer(f"answered HTTP {response.status_code} with a body over {limit} bytes")
-        return Answer(response.status_code, bytes(body))
+        compressed, Unreachable when no answer came."""
+        target = yarl.URL(url, encoded=True)  # sent as written: the signature covers the path as sent
+        headers = dict(headers or {})
+        if audience is not None:
+            headers.update(self.signer.headers(method, target.raw_path_qs, audience, body))
+        try:
+            async with self._open().request(method, target, data=body or None, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise BadAnswer(f"answered HTTP {status} with a {encoding[:20]!r}-encoded body")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise BadAnswer(f"answered HTTP {status} with a body over {limit} bytes")
+                answer = bytearray()
+                async for chunk in response.content.iter_any():
+                    answer += chunk
+                    if len(answer) > limit:
+                        raise BadAnswer(f"answered HTTP {status} with a body over {limit} bytes")
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise Unreachable(failure(exc)) from exc
+        return Answer(status, bytes(answer))
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def refusal(answer: Answer) -> tuple[str, str]:
@@ -109,9 +131,11 @@ def clean(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
 
 
-def failure(error: httpx.HTTPError) -> str:
+def failure(error: Exception) -> str:
     """Why a supervisor could not be reached, in coord's words: a protocol error's text quotes the bytes
     that came back (an SSH banner, say), so only connect failures and timeouts keep theirs."""
-    if isinstance(error, httpx.ConnectError | httpx.TimeoutException):
-        return f"{type(error).__name__}: {error}"[:MAX_MESSAGE]
+    if isinstance(error, asyncio.TimeoutError):
+        return f"timed out after the request_timeout ({type(error).__name__})"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"{type(error).__name__}: {error.os_error.strerror or error.os_error}"[:MAX_MESSAGE]
     return type(error).__name__

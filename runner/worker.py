@@ -353,6 +353,7 @@ class Runner(SimpleWorker):
 
     def _watch(self, stop: threading.Event) -> None:
         last_beat = 0.0
+        last_said = -math.inf  # a Redis outage is said once every 10 s, not at every 0.1 s tick
         while not stop.wait(WATCH_INTERVAL):
             running = self.running
             try:
@@ -367,8 +368,11 @@ class Runner(SimpleWorker):
                 if time.monotonic() - last_beat >= self.settings.heartbeat_interval:
                     self._beat(running)
                     last_beat = time.monotonic()
-            except Exception:  # Redis away for a moment: keep watching, the monitor tolerates gaps
-                log.warning("watcher could not reach redis", exc_info=True)
+            except Exception as exc:  # Redis away for a moment, most likely: keep watching, the monitor tolerates gaps
+                if time.monotonic() - last_said > 10:
+                    unexpected = not isinstance(exc, redis.RedisError)
+                    log.warning("watcher step failed", exc_info=unexpected, extra={"worker": self.name, "error": str(exc)})
+                    last_said = time.monotonic()
 
     def _beat(self, running: Running | None) -> None:
         ttl = self.get_heartbeat_ttl()

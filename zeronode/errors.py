@@ -38,6 +38,7 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── LoopStorageError              zeronode.dev.loop_storage: `zeronode up`'s loop-mounted btrfs failed
     ├── SchemaTooNew                  ledger.schema: the database was migrated by a newer ledger
     ├── BadAnswer                     coord.supervisors: a supervisor's answer coord does not read (too large, not its shape)
+    ├── Unreachable                   coord.supervisors: no answer from a supervisor (refused, reset, timed out, not HTTP)
     └── SalError                      sal.errors: a SAL refused or failed an operation; the script sees its message
         ├── JobInterrupted            sal.errors: a long SAL call stopped: its job was cancelled or out of time
         ├── OverCommitted             sal.capacity: a VM or volume beyond the node's capacity, its allocation ratios applied
@@ -86,6 +87,7 @@ Foreign errors become these where they enter, each kind in one table:
 | foreign error                                   | becomes                                   | where |
 |-------------------------------------------------|-------------------------------------------|-------|
 | httpx transport errors (refused, reset, timeout) | Unavailable                               | zeronode.api.errors.unreachable |
+| aiohttp errors and timeouts of coord's requests to supervisors | Unreachable                 | coord.supervisors.SupervisorClients.exchange |
 | an error answer from a zeronode service          | Refused / NotFound / Conflict / Unavailable | zeronode.api.errors.from_response (REFUSALS) |
 | redis, SQLAlchemy errors inside a service        | HTTP 503 with a reason                    | zeronode.api.handlers.FOREIGN |
 | pydantic validation errors                       | 422 malformed / VerificationError         | zeronode.api.bodies.parse_body, zeronode.protocol.envelope |

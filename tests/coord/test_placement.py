@@ -4,6 +4,7 @@ schedule, within the signer's rights; each chosen node runs it on coord's placem
 import nacl.signing
 import pytest
 
+from coord import placement
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import ScheduleChange, Usage
 from zeronode.client.ledger import LedgerClient
@@ -88,3 +89,19 @@ def test_a_selector_outside_the_signers_rights_or_farms_finds_nothing(control_pl
         place(control_plane, count=1, farms=["nowhere"])
     assert refused.value.reason == "no_capacity"
     assert place(control_plane, count=3, farms=["test"])["placed"] == [three[256], three[512], three[1024]]
+
+
+def test_a_large_fleet_is_sampled_from_a_random_point_and_a_small_one_read_whole(control_plane, monkeypatch):
+    """Scaled down: pages of 2 and a sample of 4 feasible nodes stand for pages of 1,000 and 1,000 nodes."""
+    monkeypatch.setattr(placement, "PAGE", 2)
+    monkeypatch.setattr(placement, "MIN_SCORED", 4)
+    fullest = control_plane.add_node(free=free(900))
+    for _ in range(8):
+        control_plane.add_node(free=free(1024))
+    # Binpack ranks the fullest first, but only the nodes sampled are ranked: from a random point, the
+    # sample differs from one placement to the next, and no node is left out of every sample.
+    chosen = [place(control_plane, count=1)["placed"][0] for _ in range(20)]  # each misses `fullest` at 5/9
+    assert len(set(chosen)) > 1 and fullest in chosen
+    # A sample as large as the fleet reads all of it, round from wherever it started: the best always wins.
+    monkeypatch.setattr(placement, "MIN_SCORED", 100)
+    assert {place(control_plane, count=1)["placed"][0] for _ in range(6)} == {fullest}

@@ -80,6 +80,8 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
     zn("users", "add", "--public-key", deployer, "--name", "dana", "--role", "deployer", "--farm", "farm-r",
        "--key", admin_key, "--ledger", ledger_url)
     wait_until(lambda: submit("deployer").status_code == 202, 30, "the new grant")
+    if database_url.startswith("postgresql"):
+        return  # what follows happens on the node with the ledger away, whatever its database: run once, on SQLite
     ledger.stop()
     # The ledger is away: the saved rights serve, even to a supervisor started again.
     assert submit("deployer").status_code == 202

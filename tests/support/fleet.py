@@ -219,10 +219,10 @@ def address(index: int) -> str:
     return f"127.0.{index // 254}.{index % 254 + 1}"
 
 
-def listeners(port: int, addresses: int) -> list[socket.socket]:
-    """Listening sockets on the first `addresses` addresses, all on `port` (0: a free one, the same for all)."""
+def listeners(port: int, addresses: int, first: int = 0) -> list[socket.socket]:
+    """Listening sockets on `addresses` addresses from number `first`, all on `port` (0: a free one, the same for all)."""
     sockets: list[socket.socket] = []
-    for index in range(addresses):
+    for index in range(first, first + addresses):
         sockets.append(listener(address(index), port))
         port = sockets[-1].getsockname()[1]
     return sockets
@@ -247,15 +247,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Many simulated supervisors in one process.")
     parser.add_argument("--port", type=int, default=8301)
     parser.add_argument("--nodes", type=Path, required=True, help="node ids, one a line: line i is served at address i")
+    parser.add_argument("--slice", default="0:", help="FIRST:END of those lines, served by this process (several share a fleet)")
     parser.add_argument("--admin", action="append", default=[], help="a key that may read any job (the coordinator's)")
     parser.add_argument("--run-time", type=float, default=0.05, help="seconds each job takes")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds each answer takes")
+    parser.add_argument("--farm", default="test", help="every node's farm (what a selector's farms must admit)")
     args = parser.parse_args()
-    fleet = Fleet(run_time=args.run_time, latency=args.latency, admins=set(args.admin))
+    fleet = Fleet(run_time=args.run_time, latency=args.latency, admins=set(args.admin), farm=args.farm)
     nodes = args.nodes.read_text().split()
-    for index, node in enumerate(nodes):
+    first, end = (int(bound) if bound else None for bound in args.slice.split(":"))
+    first = first or 0
+    served = nodes[first:end]
+    for index, node in enumerate(served, start=first):
         fleet.serve(node, args.port, index)
-    serve(fleet, listeners(args.port, len(nodes)))
+    serve(fleet, listeners(args.port, len(served), first))
 
 
 if __name__ == "__main__":

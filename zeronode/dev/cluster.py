@@ -222,7 +222,7 @@ class LocalCluster:
             "state_dir": self.state_dir / "coord", "key": self.state_dir / "coord.key",
             "redis_url": f"unix://{self.redis_socket}?db=0", "ledger_url": self.ledger_url,
             "port": int(self.coord_url.rsplit(":", 1)[1]), "admins": [admin_public], "offline_wait": 5.0,
-            "supervisor_networks": LOOPBACK, "failover_after": 5.0, "failover_interval": 1.0,  # quick to see in development
+            "supervisor_networks": LOOPBACK, "failover_after": 2.0, "failover_interval": 1.0,  # quick to see in development
         })
         coord = self._spawn("coord", [self.zeronode, "coord", "--config", str(coord_config)])
         self._wait("ledger and coord", lambda: self._answers(f"{self.ledger_url}/health") and self._answers(f"{self.coord_url}/health"), [ledger, coord])
@@ -388,23 +388,30 @@ class LocalCluster:
     # -- stop ----------------------------------------------------------------------
 
     def stop(self, grace: float = 15.0) -> None:
-        """Stop every process, the last started first: SIGTERM, then SIGKILL after `grace` seconds."""
-        for service in reversed(self.services):
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for service in reversed(self.services):
-            try:
-                service.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(service.process.pid, signal.SIGKILL)
-                service.process.wait()
+        """Stop every process: SIGTERM, then SIGKILL after `grace` seconds. Redis goes last, once the rest
+        have stopped: a runner stopping with a job in hand waits for Redis to record the job's end."""
+        redis = [service for service in self.services if service.name == "redis"]
+        self._terminate([service for service in reversed(self.services) if service not in redis], grace)
+        self._terminate(redis, grace)
         self.services.clear()
         self._stop_vms()
         if self.loop is not None:
             self.loop.unmount()
         if self.temporary:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _terminate(self, services: list[Service], grace: float) -> None:
+        for service in services:
+            if service.process.poll() is None:
+                service.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for service in services:
+            try:
+                service.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.on_progress(f"{service.name} did not stop within {grace:g} s of SIGTERM: killed (its log: {service.log})")
+                os.killpg(service.process.pid, signal.SIGKILL)
+                service.process.wait()
 
     def _stop_vms(self) -> None:
         """VMs outlive runners by design (their VMMs run in their own sessions); a local cluster's do not. A

@@ -64,16 +64,19 @@ class SignedRequestAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         audience = request.headers.get(AUDIENCE_HEADER) or self.audience
+        request.headers.update(self.headers(request.method, request.url.raw_path.decode("ascii"), audience, request.content))
+        yield request
+
+    def headers(self, method: str, target: str, audience: str | None, body: bytes) -> dict[str, str]:
+        """The four headers that sign this request (`target`: the path and '?query' as sent), for any client."""
         if audience is None or not AUDIENCE.fullmatch(audience):
             raise ValueError(f"a signed request needs an audience (a node id, 'ledger' or 'coord'), got {audience!r}")
         timestamp = int(self.clock())
-        target = request.url.raw_path.decode("ascii")
-        message = request_signing_bytes(request.method, target, audience, timestamp, request.content)
-        request.headers[KEY_HEADER] = self.public_key
-        request.headers[AUDIENCE_HEADER] = audience
-        request.headers[TIMESTAMP_HEADER] = str(timestamp)
-        request.headers[SIGNATURE_HEADER] = keys.sign(self.key, message)
-        yield request
+        message = request_signing_bytes(method, target, audience, timestamp, body)
+        return {
+            KEY_HEADER: self.public_key, AUDIENCE_HEADER: audience, TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: keys.sign(self.key, message),
+        }
 
 
 def verify_request(
