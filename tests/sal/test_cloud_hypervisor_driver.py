@@ -16,6 +16,7 @@ from sal.hypervisor.base import FEATURES
 from sal.hypervisor.drivers.cloud_hypervisor import CloudHypervisor, HypervisorClient
 from sal.hypervisor.drivers.cloud_hypervisor.simulator import ACPI_IGNORED, RELEASES
 from sal.hypervisor.drivers.cloud_hypervisor.vmm import socket_path
+from tests.support.waiting import wait_until
 
 BOOT_LINE = "zeronode simulator: guest booted (boot {})"
 
@@ -139,6 +140,13 @@ def test_stop_takes_a_vmm_that_vanishes_on_the_way(driver, vm_dir, spec):
     driver.stop(vm_dir, timeout=60)
     assert stopped(driver, vm_dir)
     driver.stop(vm_dir, timeout=60)  # nothing runs: nothing to do
+
+    driver.start(vm_dir, spec)  # and a VMM already gone when stop comes leaves nothing behind either
+    with client_of(vm_dir) as client:
+        client.power_button()
+    wait_until(lambda: driver.pid(vm_dir) is None, 30, "the VMM to exit after its guest powered off")
+    driver.stop(vm_dir, timeout=60)
+    assert stopped(driver, vm_dir)
 
 
 @ONE_RELEASE

@@ -134,6 +134,8 @@ class CloudHypervisor:
 
     def stop(self, vm_dir: Path, timeout: float) -> None:
         if self.vmms.pid(vm_dir) is None:
+            if socket_path(vm_dir).exists():  # gone by itself already: a VMM leaves its API socket behind
+                self.vmms.end(vm_dir)
             return
         with HypervisorClient(socket_path(vm_dir)) as client:
             if state_of(client) == "Running" and power_button(client):
