@@ -77,8 +77,13 @@ class NodeDirectory:
         if waiting is None:
             waiting = self._misses[node_id] = asyncio.get_running_loop().create_future()
             if len(self._misses) == 1:  # the first miss of a batch sends it, a moment later
-                asyncio.get_running_loop().call_later(BATCH_WAIT, lambda: self._sending.add(asyncio.ensure_future(self._send())))
+                asyncio.get_running_loop().call_later(BATCH_WAIT, self._send_soon)
         return await asyncio.shield(waiting)
+
+    def _send_soon(self) -> None:
+        sending = asyncio.ensure_future(self._send())
+        self._sending.add(sending)
+        sending.add_done_callback(self._sending.discard)
 
     async def _send(self) -> None:
         """Ask the ledger for every node missed since the last batch, 200 a request, and answer their waiters."""
@@ -95,7 +100,6 @@ class NodeDirectory:
                     misses[node_id].exception()  # retrieved: a waiter canceled meanwhile leaves no warning behind
                 else:
                     misses[node_id].set_result(cached[1])
-        self._sending.discard(asyncio.current_task())
 
     async def records(self, node_ids: list[str]) -> dict[str, NodeRecord | None]:
         """Every one of these nodes' records (None: unknown), or Unavailable when the ledger cannot say."""

@@ -42,12 +42,12 @@ import httpx
 from coord.authorization import Authorizer, refusals
 from coord.nodes import NodeDirectory, NodeRecord, record_of
 from zeronode.api.errors import Refused, Unavailable, detail_of, unreachable
+from zeronode.protocol import keys
 from zeronode.protocol.envelope import Selector, Verified
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 PAGE = 1000  # the ledger's largest page
-NODE_ID_ALPHABET, NODE_ID_LENGTH = "abcdefghijklmnopqrstuvwxyz234567", 26  # zeronode.protocol.keys.node_id
 # Nodes scored for a placement: enough feasible ones, not the whole fleet (Nomad, too, scores a sample).
 SCORED_PER_NODE = 4
 MIN_SCORED = 1000
@@ -111,7 +111,7 @@ class Placer:
             "min_free_vcpus": selector.min_vcpus, "min_free_memory": selector.min_memory_mib * MIB,
             "min_free_disk": selector.min_disk_gib * GIB,
         }
-        start = "".join(secrets.choice(NODE_ID_ALPHABET) for _ in range(NODE_ID_LENGTH))
+        start = keys.node_id(keys.b64url(secrets.token_bytes(32)))  # a random point among the node ids
         for farm in selector.farms or [None]:
             for after, upto in ((start, None), (None, start)):  # the ids after `start`, then those up to it
                 while True:
