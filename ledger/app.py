@@ -11,6 +11,12 @@ ledger.policies and ledger.rights.
     GET  /v1/users/{key}?node=      the user's roles and rights (may_deploy on that node)
     POST /v1/policies               signed by an admin      set or remove a signature policy -> 201 | 200
     GET  /v1/policies?scope=&target=  the signature policies
+    POST /v1/releases               signed by an admin      publish a release (digest, size, release keys' signatures)
+    PUT  /v1/releases/{v}/artifact  its artifact, checked against the published digest; GET it (Range)
+    GET  /v1/releases[/{v}]         the releases
+    POST /v1/channels/{name}        signed by an admin      promote | pause | resume | rollback -> the channel
+    GET  /v1/channels[/{name}]      channels with their rollout's progress
+    POST /v1/follows                signed by an admin      what a farm or node follows (a channel or a version)
     GET  /health (checks the database), /ping (does nothing: a liveness probe), /metrics
 
 The routes are in ledger.routes, one router per resource. Writes carry the
@@ -29,7 +35,7 @@ from fastapi import FastAPI
 
 from ledger.database import Database
 from ledger.metrics import Metrics, NodeCounts
-from ledger.routes import nodes, operations, rights, uptime, users
+from ledger.routes import nodes, operations, releases, rights, uptime, users
 from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings
 from zeronode.api import handlers
@@ -48,5 +54,5 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     app.state.ledger = Ledger(settings, db, clock, metrics)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
-    add_routers(app, nodes.router, rights.router, uptime.router, users.router, operations.router)
+    add_routers(app, nodes.router, rights.router, uptime.router, users.router, releases.router, operations.router)
     return app

@@ -22,6 +22,7 @@ from ledger.database import Database
 from ledger.schema import nodes
 from zeronode.api.destinations import Network, check_supervisor_url
 from zeronode.api.errors import Refused
+from zeronode.api.releases import UpdateResult
 from zeronode.api.ledger import (
     Capabilities,
     Capacity,
@@ -116,6 +117,7 @@ def view(row: sa.Row, now: float, offline_after: float) -> NodeView:
         reserved=_usage(row.reserved_vcpus, row.reserved_memory, row.reserved_disk),
         free=_usage(row.free_vcpus, row.free_memory, row.free_disk),
         health=row.health,
+        update=UpdateResult.model_validate(row.update_result) if row.update_result else None,
     )
 
 

@@ -68,6 +68,8 @@ nodes = Table(
     Index("nodes_by_free_vcpus", "free_vcpus"),
     Index("nodes_by_free_memory", "free_memory"),
     Index("nodes_by_free_disk", "free_disk"),
+    # Version 5, releases: how the node's last update went (zeronode.api.releases.UpdateResult).
+    Column("update_result", sa.JSON),
 )
 
 # Closed up intervals, one per boot that ended: what "uptime % over 30 days" adds up.
@@ -111,6 +113,52 @@ signature_policies = Table(
     Column("sequence", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+
+def _release_tables(meta: MetaData) -> tuple[Table, Table, Table]:
+    """Version 5's tables: releases, the channels that carry them, and who follows which channel or version."""
+    return (
+        Table(
+            "releases",
+            meta,
+            Column("version", String(32), primary_key=True),
+            Column("sha256", String(64), nullable=False),
+            Column("size", BigInteger, nullable=False),
+            Column("url", String(512)),  # None: the ledger serves the artifact uploaded to it (hosted)
+            Column("signatures", sa.JSON, nullable=False),
+            Column("signers", sa.JSON, nullable=False),
+            Column("hosted", sa.Boolean, nullable=False),
+            Column("published_at", BigInteger, nullable=False),
+            Column("published_by", String(43), nullable=False),
+        ),
+        Table(
+            "channels",
+            meta,
+            Column("name", String(32), primary_key=True),
+            Column("version", String(32)),
+            Column("previous", String(32)),
+            Column("stage", String(16), nullable=False),
+            Column("paused", sa.Boolean, nullable=False),
+            Column("halted", String(500)),
+            Column("canary", sa.JSON, nullable=False),
+            Column("window_seconds", Integer, nullable=False),
+            Column("stage_since", BigInteger, nullable=False),
+            Column("sequence", BigInteger, nullable=False),
+        ),
+        # A farm's or a node's channel or pinned version; both None: the default. Kept when unset, for its sequence.
+        Table(
+            "follows",
+            meta,
+            Column("scope", String(8), primary_key=True),
+            Column("target", String(64), primary_key=True),
+            Column("channel", String(32)),
+            Column("version", String(32)),
+            Column("sequence", BigInteger, nullable=False),
+        ),
+    )
+
+
+releases, channels, follows = _release_tables(metadata)
 
 schema_versions = Table(
     "schema_versions",
@@ -164,8 +212,18 @@ def _add_placement(connection: sa.Connection) -> None:
         connection.execute(sa.text(f"CREATE INDEX nodes_by_free_{name} ON nodes (free_{name})"))
 
 
+def _add_releases(connection: sa.Connection) -> None:
+    """5: releases, channels and follows; nodes report how their last update went."""
+    json_type = sa.JSON().compile(dialect=connection.dialect)
+    connection.execute(sa.text(f"ALTER TABLE nodes ADD COLUMN update_result {json_type}"))
+    for table in _release_tables(MetaData()):
+        table.create(connection)
+
+
 # Step N+1 takes a version-N database to version N+1. Append; never edit a released step.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_add_capabilities, _add_sequences_and_policies, _add_placement]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [
+    _add_capabilities, _add_sequences_and_policies, _add_placement, _add_releases,
+]
 LATEST = 1 + len(MIGRATIONS)
 
 

@@ -46,7 +46,12 @@ class LedgerSettings(FileSettings):
         [], description="networks a node's registered supervisor URL may point into, besides its own mycelium /64"
     )
 
-    @field_validator("admins")
+    # Releases (docs/operators.md, "Updating a fleet"): the ledger refuses one its nodes would refuse.
+    release_keys: list[str] = Field([], description="public keys whose signatures make a release; none: no releases")
+    release_threshold: int = Field(1, ge=1, description="how many of release_keys must sign a release")
+    max_artifact_bytes: int = Field(2**30, gt=0, description="the largest release artifact the ledger stores")
+
+    @field_validator("admins", "release_keys")
     @classmethod
     def _admins_are_keys(cls, value: list[str]) -> list[str]:
         for key in value:
@@ -59,6 +64,11 @@ class LedgerSettings(FileSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        """Where the release artifacts uploaded to this ledger are kept (by sha256)."""
+        return self.data_dir / "releases"
 
     @property
     def offline_after(self) -> float:

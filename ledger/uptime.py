@@ -78,7 +78,8 @@ def judge(boot: Boot, report: UptimeReport) -> Judgement:
 
 
 _BOOT_COLUMNS = (
-    nodes.c.node_id, nodes.c.registered_at, nodes.c.last_report_at, nodes.c.last_uptime, nodes.c.up_since, nodes.c.restarts
+    nodes.c.node_id, nodes.c.registered_at, nodes.c.last_report_at, nodes.c.last_uptime, nodes.c.up_since, nodes.c.restarts,
+    nodes.c.farm,  # last: not the boot's, for the caller's rollout decision (ledger.rollouts), read in the same query
 )
 # In id order, so that concurrent batches on PostgreSQL lock rows in the same order and never deadlock.
 _READ_BOOTS = (
@@ -97,17 +98,24 @@ def _update_node(prefix: str, *columns: str) -> sa.Update:
 
 _WRITE_BOOT = _update_node("b_", "last_report_at", "last_uptime", "up_since", "restarts")
 
-# What a report says besides the uptime, written when it carries it (nodes before version 4 send none).
+# What a report says besides the uptime, written when it carries it (nodes before version 4 send none). The
+# running version and the last update's result are kept as they were when a report leaves them out.
 _WRITE_STATE = _update_node(
     "s_", "reserved_vcpus", "reserved_memory", "reserved_disk", "free_vcpus", "free_memory", "free_disk", "health", "degraded"
+).values(
+    version=sa.func.coalesce(sa.bindparam("s_version", type_=nodes.c.version.type), nodes.c.version),
+    update_result=sa.func.coalesce(sa.bindparam("s_update_result", type_=sa.JSON(none_as_null=True)), nodes.c.update_result),
 )
 
 
 def _state(node_id: str, report: UptimeReport) -> dict | None:
     """The parameters of _WRITE_STATE for a report that says what the node holds, has free, or how it is."""
-    if report.reserved is None and report.free is None and report.health is None:
+    if report.reserved is None and report.free is None and report.health is None and report.version is None:
         return None
-    state: dict = {"s_node_id": node_id, "s_health": report.health, "s_degraded": not all((report.health or {}).values())}
+    state: dict = {
+        "s_node_id": node_id, "s_health": report.health, "s_degraded": not all((report.health or {}).values()),
+        "s_version": report.version, "s_update_result": None if report.update is None else report.update.model_dump(),
+    }
     for kind, usage in (("reserved", report.reserved), ("free", report.free)):
         for name in ("vcpus", "memory", "disk"):
             state[f"s_{kind}_{name}"] = None if usage is None else getattr(usage, name)
@@ -115,12 +123,14 @@ def _state(node_id: str, report: UptimeReport) -> dict | None:
 
 
 def ingest(
-    db: Database, reports: Sequence[tuple[str, UptimeReport]], *, now: float, skew: float
+    db: Database, reports: Sequence[tuple[str, UptimeReport]], *, now: float, skew: float,
+    farms: dict[str, str] | None = None,
 ) -> list[UptimeAccepted | Refused]:
     """Judge and store (node id, report) pairs whose signatures were checked; one answer each, in order.
 
     One transaction for them all: one read of the nodes' rows, one batched
     write of the rows that moved and one of the intervals that closed.
+    `farms`, when given, gets each known node's farm.
     """
     answers: list[UptimeAccepted | Refused | None] = [None] * len(reports)
     for index, (_node_id, report) in enumerate(reports):
@@ -133,7 +143,10 @@ def ingest(
         return answers  # type: ignore[return-value]
     with db.writing() as connection:
         ids = sorted({reports[index][0] for index in pending})
-        boots = {row.node_id: Boot(*row[1:]) for row in connection.execute(_READ_BOOTS, {"ids": ids})}
+        rows = connection.execute(_READ_BOOTS, {"ids": ids}).all()
+        boots = {row.node_id: Boot(*row[1:-1]) for row in rows}
+        if farms is not None:  # each node's farm, for the caller (the single report's release answer)
+            farms.update((row.node_id, row.farm) for row in rows)
         moved: dict[str, Boot] = {}
         states: dict[str, dict] = {}
         closed: list[dict] = []

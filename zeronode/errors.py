@@ -33,6 +33,14 @@ tests/test_architecture.py holds it to the code in both directions.
     ├── SnapshotError                 zeronode.node.rights: a node's saved ledger rights are not readable
     ├── VolatileQueue                 zeronode.node.queue.durability: the node's Redis is not append-only, and that is not allowed
     ├── AlreadyRunning                zeronode.identity_manager.lock: another identity manager reports for this node
+    ├── ReleaseError                  zeronode.release.manifest: a release that cannot be built, trusted or installed
+    │   ├── BadArtifact               its digest, size, a file's digest or a member is not what was published
+    │   ├── SignaturesRefused         fewer than the threshold of trusted release keys signed it
+    │   ├── ReleaseBuildError         zeronode.release.build: pip or maturin failed
+    │   ├── InstallError              zeronode.identity_manager.install: the venv or pip failed, the wrong interpreter
+    │   ├── RestartFailed             zeronode.identity_manager.services: the node's services did not come back
+    │   ├── CheckFailed               zeronode.identity_manager.checks: the new version failed a health check
+    │   └── Refusal                   zeronode.identity_manager.updates: not installed, and a retry would not change that
     ├── ClusterError                  zeronode.dev.cluster: `zeronode up` could not start
     ├── GuestBuildError               zeronode.dev.guest: the tiny test guest could not be built (apt, cpio)
     ├── LoopStorageError              zeronode.dev.loop_storage: `zeronode up`'s loop-mounted btrfs failed

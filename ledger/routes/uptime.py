@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ledger import reports, uptime
+from ledger import reports, rollouts, uptime
 from ledger.routes.dependencies import LedgerDep, WriteSigner, ledger_of, require_declared_length
 from zeronode.api.errors import Refused
+from zeronode.api.ledger import UptimeAccepted, UptimeReport
 
 router = APIRouter(tags=["uptime"])
 
@@ -23,13 +24,23 @@ async def report_uptime(node_id: str, request: Request, public_key: WriteSigner)
     if db.is_sqlite:
         # Inline: SQLite writes one at a time anyway, and this one takes a fraction of a millisecond,
         # less than the hop to a worker thread and its GIL hand-offs (40% more reports/s, bench/ledger.py).
-        [answer] = uptime.ingest(db, [report], now=clock(), skew=settings.skew)
+        answer = _ingest(db, report, clock(), settings.skew)
     else:  # PostgreSQL: the write waits on the network, so it waits in a thread
-        [answer] = await run_in_threadpool(uptime.ingest, db, [report], now=clock(), skew=settings.skew)
+        answer = await run_in_threadpool(_ingest, db, report, clock(), settings.skew)
     ledger.metrics.count(answer)
     if isinstance(answer, Refused):
         raise answer
-    return JSONResponse(answer.model_dump())
+    return JSONResponse(answer.model_dump(exclude_none=True))
+
+
+def _ingest(db, report: tuple[str, UptimeReport], now: float, skew: float) -> UptimeAccepted | Refused:
+    """One report stored, answered with the release the node should run (ledger.rollouts)."""
+    farms: dict[str, str] = {}
+    [answer] = uptime.ingest(db, [report], now=now, skew=skew, farms=farms)
+    if isinstance(answer, Refused):
+        return answer
+    release = rollouts.after_report(db, report[0], farms[report[0]], report[1], now)
+    return answer if release is None else answer.model_copy(update={"release": release})
 
 
 # Not signed as a whole: each report in it is, by its node. A relay needs no key. The body is cut into

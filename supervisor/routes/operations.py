@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+
+import zeronode
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,7 +19,7 @@ router = APIRouter(tags=["operations"])
 def health(supervisor: SupervisorDep) -> JSONResponse:
     """200 while the node's Redis answers and is one the node may run on (append-only, or
     allow_volatile_queue), 503 otherwise; its persistence, read again ("aof", "rdb", "none", "unknown");
-    and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
+    the version it runs (an update checks it); and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
     which a probe may alert on."""
     status, persistence = "redis unavailable", supervisor.durability.mode or UNKNOWN
     if supervisor.healthy():
@@ -28,8 +30,8 @@ def health(supervisor: SupervisorDep) -> JSONResponse:
             pass
     return JSONResponse(
         status_code=200 if status == "ok" else 503,
-        content={"status": status, "node": supervisor.node_id, "queue_persistence": persistence,
-                 "rights": supervisor.authorizer.rights_state},
+        content={"status": status, "node": supervisor.node_id, "version": zeronode.__version__,
+                 "queue_persistence": persistence, "rights": supervisor.authorizer.rights_state},
     )
 
 

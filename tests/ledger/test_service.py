@@ -39,8 +39,17 @@ PLACEMENT_COLUMNS = (
 )
 
 
+def back_to_version_4(connection: sa.Connection) -> None:
+    """Undo step 5, as a ledger before releases left the database."""
+    for table in ("releases", "channels", "follows"):
+        connection.execute(sa.text(f"DROP TABLE {table}"))
+    connection.execute(sa.text("ALTER TABLE nodes DROP COLUMN update_result"))
+    stamp(connection, 4)
+
+
 def back_to_version_3(connection: sa.Connection) -> None:
     """Undo step 4, as a ledger before placement left the database."""
+    back_to_version_4(connection)
     for name in ("vcpus", "memory", "disk"):
         connection.execute(sa.text(f"DROP INDEX nodes_by_free_{name}"))
     for column in PLACEMENT_COLUMNS:
@@ -102,6 +111,15 @@ def test_a_version_3_database_gets_placement_columns_and_keeps_its_nodes(make_le
         assert {"nodes_by_free_vcpus", "nodes_by_free_memory", "nodes_by_free_disk"} <= indexes
     node = second.get(f"/v1/nodes/{node_id}").json()
     assert (node["schedule"], node["free"], node["labels"]) == ("active", None, [])
+
+
+def test_a_version_4_database_gets_release_tables_and_keeps_its_nodes(make_ledger, node_key):
+    first = make_ledger()
+    node_id = first.signed("POST", "/v1/nodes", node_key, REGISTRATION).json()["node_id"]
+    second = migrated(first, make_ledger, back_to_version_4)
+    node = second.get(f"/v1/nodes/{node_id}").json()
+    assert node["version"] == REGISTRATION["version"] and node["update"] is None
+    assert second.get("/v1/releases").json() == [] and second.get("/v1/channels").json() == []
 
 
 def test_a_version_2_database_gets_sequences_and_policies(make_ledger, node_key):

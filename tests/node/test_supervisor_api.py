@@ -8,6 +8,8 @@ import httpx
 import nacl.signing
 import pytest
 
+import zeronode
+
 from zeronode.api.rights import Grant, NodeRights, SignaturePolicy
 from zeronode.node import rights as snapshots
 from zeronode.protocol import keys
@@ -183,7 +185,8 @@ def test_health_and_metrics(node):
     health = node.http.get("/health")
     assert health.status_code == 200
     # No ledger rights yet; the tests' Redis is append-only, as a node's must be.
-    assert health.json() == {"status": "ok", "node": node.node_id, "queue_persistence": "aof", "rights": "local"}
+    assert health.json() == {"status": "ok", "node": node.node_id, "version": zeronode.__version__,
+                             "queue_persistence": "aof", "rights": "local"}
     node.post(node.sign("1"))
     node.post(node.sign("1", key=node.stranger))
     node.post(b"{")

@@ -23,6 +23,9 @@ def running_up(state: Path, *args: str) -> Iterator[dict]:
     process = subprocess.Popen(
         [ZERONODE, "up", "--state-dir", str(state), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+        # Ctrl-C (SIGINT) stops it: not ignored, even when the tests themselves run as a background job, which
+        # the shell starts with SIGINT ignored (and Python then keeps it so).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     for line in process.stdout:

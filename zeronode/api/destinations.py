@@ -30,26 +30,37 @@ def forbidden(message: str) -> Refused:
 
 def check_supervisor_url(url: str, *, mycelium_address: str | None, networks: Sequence[Network]) -> str:
     """The URL as coord will use it (scheme://host:port, no trailing slash), or Refused(422, forbidden_destination)."""
+    return _check(url, "supervisor_url", mycelium_address=mycelium_address, networks=networks, with_path=False)
+
+
+def check_artifact_url(url: str, *, networks: Sequence[Network]) -> str:
+    """Where nodes fetch a release artifact (docs/operators.md, "Updating a fleet"): the same rules, with a
+    path allowed and no mycelium subnet (no node names it); the URL, or Refused(422, forbidden_destination)."""
+    return _check(url, "url", mycelium_address=None, networks=networks, with_path=True)
+
+
+def _check(url: str, what: str, *, mycelium_address: str | None, networks: Sequence[Network], with_path: bool) -> str:
     try:
         parts = urlsplit(url)
         port = parts.port
         host = ipaddress.ip_address((parts.hostname or "").split("%", 1)[0]) if parts.hostname else None
     except ValueError as exc:
-        raise forbidden(f"supervisor_url {url!r}: {exc}") from None
+        raise forbidden(f"{what} {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
-        raise forbidden(f"supervisor_url {url!r}: only http and https are allowed")
+        raise forbidden(f"{what} {url!r}: only http and https are allowed")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise forbidden(f"supervisor_url {url!r}: user info is not allowed")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or url.endswith(("?", "#")):
-        raise forbidden(f"supervisor_url {url!r}: must be the service's root, without a path, query or fragment")
+        raise forbidden(f"{what} {url!r}: user info is not allowed")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise forbidden(f"{what} {url!r}: a query or fragment is not allowed")
+    if parts.path not in ("", "/") and not with_path:
+        raise forbidden(f"{what} {url!r}: must be the service's root, without a path")
     if host is None:
-        raise forbidden(f"supervisor_url {url!r}: the host must be an IP address, not a name")
+        raise forbidden(f"{what} {url!r}: the host must be an IP address, not a name")
     if not _allowed(host, mycelium_address, networks):
-        raise forbidden(
-            f"supervisor_url {url!r}: {host} is neither in the node's mycelium subnet nor in an allowed network"
-        )
+        raise forbidden(f"{what} {url!r}: {host} is neither in the node's mycelium subnet nor in an allowed network")
     netloc = f"[{host}]" if host.version == 6 else str(host)
-    return f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
+    origin = f"{parts.scheme}://{netloc}" + (f":{port}" if port is not None else "")
+    return origin + parts.path if with_path else origin
 
 
 def _allowed(host: ipaddress.IPv4Address | ipaddress.IPv6Address, mycelium_address: str | None, networks: Sequence[Network]) -> bool:

@@ -11,17 +11,9 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from zeronode.api.releases import ReleaseTarget, UpdateResult
 from zeronode.protocol import keys
 from zeronode.protocol.envelope import Label
-from zeronode.protocol.errors import MalformedKey
-
-
-def _canonical_key(text: str) -> str:
-    try:
-        keys.parse_public_key(text)
-    except MalformedKey as exc:
-        raise ValueError(str(exc)) from None
-    return text
 
 
 def _ipv6(text: str) -> str:
@@ -31,7 +23,7 @@ def _ipv6(text: str) -> str:
         raise ValueError(f"not an IPv6 address: {text!r}") from None
 
 
-PublicKey = Annotated[str, AfterValidator(_canonical_key)]
+PublicKey = Annotated[str, AfterValidator(keys.canonical_public_key)]
 NodeId = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]  # zeronode.protocol.keys.node_id
 FarmName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 UnixTime = Annotated[int, Field(ge=0, le=2**53)]
@@ -123,6 +115,9 @@ class UptimeReport(BaseModel):
     reserved: Usage | None = None
     free: Usage | None = None
     health: Annotated[dict[PartName, bool], Field(max_length=16)] | None = None
+    # The version the node runs now, and how its last update went (docs/operators.md, "Updating a fleet").
+    version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    update: UpdateResult | None = None
 
 
 class NodeFilters(BaseModel):
@@ -168,6 +163,7 @@ class NodeView(BaseModel):
     reserved: Usage | None = None
     free: Usage | None = None
     health: dict[str, bool] | None = None
+    update: UpdateResult | None = None
 
 
 class NodeDetail(NodeView):
@@ -184,6 +180,8 @@ class UptimeAccepted(BaseModel):
     restart: bool
     duplicate: bool
     restarts: int
+    # What the node should run, when it follows a channel or a pin with a release (single reports only).
+    release: ReleaseTarget | None = None
 
 
 class ScheduleChange(BaseModel):

@@ -9,6 +9,7 @@
     policies.py  policies set | remove | list  a ledger's signature policies
     schedule.py  node cordon | uncordon | drain   whether coord places new work on a node
     vm.py        vm logs | events              a node's VMs, from its supervisor
+    release.py   release build | sign | publish | list | status | promote | pause | resume | rollback | follow
     up.py        up                            a local cluster (zeronode.dev)
 
 Each group is a Typer app of its own that imports only common.py (and views.py),
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from zeronode.cli import fleet, local, node, policies, schedule, services, signing, up, users, vm
+from zeronode.cli import fleet, local, node, policies, release, schedule, services, signing, up, users, vm
 
 app = typer.Typer(
     name="zeronode",
@@ -34,4 +35,5 @@ for group in (local, signing, node, services, fleet, up):
 app.add_typer(users.app, name="users")
 app.add_typer(policies.app, name="policies")
 app.add_typer(vm.app, name="vm")
+app.add_typer(release.app, name="release")
 app.add_typer(schedule.app, name="node")

@@ -138,7 +138,7 @@ def nodes(
     status: Annotated[str | None, typer.Option(help="online, degraded or offline")] = None,
     farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
 ) -> None:
-    """List the nodes the ledger knows: id, status, schedule, uptime, capacity (free of total), drivers."""
+    """List the nodes the ledger knows: id, status, version and last update, schedule, uptime, capacity (free of total), drivers."""
     from zeronode.api.errors import ServiceError
     from zeronode.client.ledger import LedgerClient
 
@@ -148,13 +148,15 @@ def nodes(
         except ServiceError as exc:
             fail(str(exc))
     table = Table()
-    for column in ("node", "status", "schedule", "uptime", "restarts", "vcpus", "memory", "disk", "drivers", "farm", "supervisor"):
+    for column in ("node", "status", "version", "last update", "schedule", "uptime", "restarts", "vcpus", "memory", "disk",
+                   "drivers", "farm", "supervisor"):
         table.add_column(column)
     for node in found:
         uptime = "" if node.last_uptime is None else f"{node.last_uptime // 3600}h{node.last_uptime % 3600 // 60:02d}m"
         free, total = node.free, node.capacity
         table.add_row(
-            node.node_id, Text(node.status, style=STATUS_STYLE.get(node.status, "")), node.schedule, uptime, str(node.restarts),
+            node.node_id, Text(node.status, style=STATUS_STYLE.get(node.status, "")), Text(node.version),
+            Text(f"{node.update.version} {node.update.result}" if node.update else ""), node.schedule, uptime, str(node.restarts),
             of(free and free.vcpus, total.vcpus, 1, ""), of(free and free.memory, total.memory, 1 << 20, " MiB"),
             of(free and free.disk, total.disk, 1 << 30, " GiB"),
             drivers(node.capabilities), node.farm, node.supervisor_url or "",

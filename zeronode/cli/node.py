@@ -77,8 +77,9 @@ def runner(
 def identity(
     config: ConfigOption = None,
     ledger_url: Annotated[str | None, typer.Option("--ledger", help="The ledger's URL (default: ledger_url in the settings)")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Register and report once, then exit (0: the ledger took both)")] = False,
 ) -> None:
-    """Run this node's identity manager: register it in the ledger, then report its uptime (at boot, for good)."""
+    """Run this node's identity manager: register it in the ledger, report its uptime, update the node (at boot, for good)."""
     from zeronode import logs
     from zeronode.identity_manager import manager as identity_manager
     from zeronode.identity_manager.lock import AlreadyRunning
@@ -88,7 +89,8 @@ def identity(
         fail("no ledger to report to: set ledger_url in the settings (or ZERONODE_LEDGER_URL, or --ledger)")
     logs.setup()
     try:
-        identity_manager.run(settings)
+        if not identity_manager.run(settings, config=config, once=once):
+            fail("the ledger did not take this node's registration and report (see the log lines above)")
     except AlreadyRunning as exc:
         fail(str(exc))
     except (KeyFileError, OSError) as exc:

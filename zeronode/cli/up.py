@@ -61,7 +61,8 @@ def up(
         if once:
             raise typer.Exit(0 if all_succeeded else 1)
         out.print(f"\n[bold]zeronode is up.[/] coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
-                  f"admin key {cluster.admin_key_path}. Ctrl-C stops everything.", highlight=False)
+                  f"admin key {cluster.admin_key_path}; release keys (2 of 3 sign a release) in "
+                  f"{cluster.state_dir / 'release-keys'}. Ctrl-C stops everything.", highlight=False)
         while True:
             time.sleep(0.5)
             for service in cluster.restart_exited():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -36,7 +37,9 @@ from zeronode.api.ledger import (
     Usage,
     UserView,
 )
+from zeronode.api.releases import ReleaseNew, ReleaseView, UpdateResult
 from zeronode.api.rights import NodeRights, PolicyChange, PolicyFilters, PolicyRemoved, SignaturePolicy
+from zeronode.api.rollouts import ChannelChange, ChannelView, FollowChange, FollowView
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import (
     AUDIENCE_HEADER,
@@ -111,13 +114,14 @@ class LedgerClient:
 
     def report_uptime(
         self, uptime: int, timestamp: int | None = None, *, reserved: Usage | None = None, free: Usage | None = None,
-        health: dict[str, bool] | None = None,
+        health: dict[str, bool] | None = None, version: str | None = None, update: UpdateResult | None = None,
     ) -> UptimeAccepted:
         """Report this client's node's uptime (seconds since boot) at `timestamp` (default: now), with what its
-        VMs and volumes hold, what is free, and its parts' health."""
+        VMs and volumes hold, what is free, its parts' health, the version it runs and its last update's result.
+        The answer names the release the node should run, if the ledger has one for it."""
         report = UptimeReport(
             uptime=uptime, timestamp=int(time.time()) if timestamp is None else timestamp,
-            reserved=reserved, free=free, health=health,
+            reserved=reserved, free=free, health=health, version=version, update=update,
         )
         return self._send("POST", f"/v1/nodes/{self.node_id}/uptime", UptimeAccepted, body=report)
 
@@ -154,6 +158,42 @@ class LedgerClient:
         """Who has which roles on a node (default: this client's), and the policies that cover it.
         Signed: the ledger answers the node itself and its admins only."""
         return self._send("GET", f"/v1/nodes/{node_id or self.node_id}/rights", NodeRights, signed=True)
+
+    # -- releases and rollouts ---------------------------------------------
+
+    def publish_release(self, release: ReleaseNew) -> ReleaseView:
+        """Publish a release (an admin's signed request); publishing the same one again is harmless."""
+        return self._send("POST", "/v1/releases", ReleaseView, body=release)
+
+    def upload_artifact(self, version: str, path: Path) -> ReleaseView:
+        """Upload a published release's artifact to the ledger, streamed; it keeps it only if its digest is the one published."""
+        with open(path, "rb") as file:
+            headers = {"content-type": "application/x-tar", "content-length": str(path.stat().st_size)}
+            return self._send("PUT", f"/v1/releases/{version}/artifact", ReleaseView, content=file, headers=headers,
+                              timeout=httpx.Timeout(self.http.timeout.connect, read=300.0, write=300.0, pool=10.0))
+
+    def releases(self) -> list[ReleaseView]:
+        return self._send("GET", "/v1/releases", list[ReleaseView])
+
+    def release(self, version: str) -> ReleaseView:
+        return self._send("GET", f"/v1/releases/{version}", ReleaseView)
+
+    def change_channel(self, name: str, change: ChannelChange) -> ChannelView:
+        """Promote a release to a channel, pause, resume or roll it back (an admin's signed change)."""
+        return self._send("POST", f"/v1/channels/{name}", ChannelView, body=change)
+
+    def channels(self) -> list[ChannelView]:
+        return self._send("GET", "/v1/channels", list[ChannelView])
+
+    def channel(self, name: str) -> ChannelView:
+        return self._send("GET", f"/v1/channels/{name}", ChannelView)
+
+    def follow(self, change: FollowChange) -> FollowView:
+        """Set what a farm or a node follows: a channel, a pinned version, or (neither) the default."""
+        return self._send("POST", "/v1/follows", FollowView, body=change)
+
+    def follows(self) -> list[FollowView]:
+        return self._send("GET", "/v1/follows", list[FollowView])
 
     # -- signature policies ------------------------------------------------
 

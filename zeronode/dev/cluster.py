@@ -68,6 +68,7 @@ from zeronode.node.settings import NodeSettings
 from zeronode.protocol import keys
 
 READY_TIMEOUT = 60.0
+RELEASE_KEYS, RELEASE_THRESHOLD = 3, 2
 FARM = "local"
 LOOPBACK = ["127.0.0.0/8", "::1/128"]  # where a local cluster's supervisors are: allowed as supervisor URLs
 # The durability every node Redis runs with (scripts/redis/zeronode-redis.conf; the supervisors refuse less).
@@ -160,10 +161,17 @@ class LocalCluster:
 
     def restart_exited(self) -> list[Service]:
         """Start again every service that exited (a crash, a kill): what a service manager would do."""
-        restarted = [service for service in self.services if service.process.poll() is not None]
-        for service in restarted:
-            service.process = self._popen(service.argv, service.log)
+        restarted = []
+        for service in self.services:
+            if service.process.poll() is None:
+                continue
+            try:
+                service.process = self._popen(service.argv, service.log)
+            except OSError as exc:  # its program gone for now (a node switching versions): tried again next time
+                self.on_progress(f"{service.name} cannot start: {exc}")
+                continue
             service.restarts += 1
+            restarted.append(service)
         if restarted:
             self._write_description()
         return restarted
@@ -197,6 +205,7 @@ class LocalCluster:
         except (SalError, ValidationError) as exc:
             raise ClusterError(f"--hypervisor: {exc}") from None
         self._storage()
+        self._release_keys()
         admin = keys.generate()
         keys.save_private_key(admin, self.admin_key_path)
         self.admin_key: nacl.signing.SigningKey = admin
@@ -215,6 +224,7 @@ class LocalCluster:
         ledger_config = self._write("ledger.toml", {
             "data_dir": self.state_dir / "ledger", "port": int(self.ledger_url.rsplit(":", 1)[1]),
             "admins": [admin_public], "report_interval": self.report_interval, "supervisor_networks": LOOPBACK,
+            "release_keys": self.release_keys, "release_threshold": RELEASE_THRESHOLD,
         })
         (self.state_dir / "ledger").mkdir(exist_ok=True)
         ledger = self._spawn("ledger", [self.zeronode, "ledger", "--config", str(ledger_config)])
@@ -256,6 +266,16 @@ class LocalCluster:
             return
         self.on_progress(f"storage: a btrfs image loop-mounted at {self.storage_root}")
 
+    def _release_keys(self) -> None:
+        """The cluster's release keys (2 of 3 sign a release, as a fleet's would be set): in STATE_DIR/release-keys."""
+        directory = self.state_dir / "release-keys"
+        self.release_keys = []
+        for index in range(1, RELEASE_KEYS + 1):
+            key = keys.generate()
+            keys.save_private_key(key, directory / f"release{index}.key", force=True)
+            self.release_keys.append(keys.public_key_text(key))
+        directory.chmod(0o700)
+
     def _grant_rights(self, admin: nacl.signing.SigningKey, admin_public: str, coord_public: str) -> None:
         """The ledger's rights of a local cluster: its admin runs scripts on every node of the farm (operator),
         coord reads and cancels jobs there and runs nothing (observer). Nodes fetch them through their identity managers."""
@@ -268,12 +288,22 @@ class LocalCluster:
     def _write_description(self) -> None:
         # Atomic: tests and scripts read it while `up` rewrites it after a restart.
         write_atomic(self.state_dir / "cluster.json", json.dumps(self.describe(), indent=2))
+        for node in self.local_nodes:
+            self._write_services(node)
+
+    def _write_services(self, node: LocalNode) -> None:
+        """node<i>/services.json: the pids of the node's zeronode services, which its identity manager
+        restarts on an update by SIGTERM, `up` starting them again (zeronode.identity_manager.services)."""
+        prefix = f"node{node.index}-"
+        pids = {service.name.removeprefix(prefix): service.process.pid for service in self.services
+                if service.name.startswith(prefix) and not service.name.endswith("-mycelium")}
+        write_atomic(self.state_dir / f"node{node.index}" / "services.json", json.dumps(pids))
 
     def describe(self) -> dict:
         """Where everything is: what cluster.json in the state dir holds, for scripts and tests."""
         return {
             "ledger_url": self.ledger_url, "coord_url": self.coord_url, "admin_key": str(self.admin_key_path),
-            "coord_config": str(self.state_dir / "coord.toml"),
+            "coord_config": str(self.state_dir / "coord.toml"), "release_keys": str(self.state_dir / "release-keys"),
             "nodes": [{"index": n.index, "node_id": n.node_id, "supervisor_url": n.supervisor_url, "config": str(n.config)}
                       for n in self.local_nodes],
             "processes": {service.name: service.process.pid for service in self.services},
@@ -292,6 +322,10 @@ class LocalCluster:
             "rights_refresh": 5.0,  # a revocation counts on the nodes within 5 s: quick to see in development
             "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
             "vm_network": self.vm_network, "vm_bridge": f"zn{self.tag}n{index}", "vm_private_subnet": f"10.208.{index}.0/24",
+            # Updates: the node's versions live in its directory, its services run from node<i>/current, and `up`
+            # restarts them (docs/operators.md, "Updating a fleet").
+            "release_keys": self.release_keys, "release_threshold": RELEASE_THRESHOLD, "install_root": node_dir,
+            "service_manager": "local", "update_window": 20.0,
         }
         if self.storage_root:
             settings["storage_root"] = self.storage_root / f"node{index}"
@@ -301,6 +335,10 @@ class LocalCluster:
         node = LocalNode(index, config, f"http://127.0.0.1:{port}")
         self.local_nodes.append(node)
         name = f"node{index}"
+        current = node_dir / "current"
+        if not current.is_symlink():  # this checkout's venv is each node's first version
+            current.symlink_to(Path(sys.prefix))
+        zeronode = str(current / "bin" / "zeronode")
         mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.drivers.mycelium.simulator",
                                                     "--port", str(mycelium_port), "--peer-port", str(peer_port)])
         self._wait(f"{name}'s mycelium", lambda: self._answers(f"http://127.0.0.1:{mycelium_port}/api/v1/admin"), [mycelium])
@@ -309,12 +347,13 @@ class LocalCluster:
             httpx.post(f"http://127.0.0.1:{mycelium_port}/api/v1/admin/peers", json={"endpoint": f"tcp://127.0.0.1:{listening}"})
         services = [
             mycelium,
-            self._spawn(f"{name}-identity", [self.zeronode, "identity", "--config", str(config)]),
-            self._spawn(f"{name}-supervisor", [self.zeronode, "supervisor", "--config", str(config)]),
-            self._spawn(f"{name}-runner", [self.zeronode, "runner", "--pool", str(self.runners), "--config", str(config)]),
+            self._spawn(f"{name}-identity", [zeronode, "identity", "--config", str(config)]),
+            self._spawn(f"{name}-supervisor", [zeronode, "supervisor", "--config", str(config)]),
+            self._spawn(f"{name}-runner", [zeronode, "runner", "--pool", str(self.runners), "--config", str(config)]),
         ]
         if self.storage_root:
-            services.append(self._spawn(f"{name}-vm-keeper", [self.zeronode, "vm-keeper", "--config", str(config)]))
+            services.append(self._spawn(f"{name}-vm-keeper", [zeronode, "vm-keeper", "--config", str(config)]))
+        self._write_services(node)
         return services
 
     def hypervisors(self) -> dict[int, str]:

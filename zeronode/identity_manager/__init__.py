@@ -4,6 +4,9 @@
     host.py     what the ledger should know of this host: capacity, addresses, drivers
     manager.py  the loop: register, report, back off; `run` is the command
     rights.py   the node's rights from the ledger, fetched and saved for the supervisor and runners
+    updates.py  the node updating itself: the release the ledger names, installed, switched to, checked,
+                kept or rolled back; with install.py (versions side by side), services.py (restarting
+                the node's services) and checks.py (the new version's health checks)
 
 It runs at boot (scripts/systemd/zeronode-identity.service) and for as long
 as the node does:
@@ -19,6 +22,9 @@ as the node does:
 5. Beside it, fetch the node's rights from the ledger every `rights_refresh`
    seconds and save them in STATE_DIR/rights.json (0600), which the supervisor
    and runners read (docs/security.md).
+6. With `release_keys` set, update the node to the release the ledger answers
+   a report with (docs/operators.md, "Updating a fleet"): each report carries the
+   running version and the last update's result.
 
 It never dies of the ledger: unreachable, DNS failure, timeouts, 5xx and
 unexpected errors are logged and retried with capped exponential backoff,

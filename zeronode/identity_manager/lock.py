@@ -18,10 +18,12 @@ class AlreadyRunning(ZeronodeError):
 
 
 @contextlib.contextmanager
-def reporter_lock(state_dir: Path) -> Iterator[Path]:
+def reporter_lock(state_dir: Path, *, lent_by: str | None = None) -> Iterator[Path]:
     """Hold STATE_DIR/identity.lock while the block runs; AlreadyRunning if another process holds it.
 
-    flock, not a PID file: the kernel drops the lock when its holder dies, however it dies.
+    flock, not a PID file: the kernel drops the lock when its holder dies, however it dies. `lent_by`: the
+    pid of the holder that started this process to report once for it while its own reports wait (an
+    update's check, zeronode.identity_manager.updates): then the lock is the holder's, and not taken.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_NAME
@@ -31,6 +33,9 @@ def reporter_lock(state_dir: Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip() or "?"
+            if lent_by is not None and holder == lent_by:
+                yield path
+                return
             raise AlreadyRunning(
                 f"another `zeronode identity` (pid {holder}) already reports for this node: {path} is locked"
             ) from None

@@ -96,8 +96,12 @@ class Authorizer:
         ledger: bool = False,
         max_staleness: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        own_key: str | None = None,
     ):
         self.path = Path(path)
+        # The node's own key deploys here, whatever the files say: an update's canary job is signed by it
+        # (zeronode.identity_manager.checks). It grants nothing the key's holder lacks: the key is the node's.
+        self.own_key = own_key
         self.rights_path = rights_path
         self.node_id = node_id
         self.ledger = ledger  # rights come from a ledger: until its first snapshot, only local admins pass
@@ -232,6 +236,8 @@ class Authorizer:
                 roles = roles & decide.OVERSEES_JOBS
             if roles:
                 merged[key] = merged.get(key, decide.NONE) | roles
+        if self.own_key is not None:
+            merged[self.own_key] = merged.get(self.own_key, decide.NONE) | LOCAL_ROLES["deployer"]
         self._roles = merged
 
 
@@ -241,5 +247,5 @@ def node_authorizer(settings: NodeSettings, identity: NodeIdentity) -> Authorize
         # The ledger knows the node by its key's id, even where the settings override node_id.
         settings.authorized_keys_path, rights_path=settings.rights_path, node_id=keys.node_id(identity.public_key),
         ledger=settings.ledger_url is not None,
-        max_staleness=settings.rights_max_staleness,
+        max_staleness=settings.rights_max_staleness, own_key=identity.public_key,
     )

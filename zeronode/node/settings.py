@@ -152,13 +152,33 @@ class NodeSettings(FileSettings):
     supervisor_url: str | None = Field(
         None, pattern=r"^https?://\S{1,500}$", description="the supervisor as others reach it; default http://HOST:PORT"
     )
+    # Updates (docs/operators.md, "Updating a fleet"): the identity manager installs what the ledger names.
+    release_keys: list[str] = Field(
+        [], description="public keys whose signatures make a release this node installs; none: updates are off"
+    )
+    release_threshold: int = Field(1, ge=1, description="how many of release_keys must have signed a release")
+    install_root: Path = Field(
+        Path("/opt/zeronode"), description="versions/VERSION (one venv each) and `current`, the link the services run from"
+    )
+    service_manager: Literal["systemd", "local", "none"] = Field(
+        "systemd", description="who restarts the node's services on an update: systemd, `zeronode up` (local), or none"
+    )
+    update_units: list[str] = Field(
+        ["zeronode-supervisor.service", "zeronode-runner.service", "zeronode-vm-keeper.service"],
+        description="with systemd: the units restarted on an update (the identity manager restarts itself)",
+    )
+    update_window: float = Field(
+        120.0, gt=0, description="seconds a new version has to pass its health checks before it is rolled back"
+    )
+    max_release_bytes: int = Field(2**30, gt=0, description="the largest release artifact this node downloads")
+    keep_versions: int = Field(3, ge=2, description="installed versions kept, the running one and the one before included")
 
     @field_validator("vm_private_subnet", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("trusted_image_keys", "placers")
+    @field_validator("trusted_image_keys", "placers", "release_keys")
     @classmethod
     def _keys_are_keys(cls, keys, info):
         for key in keys:
@@ -190,6 +210,11 @@ class NodeSettings(FileSettings):
     def journal_path(self) -> Path:
         """The node's journal of envelopes accepted and run (zeronode.node.journal): at most one run each."""
         return self.state_dir / "journal.sqlite3"
+
+    @property
+    def update_dir(self) -> Path:
+        """The identity manager's update state: downloads, the update in progress, versions that failed here."""
+        return self.state_dir / "updates"
 
     @property
     def rights_path(self) -> Path:

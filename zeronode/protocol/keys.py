@@ -67,6 +67,15 @@ def parse_public_key(text: str) -> nacl.signing.VerifyKey:
     return nacl.signing.VerifyKey(b64url_decode(text, 32, "public key"))
 
 
+def canonical_public_key(text: str) -> str:
+    """`text` when it is a public key in its one spelling; ValueError otherwise (a pydantic validator's error)."""
+    try:
+        parse_public_key(text)
+    except MalformedKey as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
 @lru_cache(maxsize=4096)
 def public_key_bytes(text: str) -> bytes:
     """The 32 bytes of a textual public key, strictly decoded (cached: signers repeat)."""
