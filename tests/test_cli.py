@@ -20,9 +20,16 @@ def test_help_lists_the_commands(zn):
 
 
 def test_version(zn):
-    result = zn("version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"zeronode {zeronode.__version__} (rhai-py {rhai.__version__})"
+    for argv in (["version"], ["--version"]):
+        result = zn(*argv)
+        assert result.returncode == 0
+        assert result.stdout.strip() == f"zeronode {zeronode.__version__} (rhai-py {rhai.__version__})"
+
+
+def test_dash_h_is_help_everywhere(zn):
+    for argv in (["-h"], ["release", "-h"], ["deploy", "-h"]):
+        result = zn(*argv)
+        assert result.returncode == 0 and "Usage: zeronode" in result.stdout, argv
 
 
 def test_run_hello_example_prints_output_and_result(zn):
@@ -102,3 +109,36 @@ def test_up_with_an_unknown_hypervisor_driver_says_so_before_starting_anything(z
     assert result.returncode == 1
     assert "error: --hypervisor: hypervisor = 'xen' is not a hypervisor driver; known: " in result.stderr
     assert not (tmp_path / "up" / "logs" / "redis.log").exists()
+
+
+def test_what_a_script_says_is_printed_as_text_never_as_markup(zn, tmp_path):
+    script = tmp_path / "marked.rhai"
+    script.write_text('print("value [b]bold[/b] a:running:b [red]"); debug("[/]");\n'
+                      'throw "bad value [x] in [/tmp/path] and ^[a-z2-7]{26}$";')
+    result = zn("run", str(script))
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "MarkupError" not in result.stderr
+    assert "│ value [b]bold[/b] a:running:b [red]" in result.stdout  # no bold, no emoji, nothing eaten
+    assert "[/]" in result.stdout
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "bad value [x] in [/tmp/path] and ^[a-z2-7]{26}$" in line
+    result_text = tmp_path / "result.rhai"
+    result_text.write_text('"value [b]bold[/b]"')
+    assert json.loads(zn("run", str(result_text)).stdout) == "value [b]bold[/b]"
+
+
+def test_simple_mistakes_are_one_line_errors(zn, tmp_path):
+    key = tmp_path / "k.key"
+    assert zn("keygen", "--out", str(key)).returncode == 0
+    script = tmp_path / "s.rhai"
+    script.write_text("1")
+    cases = {
+        ("deploy", script, "--key", key, "--target", "bad name!"): "targets",
+        ("deploy", script, "--key", key, "--target", "a" * 26, "--timeout", "0"): "timeout",
+        ("nodes", "--status", "bogus", "--ledger", "http://127.0.0.1:9"): "status",
+        ("jobs", "--node", "a" * 26, "--key", key, "--status", "bogus"): "--status 'bogus': one of queued",
+    }
+    for argv, said in cases.items():
+        result = zn(*argv)
+        assert result.returncode == 1, (argv, result.stdout)
+        [line] = result.stderr.strip().splitlines()  # one line, no traceback
+        assert line.startswith("error: ") and said in line, (argv, line)

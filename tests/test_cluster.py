@@ -140,6 +140,12 @@ def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
     assert listed.returncode == 0 and all(node["node_id"] in listed.stdout for node in cluster["nodes"])
     jobs = zeronode("jobs", "--node", nodes[0], "--key", cluster["admin_key"])
     assert jobs.returncode == 0 and deployment in jobs.stdout and "finished" in jobs.stdout
+    assert f'"{nodes[0]}"' in jobs.stdout  # results as JSON, as `status` shows them
+    narrow = {**env, "COLUMNS": "80"}  # a pipe on an 80-column terminal: ids still whole, to paste into --target
+    for argv, whole in ((["nodes"], nodes[0]), (["status", deployment, "--key", cluster["admin_key"]], nodes[0]),
+                        (["jobs", "--node", nodes[0], "--key", cluster["admin_key"]], deployment)):
+        shown = subprocess.run([ZERONODE, *argv], capture_output=True, text=True, timeout=120, env=narrow)
+        assert shown.returncode == 0 and whole in shown.stdout, (argv, shown.stdout)
 
     failing = tmp_path / "fail.rhai"
     failing.write_text('throw "no";')

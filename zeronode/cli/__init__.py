@@ -19,6 +19,8 @@ failure as one line on stderr and a non-zero exit code, never as a traceback.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from zeronode.cli import fleet, local, node, policies, release, schedule, services, signing, up, users, vm
@@ -29,7 +31,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        local.version()
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the versions of zeronode and its Rhai binding, and exit")] = False,
+) -> None:
+    """Signed Rhai deployments for fleets of edge nodes."""
+
+
 for group in (local, signing, node, services, fleet, up):
     app.add_typer(group.app)
 app.add_typer(users.app, name="users")

@@ -2,6 +2,12 @@
 
 Every command reports failure as one line on stderr and a non-zero exit code,
 never as a traceback: `fail(message)`.
+
+What did not come from zeronode itself (a script's output and errors, a
+service's message, a node's answer, a path) is printed as text, never as
+Rich markup: `[b]` stays `[b]`, `a:running:b` stays itself, and a message
+with `[/tmp/x]` in it cannot crash a command. Our own styling goes through
+`Text.assemble` or `styled`; the consoles make no emoji and highlight nothing.
 """
 
 from __future__ import annotations
@@ -11,16 +17,22 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from zeronode.protocol import keys
 from zeronode.protocol.errors import KeyFileError
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True, emoji=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
+
+
+def styled(prefix: str, style: str, text: str) -> Text:
+    """`prefix` in `style`, then `text` as it is (never markup)."""
+    return Text.assemble((prefix, style), str(text))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(styled("error: ", "bold red", message))
     raise typer.Exit(code)
 
 

@@ -6,6 +6,7 @@ a deployment or a job to its signer and to admins only.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -72,6 +73,8 @@ def deploy(
         )
     except VerificationError as exc:
         fail(str(exc))
+    except ValidationError as exc:  # a target that is no node id, a timeout out of range: the envelope's own rules
+        fail(problems(exc.errors()))
     submit_and_follow(envelope, coord_url, signing_key, wait)
 
 
@@ -139,27 +142,33 @@ def nodes(
     farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
 ) -> None:
     """List the nodes the ledger knows: id, status, version and last update, schedule, uptime, capacity (free of total), drivers."""
-    from zeronode.api.errors import ServiceError
+    from pydantic import ValidationError
+
+    from zeronode.api.errors import ServiceError, problems
     from zeronode.client.ledger import LedgerClient
 
     with LedgerClient(ledger_url) as ledger:
         try:
             found = ledger.nodes(status=status, farm=farm, limit=1000)
+        except ValidationError as exc:  # --status or --farm not what a node can have
+            fail(problems(exc.errors()))
         except ServiceError as exc:
             fail(str(exc))
     table = Table()
-    for column in ("node", "status", "version", "last update", "schedule", "uptime", "restarts", "vcpus", "memory", "disk",
+    table.add_column("node", no_wrap=True, min_width=26)  # whole, at any width: it is pasted into --target
+    for column in ("status", "version", "last update", "schedule", "uptime", "restarts", "vcpus", "memory", "disk",
                    "drivers", "farm", "supervisor"):
         table.add_column(column)
     for node in found:
         uptime = "" if node.last_uptime is None else f"{node.last_uptime // 3600}h{node.last_uptime % 3600 // 60:02d}m"
         free, total = node.free, node.capacity
         table.add_row(
-            node.node_id, Text(node.status, style=STATUS_STYLE.get(node.status, "")), Text(node.version),
-            Text(f"{node.update.version} {node.update.result}" if node.update else ""), node.schedule, uptime, str(node.restarts),
+            Text(node.node_id), Text(node.status, style=STATUS_STYLE.get(node.status, "")), Text(node.version),
+            Text(f"{node.update.version} {node.update.result}" if node.update else ""), Text(node.schedule), uptime,
+            str(node.restarts),
             of(free and free.vcpus, total.vcpus, 1, ""), of(free and free.memory, total.memory, 1 << 20, " MiB"),
             of(free and free.disk, total.disk, 1 << 30, " GiB"),
-            drivers(node.capabilities), node.farm, node.supervisor_url or "",
+            Text(drivers(node.capabilities)), Text(node.farm), Text(node.supervisor_url or ""),
         )
     out.print(table)
 
@@ -191,19 +200,22 @@ def jobs(
     """List a node's recent jobs, from its supervisor (found through the ledger)."""
     from pydantic import TypeAdapter, ValidationError
 
-    from zeronode.api.jobs import JobView
+    from zeronode.api.jobs import JobView, Status
 
+    if status is not None and status not in {member.value for member in Status}:
+        fail(f"--status {status!r}: one of {', '.join(member.value for member in Status)}")
     answer = ask_supervisor(node, ledger_url, key, "/v1/jobs", {"status": status} if status else {})
     try:  # the URL is the node's own claim: what answers there is read as data, never trusted to be well-formed
         found = TypeAdapter(list[JobView]).validate_python(answer)
     except ValidationError as exc:
         fail(f"the supervisor of {node} answered something that is not a job list ({exc.error_count()} problems)")
-    table = Table(title=f"jobs on {node}", title_justify="left")
-    for column in ("job", "status", "signer", "attempts", "ended", "result / error"):
+    table = Table(title=Text(f"jobs on {node}"), title_justify="left")
+    table.add_column("job", no_wrap=True, min_width=36)  # whole, at any width
+    for column in ("status", "signer", "attempts", "ended", "result / error"):
         table.add_column(column)
     for job in found:
-        outcome = f"{job.error.type}: {job.error.message}" if job.error else repr(job.result)
+        outcome = f"{job.error.type}: {job.error.message}" if job.error else json.dumps(job.result, separators=(",", ":"))
         ended = job.ended_at.isoformat() if job.ended_at else ""
         # Text, not markup: a script's error message is the script's words.
-        table.add_row(job.id, job.status, (job.signer or "")[:12], str(job.attempts), ended, Text(outcome))
+        table.add_row(Text(job.id), Text(job.status), Text(job.signer or ""), str(job.attempts), ended, Text(outcome))
     out.print(table)

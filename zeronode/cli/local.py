@@ -10,7 +10,7 @@ import typer
 
 import rhai
 import zeronode
-from zeronode.cli.common import fail, out, parse_env
+from zeronode.cli.common import fail, out, parse_env, styled
 
 app = typer.Typer()
 
@@ -37,8 +37,8 @@ def run(
         result = engine.eval(
             engine.compile(source, name=script.name),
             {"env": parse_env(env)},
-            on_print=lambda line: out.print(f"[dim]│[/] {line}", highlight=False),
-            on_debug=lambda line, pos: out.print(f"[dim]│ debug (line {pos}):[/] {line}", highlight=False),
+            on_print=lambda line: out.print(styled("│ ", "dim", line)),
+            on_debug=lambda line, pos: out.print(styled(f"│ debug (line {pos}): ", "dim", line)),
         )
     except rhai.RhaiError as exc:
         fail(str(exc))

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
-from zeronode.cli.common import err, fail, out
+from zeronode.cli.common import err, fail, out, styled
 from zeronode.cli.views import deployment_table
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
@@ -47,27 +48,26 @@ def up(
     logging.disable(logging.CRITICAL)
     cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root, hypervisor=hypervisor,
                            loop_storage=loop_storage,
-                           on_progress=lambda line: out.print(f"[dim]up:[/] {line}", highlight=False))
+                           on_progress=lambda line: out.print(styled("up: ", "dim", line)))
     signal.signal(signal.SIGTERM, interrupt)  # stop as cleanly on `kill` as on Ctrl-C
     try:
         with out.status("starting redis, the ledger, coord and the nodes..."):
             cluster.start()
         if cluster.storage_root:
             for index, kind in cluster.hypervisors().items():
-                out.print(f"[dim]up:[/] node {index}: VMs run on {kind}", highlight=False)
+                out.print(styled("up: ", "dim", f"node {index}: VMs run on {kind}"))
             with out.status("preparing the nodes' image..."):
                 cluster.prepare_images()
         all_succeeded = deploy_examples(cluster, examples)
         if once:
             raise typer.Exit(0 if all_succeeded else 1)
-        out.print(f"\n[bold]zeronode is up.[/] coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
-                  f"admin key {cluster.admin_key_path}; release keys (2 of 3 sign a release) in "
-                  f"{cluster.state_dir / 'release-keys'}. Ctrl-C stops everything.", highlight=False)
+        out.print(styled("\nzeronode is up.", "bold", f" coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
+                         f"admin key {cluster.admin_key_path}; release keys (2 of 3 sign a release) in "
+                         f"{cluster.state_dir / 'release-keys'}. Ctrl-C stops everything."))
         while True:
             time.sleep(0.5)
             for service in cluster.restart_exited():
-                err.print(f"{service.name} exited; restarted it (restart {service.restarts}):\n{service.tail(3)}",
-                          highlight=False)
+                err.print(Text(f"{service.name} exited; restarted it (restart {service.restarts}):\n{service.tail(3)}"))
     except (ClusterError, GuestBuildError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -92,15 +92,14 @@ def deploy_examples(cluster, examples: Path) -> bool:
     targets = [node.node_id for node in cluster.local_nodes]
     scripts = sorted(examples.glob("*.rhai")) if examples.is_dir() else []
     if not scripts:
-        err.print(f"no example scripts in {examples}", highlight=False)
+        err.print(Text(f"no example scripts in {examples}"))
         return False
     all_succeeded = True
     with CoordClient(cluster.coord_url, key=cluster.admin_key) as client:
         for path in scripts:
             script = path.read_text()
             if missing := example_needs(script) - have:
-                out.print(f"[yellow]skipped[/] {path.name}: needs {', '.join(sorted(missing))} ({SKIP_HINT})",
-                          highlight=False)
+                out.print(styled("skipped ", "yellow", f"{path.name}: needs {', '.join(sorted(missing))} ({SKIP_HINT})"))
                 continue
             envelope = new_envelope(script, targets, cluster.admin_key, env=cluster.example_env())
             try:
@@ -108,7 +107,7 @@ def deploy_examples(cluster, examples: Path) -> bool:
                 *_, final = client.follow(envelope.id, timeout=120)
             except ServiceError as exc:
                 fail(f"{path.name}: {exc}")
-            out.print(f"[bold]{path.name}[/]")
+            out.print(Text(path.name, style="bold"))
             out.print(deployment_table(final))
             all_succeeded &= final["status"] == "succeeded"
     return all_succeeded

@@ -19,8 +19,8 @@ STATE_STYLE = {
 
 def deployment_table(view: dict[str, Any]) -> Table:
     counts = ", ".join(f"{n} {state}" for state, n in sorted(view["counts"].items()))
-    table = Table(title=f"deployment {view['id']}: {view['status']} ({counts})", title_justify="left")
-    table.add_column("node", no_wrap=True)
+    table = Table(title=Text(f"deployment {view['id']}: {view['status']} ({counts})"), title_justify="left")
+    table.add_column("node", no_wrap=True, min_width=26)  # whole, at any width: it is pasted into --target
     for column in ("state", "result / error", "attempts"):
         table.add_column(column)
     moves = {move["node"]: move for move in view.get("history") or []}
@@ -35,7 +35,7 @@ def deployment_table(view: dict[str, Any]) -> Table:
         else:
             outcome = "" if task.get("result") is None else json.dumps(task["result"], separators=(",", ":"))
         # What came from a script or a node is text, never markup.
-        table.add_row(task["node"], Text(task["state"], style=style), Text(outcome), str(task["attempts"]))
+        table.add_row(Text(task["node"]), Text(task["state"], style=style), Text(outcome), str(task["attempts"]))
     return table
 
 

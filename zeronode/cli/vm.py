@@ -71,7 +71,7 @@ def events(
 ) -> None:
     """What happened to a VM: created, started, stopped, exited, crashed, restarted, gave_up..."""
     answer = ask_supervisor(node, ledger_url, key, f"/v1/vms/{_vm_name(vm)}/events")
-    table = Table(title=f"events of {vm} on {node}", title_justify="left")
+    table = Table(title=Text(f"events of {vm} on {node}"), title_justify="left")
     for column in ("at", "event", "details"):
         table.add_column(column)
     for event in answer.get("events", []):
