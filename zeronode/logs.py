@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 
-# Attributes every LogRecord has: whatever else a record carries came from `extra=`.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+# Attributes every LogRecord has: whatever else a record carries came from `extra=`. uvicorn adds
+# `color_message`, its message with ANSI colour codes for a terminal: never in a JSON line.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
+LEVEL_VARIABLE = "ZERONODE_LOG_LEVEL"  # debug, info, warning, error: every service's log level
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,12 +33,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup(level: str = "info") -> None:
-    """Send every log line to stderr as JSON (call once, at a process's start)."""
+def setup(level: str | None = None) -> None:
+    """Send every log line to stderr as JSON (call once, at a process's start), at `level`, else
+    $ZERONODE_LOG_LEVEL, else info. A level that is not one is refused (ValueError) rather than ignored."""
+    level = (level or os.environ.get(LEVEL_VARIABLE) or "info").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"{LEVEL_VARIABLE}={level.lower()!r}: one of debug, info, warning, error, critical")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    root.setLevel(level)
+    # A line per request is theirs at info; at debug everything shows. httpx's were two thirds of the
+    # identity manager's log.
+    for noisy in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -36,6 +36,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def start_logs() -> None:
+    """A service's JSON logs on stderr, at ZERONODE_LOG_LEVEL (zeronode.logs); a bad level is one line."""
+    from zeronode import logs
+
+    try:
+        logs.setup()
+    except ValueError as exc:
+        fail(str(exc))
+
+
 def parse_env(pairs: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import ConfigOption, fail, node_settings, out
+from zeronode.cli.common import ConfigOption, fail, node_settings, out, start_logs
 from zeronode.protocol.errors import KeyFileError
 
 app = typer.Typer()
@@ -25,13 +25,12 @@ def supervisor(
 
     from supervisor.app import check_queue_at_start, create_app
     from supervisor.service import Supervisor
-    from zeronode import logs
     from zeronode.node.authorizer import node_authorizer
     from zeronode.node.identity import node_identity
     from zeronode.node.queue.durability import VolatileQueue
 
     settings = node_settings(config, host=host, port=port)
-    logs.setup()
+    start_logs()
     try:
         identity = node_identity(settings)
     except (KeyFileError, OSError) as exc:
@@ -58,10 +57,9 @@ def runner(
     from runner.pool import Pool, run_runner
     from sal.errors import SalError
     from sal.registry import NodeSals
-    from zeronode import logs
 
     settings = node_settings(config)
-    logs.setup()
+    start_logs()
     try:  # here, once, rather than in every runner process the pool would start again and again
         NodeSals.from_settings(settings)
     except SalError as exc:
@@ -80,14 +78,13 @@ def identity(
     once: Annotated[bool, typer.Option("--once", help="Register and report once, then exit (0: the ledger took both)")] = False,
 ) -> None:
     """Run this node's identity manager: register it in the ledger, report its uptime, update the node (at boot, for good)."""
-    from zeronode import logs
     from zeronode.identity_manager import manager as identity_manager
     from zeronode.identity_manager.lock import AlreadyRunning
 
     settings = node_settings(config, ledger_url=ledger_url)
     if not settings.ledger_url:
         fail("no ledger to report to: set ledger_url in the settings (or ZERONODE_LEDGER_URL, or --ledger)")
-    logs.setup()
+    start_logs()
     try:
         if not identity_manager.run(settings, config=config, once=once):
             fail("the ledger did not take this node's registration and report (see the log lines above)")
@@ -110,10 +107,9 @@ def vm_keeper(
     from sal.errors import SalError
     from sal.hypervisor.keeper import VmKeeper
     from sal.registry import NodeSals
-    from zeronode import logs
 
     settings = node_settings(config)
-    logs.setup()
+    start_logs()
     try:
         sals = NodeSals.from_settings(settings)
     except SalError as exc:

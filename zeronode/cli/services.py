@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import fail
+from zeronode.cli.common import fail, start_logs
 
 app = typer.Typer()
 
@@ -27,14 +27,13 @@ def ledger(
     from ledger.database import Database
     from ledger.schema import SchemaTooNew
     from ledger.settings import LedgerSettings
-    from zeronode import logs
     from zeronode.settings import SettingsError
 
     try:
         settings = LedgerSettings.load(config, **{k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     except SettingsError as exc:
         fail(str(exc))
-    logs.setup()
+    start_logs()
     database = sqlalchemy.make_url(settings.database).render_as_string(hide_password=True)
     try:
         db = Database(settings.database)
@@ -63,7 +62,6 @@ def coord(
     from coord.app import create_app
     from coord.settings import CoordSettings
     from coord.store import connect
-    from zeronode import logs
     from zeronode.node.identity import load_or_create_key
     from zeronode.protocol.errors import KeyFileError
     from zeronode.settings import SettingsError
@@ -73,7 +71,7 @@ def coord(
         settings = CoordSettings.load(config, **{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         fail(str(exc))
-    logs.setup()
+    start_logs()
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         key = load_or_create_key(settings.key_path)
