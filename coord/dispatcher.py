@@ -281,7 +281,7 @@ class Dispatcher:
     def _silent_before_accepting(self, task: Task, now: float, why: str) -> float | None:
         """The supervisor did not answer a dispatch (refused, timed out) though the ledger says the node is
         online: retried, and failed as node_unresponsive once that has lasted `unresponsive_after`."""
-        task.unreachable_since = task.unreachable_since or now
+        self._went_silent(task, now, why)
         silent = now - task.unreachable_since
         if silent >= self.settings.unresponsive_after:
             return self._fail(
@@ -399,6 +399,13 @@ class Dispatcher:
     def _fail(self, task: Task, reason: str, message: str) -> None:
         return self._end(task, TaskState.FAILED, TaskError(reason=reason, message=message))
 
+    @staticmethod
+    def _went_silent(task: Task, now: float, why: str) -> None:
+        """Mark when the task's supervisor stopped answering; logged once, when it starts (each retry is not)."""
+        if task.unreachable_since is None:
+            log.warning("supervisor unreachable", extra={"node": task.node, "state": task.state.value, "error": why})
+        task.unreachable_since = task.unreachable_since or now
+
     def _retry(self, task: Task, reason: str, message: str) -> float:
         task.attempts += 1
         task.error = TaskError(reason=reason, message=f"{message} (attempt {task.attempts}, retrying)")
@@ -407,7 +414,7 @@ class Dispatcher:
     def _unknown(self, deployment: Deployment, task: Task, now: float, why: str, record: NodeRecord | None) -> float | None:
         """The supervisor of a dispatched job does not answer: what the job became is unknown, not failed.
         Asked again, less and less often, until the envelope's expiry plus `reconcile_margin`; then failed."""
-        task.unreachable_since = task.unreachable_since or now
+        self._went_silent(task, now, why)
         silent = now - task.unreachable_since
         lasting = f" for {silent:.0f} s" if silent >= 1 else ""
         if record is not None and not record.online:

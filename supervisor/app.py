@@ -79,7 +79,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     supervisor.metrics.registry.register(QueueDepth(supervisor))
     app.state.supervisor = supervisor
     app.state.signed_request = SignedRequest(supervisor.node_id)  # addressed to this node; the protocol's window
-    handlers.install(app, log)  # refusals are counted by the service itself, which sees batches' too
+    handlers.install(app, log, log_refusals=False)  # refusals are counted and logged by the service, which sees batches' too
     app.state.vms = VmReader(supervisor.settings, supervisor.authorizer)
     add_routers(app, jobs.router, operations.router, vms.router)
     return app

@@ -133,6 +133,9 @@ class Supervisor:
         for answer in answers:
             if isinstance(answer, ServiceError):
                 self.metrics.rejected.labels(answer.reason).inc()
+                if isinstance(answer, Refused):  # the caller's fault; the node's own (Unavailable) is logged above
+                    log.info("envelope refused", extra={"reason": answer.reason, "status": answer.status,
+                                                        "error": str(answer)[:500]})
             elif answer is not None and not answer.duplicate:
                 self.metrics.accepted.inc()
         return answers  # type: ignore[return-value]

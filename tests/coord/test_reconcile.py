@@ -10,6 +10,7 @@ it is sent again; and coord forwards the envelope it verified, in canonical JSON
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -112,7 +113,8 @@ def test_a_supervisor_stopped_after_dispatch_leaves_its_task_unknown_then_gives_
     assert (final["status"], task["state"], task["result"], task["error"]) == ("succeeded", "succeeded", {"node": node}, None)
 
 
-def test_a_supervisor_stopped_before_accepting_fails_as_unresponsive_after_the_wait(control_plane, fleet_process):
+def test_a_supervisor_stopped_before_accepting_fails_as_unresponsive_after_the_wait(control_plane, fleet_process, caplog):
+    caplog.set_level(logging.WARNING, logger="zeronode.coord")
     node, supervisor = fleet_process(run_time=0.2)
     coord = control_plane.make_coord(db=1, request_timeout=0.5, unresponsive_after=2.0)
     os.kill(supervisor.pid, signal.SIGSTOP)
@@ -122,6 +124,9 @@ def test_a_supervisor_stopped_before_accepting_fails_as_unresponsive_after_the_w
     task = final["tasks"][0]
     assert (final["status"], task["state"], task["error"]["reason"]) == ("failed", "failed", "node_unresponsive")
     assert "reports to the ledger" in task["error"]["message"] and task["job_id"] is None
+    assert task["attempts"] > 1  # retried, and logged once, when its supervisor went silent
+    silent = [record for record in caplog.records if record.getMessage() == "supervisor unreachable"]
+    assert [record.node for record in silent] == [node]
 
 
 def test_a_silent_node_fails_its_task_only_past_the_envelopes_expiry(control_plane, thawed):

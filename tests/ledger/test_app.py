@@ -1,6 +1,8 @@
 """The ledger's app around its modules: every route in the OpenAPI document, and a 503 with the
 shared JSON body (zeronode.api.handlers) when the database is away."""
 
+import logging
+
 import httpx
 
 from ledger.app import create_app
@@ -49,3 +51,10 @@ def test_a_database_away_is_503(tmp_path, serve_app):
         assert response.json() == {"detail": {"reason": "database_unavailable", "message": "database unavailable"}}
         assert http.get("/health").status_code == 503
     db.close()
+
+
+def test_a_refusal_is_logged_with_its_reason(ledger, caplog):
+    caplog.set_level(logging.INFO, logger="zeronode.ledger")
+    assert ledger.get(f"/v1/nodes/{'a' * 26}").status_code == 404
+    [record] = [record for record in caplog.records if record.getMessage() == "request refused"]
+    assert (record.reason, record.status, record.path) == ("unknown_node", 404, f"/v1/nodes/{'a' * 26}")

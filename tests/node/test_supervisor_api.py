@@ -1,6 +1,7 @@
 """POST /v1/jobs: every way an envelope is refused, with its status code; idempotency; reads."""
 
 import json
+import logging
 import time
 import zlib
 
@@ -110,11 +111,15 @@ def test_id_of_another_envelope_is_409(node):
     assert node.job(first.id).signer == first.signer  # the first job is untouched
 
 
-def test_compile_error_is_422_with_position(node):
+def test_compile_error_is_422_with_position_and_logged_with_its_reason(node, caplog):
+    caplog.set_level(logging.INFO, logger="zeronode.supervisor")
     response = node.post(node.sign("let a = 1;\nlet b = a +;"))
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert (detail["reason"], detail["line"], detail["column"]) == ("compile_error", 2, 12)
+    assert node.post(node.sign("1", key=node.stranger)).status_code == 403
+    refused = [(record.reason, record.status) for record in caplog.records if record.getMessage() == "envelope refused"]
+    assert refused == [("compile_error", 422), ("not_authorized", 403)]
 
 
 def test_batch_submission_answers_each_envelope(node):

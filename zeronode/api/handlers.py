@@ -54,13 +54,19 @@ def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
     return found
 
 
-def install(app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceError], None] | None = None) -> None:
-    """Answer every error of `app` as JSON; `on_error` sees each ServiceError (to count refusals)."""
+def install(
+    app: FastAPI, log: logging.Logger, *, on_error: Callable[[ServiceError], None] | None = None, log_refusals: bool = True,
+) -> None:
+    """Answer every error of `app` as JSON; `on_error` sees each ServiceError (to count refusals). Each is
+    logged with its reason, unless the service logs its refusals itself (`log_refusals=False`)."""
 
     @app.exception_handler(ServiceError)
-    async def service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         if on_error is not None:
             on_error(exc)
+        if log_refusals:
+            log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
+                    extra={"path": request.url.path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
         headers = exc.headers or (RETRY_AFTER if exc.status == 503 else None)
         return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()}, headers=headers)
 
