@@ -1,6 +1,7 @@
 """The `zeronode` command, run as a user would: a real process."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -142,3 +143,42 @@ def test_simple_mistakes_are_one_line_errors(zn, tmp_path):
         assert result.returncode == 1, (argv, result.stdout)
         [line] = result.stderr.strip().splitlines()  # one line, no traceback
         assert line.startswith("error: ") and said in line, (argv, line)
+
+
+def test_deploy_compiles_the_script_first_and_names_its_file(zn, tmp_path):
+    """A syntax error is told once, here, with the file's name, before anything is signed or sent: coord's
+    address is one where nothing answers, and the error is the script's, not coord's."""
+    key = tmp_path / "k.key"
+    assert zn("keygen", "--out", str(key)).returncode == 0
+    script = tmp_path / "broken.rhai"
+    script.write_text('let x = 1;\nlet y = ;\n')
+    result = zn("deploy", str(script), "--key", str(key), "--target", "a" * 26, "--coord", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: broken.rhai:2:9: ") and "nothing was signed or sent" in line, line
+
+
+def test_reads_refuse_a_bad_status_in_one_line(zn, tmp_path):
+    key = tmp_path / "k.key"
+    assert zn("keygen", "--out", str(key)).returncode == 0
+    result = zn("deployments", "--key", str(key), "--status", "bogus", "--coord", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line == "error: --status 'bogus': one of pending, running, succeeded, failed, canceled"
+
+
+def test_shell_completion_completes_commands(zn):
+    script = zn("--show-completion", env={**os.environ, "SHELL": "/bin/bash"})
+    assert script.returncode == 0 and "_zeronode_completion" in script.stdout and "complete " in script.stdout
+    completed = zn(env={**os.environ, "_ZERONODE_COMPLETE": "complete_bash", "COMP_WORDS": "zeronode dep", "COMP_CWORD": "1"})
+    assert completed.stdout.split() == ["deploy", "deployments"]
+    options = zn(env={**os.environ, "_ZERONODE_COMPLETE": "complete_bash", "COMP_WORDS": "zeronode logs --fo", "COMP_CWORD": "2"})
+    assert options.stdout.split() == ["--follow"]
+
+
+def test_every_read_command_takes_json(zn):
+    reads = [["status"], ["deployments"], ["logs"], ["cancel"], ["nodes"], ["jobs"], ["policies", "list"],
+             ["release", "list"], ["release", "status"], ["vm", "events"], ["deploy"], ["submit"]]
+    for argv in reads:
+        shown = zn(*argv, "-h")
+        assert shown.returncode == 0 and "--json" in shown.stdout, argv

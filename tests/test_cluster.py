@@ -159,6 +159,56 @@ def test_the_cli_deploys_and_shows_nodes_jobs_and_status(cluster, tmp_path):
 
 
 
+def test_up_says_what_to_export_for_its_ports(cluster):
+    """Started on free ports (as tests start it), `up` prints the lines that point the client commands at it."""
+    output = "".join(cluster["output"])
+    assert f"export ZERONODE_LEDGER_URL={cluster['ledger_url']}" in output
+    assert f"export ZERONODE_COORD_URL={cluster['coord_url']}" in output
+
+
+def test_the_cli_lists_follows_prints_logs_and_cancels_deployments(cluster, cli, tmp_path):
+    nodes = [node["node_id"] for node in cluster["nodes"]]
+    admin = cluster["admin_key"]
+    script = tmp_path / "talk.rhai"
+    script.write_text('print(`on ${node_info().id}: [b]not bold[/b]`); print("second line"); 7')
+    submitted = cli("deploy", script, "--key", admin, "--target", nodes[0], "--target", nodes[1], "--json")
+    assert submitted.returncode == 0, submitted.stderr
+    deployment = json.loads(submitted.stdout)["id"]
+
+    followed = cli("logs", deployment, "--key", admin, "--follow", "--json")  # a JSON line a node, as each ends
+    assert followed.returncode == 0, followed.stderr
+    lines = [json.loads(line) for line in followed.stdout.splitlines()]
+    assert sorted(line["node"] for line in lines) == sorted(nodes)
+    for line in lines:
+        assert line["state"] == "succeeded"
+        assert line["output"] == [f"on {line['node']}: [b]not bold[/b]", "second line"]
+    one = cli("logs", deployment, "--key", admin, "--node", nodes[1])
+    assert one.returncode == 0 and f"on {nodes[1]}: [b]not bold[/b]" in one.stdout and nodes[0] not in one.stdout
+    stranger = cli("logs", deployment, "--key", admin, "--node", "b" * 26)
+    assert stranger.returncode == 1 and f"has no node {'b' * 26}" in stranger.stderr
+
+    status = json.loads(cli("status", deployment, "--key", admin, "--json").stdout)
+    assert status["status"] == "succeeded" and sorted(task["result"] for task in status["tasks"]) == [7, 7]
+    listed = json.loads(cli("deployments", "--key", admin, "--json", "--status", "succeeded").stdout)
+    assert deployment in [view["id"] for view in listed] and all(view["status"] == "succeeded" for view in listed)
+    assert deployment in cli("deployments", "--key", admin).stdout  # the whole id, to paste
+    shown = json.loads(cli("nodes", "--json").stdout)
+    assert sorted(node["node_id"] for node in shown) == sorted(nodes)
+    jobs = json.loads(cli("jobs", "--node", nodes[0], "--key", admin, "--json").stdout)
+    assert [job["status"] for job in jobs if job["id"] == deployment] == ["finished"]
+
+    slow = tmp_path / "slow.rhai"
+    slow.write_text('print("started"); sleep(60); 1')
+    waited = cli("deploy", slow, "--key", admin, "--target", nodes[0], "--wait", "--wait-timeout", "2")
+    assert waited.returncode == 124, waited.stdout + waited.stderr
+    slow_id = waited.stdout.split()[1]
+    assert f"deployment {slow_id} has not ended after 2 s; it goes on" in waited.stderr
+    canceled = cli("cancel", slow_id, "--key", admin)
+    assert canceled.returncode == 0 and "cancel sent" in canceled.stdout, canceled.stderr
+    ended = cli("status", slow_id, "--key", admin, "--wait", "--wait-timeout", "60", "--json")
+    assert ended.returncode == 1 and json.loads(ended.stdout)["status"] == "canceled"
+
+
 # -- trust at every hop, through `zeronode up --nodes 2` and the CLI --------------------------------------
 
 
@@ -424,3 +474,35 @@ def test_up_once_runs_the_examples_then_stops_everything(tmp_path, short_dir):
     assert "hello.rhai" in result.stdout and result.stdout.count("succeeded (1 succeeded)") == 1
     left = subprocess.run(["pgrep", "-f", str(short_dir)], capture_output=True, text=True).stdout
     assert left == "", f"processes left behind: {left}"
+
+
+def test_up_started_again_on_its_state_dir_finds_its_keys_nodes_and_volumes(short_dir, tmp_path):
+    """A state dir is a cluster: `up` started on it again keeps its admin key and node ids, mounts its btrfs
+    image again as it was (a volume made by the first run is there for the second), and says where to find it."""
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "keep.rhai").write_text(
+        '// needs: storage\n'
+        'let had = "kept" in volume_list().map(|v| v.name);\n'
+        'if !had { volume_create(#{ name: "kept", quota_mb: 16 }); }\n'
+        '#{ node: node_info().id, had: had }\n'
+    )
+    argv = [ZERONODE, "up", "--once", "--state-dir", str(short_dir), "--hypervisor", "simulated", "--examples", str(examples)]
+    runs = []
+    for _ in range(2):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+        assert result.returncode == 0, result.stdout + result.stderr
+        described = json.loads((short_dir / "cluster.json").read_text())
+        runs.append((result.stdout, [node["node_id"] for node in described["nodes"]],
+                     (short_dir / "admin.key").read_bytes(), described))
+    (first, first_nodes, first_key, _), (second, second_nodes, second_key, described) = runs
+    assert "storage: a btrfs image loop-mounted" in first and "keep.rhai" in first
+    assert f'"had":false,"node":"{first_nodes[0]}"' in first.replace(" ", "")
+    assert f'"had":true,"node":"{first_nodes[0]}"' in second.replace(" ", "")  # the same node, its volume kept
+    assert second_nodes == first_nodes and second_key == first_key
+    if (described["ledger_url"], described["coord_url"]) != ("http://127.0.0.1:8400", "http://127.0.0.1:8200"):
+        assert f"export ZERONODE_LEDGER_URL={described['ledger_url']}" in second  # taken: the lines to export
+    else:
+        assert "the client commands find it at their defaults" in second
+    assert subprocess.run(["findmnt", str(short_dir / "storage")], capture_output=True).returncode == 1  # unmounted
+    assert (short_dir / "storage.img").is_file()  # kept for the next start

@@ -21,7 +21,8 @@ def running_up(state: Path, *args: str) -> Iterator[dict]:
     """`zeronode up --state-dir STATE ARGS...` once it says it is up: its cluster.json, with `up` (the process),
     `state`, `output` (its lines so far), `admin` (the admin's key) and `cli` (runs `zeronode` against it)."""
     process = subprocess.Popen(
-        [ZERONODE, "up", "--state-dir", str(state), *args],
+        # Free ports: test modules run side by side, and none may answer where another test expects nothing.
+        [ZERONODE, "up", "--state-dir", str(state), "--free-ports", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
         # Ctrl-C (SIGINT) stops it: not ignored, even when the tests themselves run as a background job, which
         # the shell starts with SIGINT ignored (and Python then keeps it so).

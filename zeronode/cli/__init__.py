@@ -4,7 +4,8 @@
     signing.py   keygen, sign, cosign, verify, sign-image   keys, envelopes, image signatures, offline
     node.py      supervisor, runner, identity, vm-keeper   a node's services
     services.py  ledger, coord                 the control plane's services
-    fleet.py     deploy, submit, status, nodes, jobs   asking coord, the ledger, a node
+    deployments.py  deploy, submit, status, deployments, logs, cancel   a deployment's life, asked of coord
+    fleet.py     nodes, jobs                   asking the ledger, a node
     users.py     users add | revoke | show     a ledger's users and rights
     policies.py  policies set | remove | list  a ledger's signature policies
     schedule.py  node cordon | uncordon | drain   whether coord places new work on a node
@@ -23,13 +24,13 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli import fleet, local, node, policies, release, schedule, services, signing, up, users, vm
+from zeronode.cli import deployments, fleet, local, node, policies, release, schedule, services, signing, up, users, vm
 
 app = typer.Typer(
     name="zeronode",
     help="Signed Rhai deployments for fleets of edge nodes.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -49,7 +50,7 @@ def main(
     """Signed Rhai deployments for fleets of edge nodes."""
 
 
-for group in (local, signing, node, services, fleet, up):
+for group in (local, signing, node, services, deployments, fleet, up):
     app.add_typer(group.app)
 app.add_typer(users.app, name="users")
 app.add_typer(policies.app, name="policies")

@@ -13,7 +13,7 @@ with `[/tmp/x]` in it cannot crash a command. Our own styling goes through
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -119,6 +119,18 @@ def change_ledger(ledger_url: str, key: Path, model, fields: dict, send) -> None
     print(saved.model_dump_json(indent=2))
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table (shapes: docs/cli.md)")]
+
+
+def print_json(data: Any) -> None:
+    """A read's answer as JSON on stdout, for scripts: plain text, never through Rich."""
+    import json
+
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+DEFAULT_LEDGER_URL = "http://127.0.0.1:8400"  # where `zeronode ledger` and `zeronode up` serve by default
+DEFAULT_COORD_URL = "http://127.0.0.1:8200"
 LedgerOption = Annotated[str, typer.Option("--ledger", envvar="ZERONODE_LEDGER_URL", help="The ledger's URL")]
 CoordOption = Annotated[str, typer.Option("--coord", envvar="ZERONODE_COORD_URL", help="The coordinator's URL")]
 

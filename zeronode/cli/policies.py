@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import LedgerOption, change_ledger, fail, out
+from zeronode.cli.common import DEFAULT_LEDGER_URL, JsonOption, LedgerOption, change_ledger, fail, out, print_json
 
 app = typer.Typer(help="Signature policies of a ledger.", no_args_is_help=True)
 
@@ -30,7 +30,7 @@ def policies_set(
     threshold: Annotated[int, typer.Option(help="How many of the keys must have signed", min=1)],
     signer: Annotated[list[str], typer.Option("--signer", help="A public key that counts towards the threshold (repeatable)")],
     key: AdminKeyOption,
-    ledger_url: LedgerOption,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     action: ActionOption = "deploy",
 ) -> None:
     """Create or replace a policy; print it."""
@@ -38,7 +38,7 @@ def policies_set(
 
 
 @app.command("remove")
-def policies_remove(scope: ScopeOption, target: TargetOption, key: AdminKeyOption, ledger_url: LedgerOption,
+def policies_remove(scope: ScopeOption, target: TargetOption, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
                     action: ActionOption = "deploy") -> None:
     """Remove a policy."""
     change(ledger_url, key, {"scope": scope, "target": target, "action": action, "threshold": 0, "keys": []})
@@ -46,10 +46,11 @@ def policies_remove(scope: ScopeOption, target: TargetOption, key: AdminKeyOptio
 
 @app.command("list")
 def policies_list(
-    ledger_url: LedgerOption,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     scope: Annotated[str | None, typer.Option("--scope", help="node or farm")] = None,
     target: Annotated[str | None, typer.Option("--target", help="The node id or farm name")] = None,
     token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """List the ledger's policies."""
     from pydantic import ValidationError
@@ -65,6 +66,9 @@ def policies_list(
             fail(problems(exc.errors()))
         except ServiceError as exc:
             fail(str(exc))
+    if as_json:
+        print_json([policy.model_dump(mode="json") for policy in found])
+        return
     table = Table()
     for column in ("scope", "target", "action", "threshold", "keys"):
         table.add_column(column)

@@ -14,20 +14,19 @@ users and policies do (zeronode.cli.common.change_ledger).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import LedgerOption, change_ledger, fail, load_key, out
+from zeronode.cli.common import DEFAULT_LEDGER_URL, JsonOption, LedgerOption, change_ledger, fail, load_key, out, print_json
 
 app = typer.Typer(help="zeronode's releases and their rollout to the fleet.", no_args_is_help=True)
 
 AdminKeyOption = Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")]
 ChannelArgument = Annotated[str, typer.Argument(metavar="CHANNEL", help="stable, beta, ...")]
 ArtifactArgument = Annotated[Path, typer.Argument(metavar="ARTIFACT", help="A release artifact (zeronode-VERSION.tar)")]
-DEFAULT_LEDGER = "http://127.0.0.1:8400"
+
 
 
 def _artifact(path: Path):
@@ -82,7 +81,7 @@ def publish(
     release_key: Annotated[list[Path], typer.Option("--release-key", help="A release key to sign with (repeatable)")] = [],
     signature: Annotated[list[str], typer.Option("--signature", help="KEY:SIGNATURE from `release sign` (repeatable)")] = [],
     url: Annotated[str | None, typer.Option(help="Where nodes fetch it (default: the ledger serves it)")] = None,
-    ledger_url: LedgerOption = DEFAULT_LEDGER,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Publish ARTIFACT in the ledger with its release keys' signatures, and upload it unless --url is given."""
     from pydantic import ValidationError
@@ -114,7 +113,7 @@ def publish(
 
 
 @app.command("list")
-def releases_list(ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
+def releases_list(ledger_url: LedgerOption = DEFAULT_LEDGER_URL, as_json: JsonOption = False) -> None:
     """The published releases, newest first."""
     from rich.table import Table
 
@@ -126,6 +125,9 @@ def releases_list(ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
             found = ledger.releases()
         except ServiceError as exc:
             fail(str(exc))
+    if as_json:
+        print_json([release.model_dump(mode="json") for release in found])
+        return
     table = Table()
     for column in ("version", "sha256", "size", "signers", "served from", "published"):
         table.add_column(column)
@@ -138,8 +140,8 @@ def releases_list(ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
 @app.command()
 def status(
     channel: Annotated[str | None, typer.Argument(metavar="[CHANNEL]", help="One channel (default: all)")] = None,
-    ledger_url: LedgerOption = DEFAULT_LEDGER,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the channels as JSON")] = False,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """Each channel's release and rollout: its stage, and how many followers run which version, updated, failed."""
     from rich.text import Text
@@ -153,7 +155,7 @@ def status(
         except ServiceError as exc:
             fail(str(exc))
     if as_json:
-        print(json.dumps([view.model_dump() for view in found], indent=2))
+        print_json([view.model_dump(mode="json") for view in found])
         return
     for view in found:
         stage = view.stage + (" (paused)" if view.paused else "")
@@ -179,7 +181,7 @@ def promote(
     canary_node: Annotated[list[str], typer.Option("--canary-node", help="A node that gets it first (repeatable)")] = [],
     canary_percent: Annotated[int, typer.Option("--canary-percent", help="Percent of the other nodes that get it first")] = 0,
     window: Annotated[int, typer.Option(help="Seconds the canary must run it before the rest get it")] = 600,
-    ledger_url: LedgerOption = DEFAULT_LEDGER,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Roll VERSION out on a channel: to the canary (if any), then to every follower after the window."""
     _change(ledger_url, key, channel, {"action": "promote", "version": version, "window": window,
@@ -187,19 +189,19 @@ def promote(
 
 
 @app.command()
-def pause(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
+def pause(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """Hold the channel's rollout: nodes not yet on its release stay where they are."""
     _change(ledger_url, key, channel, {"action": "pause"})
 
 
 @app.command()
-def resume(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
+def resume(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """Let a paused or halted rollout go on (its window starts again)."""
     _change(ledger_url, key, channel, {"action": "resume"})
 
 
 @app.command()
-def rollback(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER) -> None:
+def rollback(channel: ChannelArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """Every follower of the channel back to the release before its current one."""
     _change(ledger_url, key, channel, {"action": "rollback"})
 
@@ -217,7 +219,7 @@ def follow(
     node: Annotated[str | None, typer.Option(help="The node that follows (over its farm's choice)")] = None,
     channel: Annotated[str | None, typer.Option(help="Follow this channel")] = None,
     version: Annotated[str | None, typer.Option(help="Pin this version")] = None,
-    ledger_url: LedgerOption = DEFAULT_LEDGER,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
 ) -> None:
     """Set what a farm or a node runs: a channel, a pinned version, or neither (back to the default)."""
     from zeronode.api.rollouts import FollowChange

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import LedgerOption, change_ledger
+from zeronode.cli.common import DEFAULT_LEDGER_URL, LedgerOption, change_ledger
 
 app = typer.Typer(help="A node's place in scheduling: cordon, uncordon, drain.", no_args_is_help=True)
 
@@ -29,18 +29,18 @@ def reschedule(node: str, schedule: str, key: Path, ledger_url: str) -> None:
 
 
 @app.command()
-def cordon(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = "http://127.0.0.1:8400") -> None:
+def cordon(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """No new placements on NODE; what runs there stays."""
     reschedule(node, "cordoned", key, ledger_url)
 
 
 @app.command()
-def uncordon(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = "http://127.0.0.1:8400") -> None:
+def uncordon(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """Make NODE a placement candidate again."""
     reschedule(node, "active", key, ledger_url)
 
 
 @app.command()
-def drain(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = "http://127.0.0.1:8400") -> None:
+def drain(node: NodeArgument, key: AdminKeyOption, ledger_url: LedgerOption = DEFAULT_LEDGER_URL) -> None:
     """Cordon NODE and move its services' shares to other nodes."""
     reschedule(node, "draining", key, ledger_url)

@@ -12,12 +12,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from zeronode.cli.common import err, fail, out, styled
+from zeronode.cli.common import DEFAULT_COORD_URL, DEFAULT_LEDGER_URL, err, fail, out, styled
 from zeronode.cli.views import deployment_table
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "scripts" / "examples"
 SKIP_HINT = ("storage: run as root or give --storage-root on a btrfs; image_server: a real hypervisor (QEMU or "
              "cloud-hypervisor); vm_network: run as root")
+
+DEFAULT_URLS = (DEFAULT_LEDGER_URL, DEFAULT_COORD_URL)
 
 app = typer.Typer()
 
@@ -33,13 +35,17 @@ def example_needs(script: str) -> set[str]:
 def up(
     nodes_count: Annotated[int, typer.Option("--nodes", min=1, max=16, help="How many local nodes")] = 1,
     once: Annotated[bool, typer.Option("--once", help="Deploy the examples, then stop everything and exit")] = False,
-    state_dir: Annotated[Path | None, typer.Option(help="Keep state and logs here (default: a temporary dir)")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="Keep state and logs here, to start the same cluster again later: its keys, nodes, queues, "
+             "deployments, volumes and VMs (default: a temporary dir, deleted at the end)")] = None,
     storage_root: Annotated[Path | None, typer.Option(help="A btrfs directory: nodes get storage and VMs there "
                                                        "(default: a btrfs image loop-mounted in the state dir, as root)")] = None,
     loop_storage: Annotated[bool, typer.Option(help="Without --storage-root, loop-mount a btrfs image for the nodes")] = True,
     hypervisor: Annotated[str, typer.Option(help="The nodes' hypervisor driver: auto (cloud-hypervisor, else qemu, "
                                                  "else the simulator), cloud-hypervisor, qemu, simulated")] = "auto",
     examples: Annotated[Path, typer.Option(help="Deploy the scripts in this directory")] = EXAMPLES,
+    free_ports: Annotated[bool, typer.Option(
+        "--free-ports", help="Serve the ledger and coord on free ports, not the clients' defaults (8400, 8200)")] = False,
 ) -> None:
     """Run a whole zeronode system on this machine and deploy the example scripts through it."""
     from zeronode.dev.cluster import ClusterError, LocalCluster
@@ -47,12 +53,13 @@ def up(
 
     logging.disable(logging.CRITICAL)
     cluster = LocalCluster(nodes=nodes_count, state_dir=state_dir, storage_root=storage_root, hypervisor=hypervisor,
-                           loop_storage=loop_storage,
+                           loop_storage=loop_storage, default_ports=not free_ports,
                            on_progress=lambda line: out.print(styled("up: ", "dim", line)))
     signal.signal(signal.SIGTERM, interrupt)  # stop as cleanly on `kill` as on Ctrl-C
     try:
         with out.status("starting redis, the ledger, coord and the nodes..."):
             cluster.start()
+        tell_exports(cluster)
         if cluster.storage_root:
             for index, kind in cluster.hypervisors().items():
                 out.print(styled("up: ", "dim", f"node {index}: VMs run on {kind}"))
@@ -64,6 +71,7 @@ def up(
         out.print(styled("\nzeronode is up.", "bold", f" coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
                          f"admin key {cluster.admin_key_path}; release keys (2 of 3 sign a release) in "
                          f"{cluster.state_dir / 'release-keys'}. Ctrl-C stops everything."))
+        tell_exports(cluster)
         while True:
             time.sleep(0.5)
             for service in cluster.restart_exited():
@@ -76,6 +84,16 @@ def up(
         with out.status("stopping..."):
             cluster.stop()
         out.print("stopped.", highlight=False)
+
+
+def tell_exports(cluster) -> None:
+    """Where the client commands find this cluster: their defaults, or what to export for them."""
+    if (cluster.ledger_url, cluster.coord_url) == DEFAULT_URLS:
+        out.print(styled("up: ", "dim", "the client commands find it at their defaults (--ledger, --coord)"))
+        return
+    out.print(styled("up: ", "dim", "not at the client commands' defaults (8400, 8200); for them, in another shell:"))
+    for line in cluster.exports():
+        out.print(Text(f"  {line}"))
 
 
 def interrupt(*_: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli.common import LedgerOption, change_ledger, fail
+from zeronode.cli.common import DEFAULT_LEDGER_URL, LedgerOption, change_ledger, fail
 
 app = typer.Typer(help="Users of a ledger and their rights.", no_args_is_help=True)
 
@@ -24,7 +24,7 @@ def users_add(
     public_key: UserKeyOption,
     name: Annotated[str, typer.Option(help="Who the user is")],
     key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
-    ledger_url: LedgerOption,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     role: Annotated[list[str], typer.Option("--role", help="admin, operator, deployer or observer (repeatable)")] = [],  # noqa: B006
     node: Annotated[list[str], typer.Option("--node", help="A node id the roles apply on (repeatable)")] = [],  # noqa: B006
     farm: Annotated[list[str], typer.Option("--farm", help="A farm the roles apply on (repeatable)")] = [],  # noqa: B006
@@ -37,7 +37,7 @@ def users_add(
 def users_revoke(
     public_key: UserKeyOption,
     key: Annotated[Path, typer.Option("--key", help="Private key file of an admin of the ledger")],
-    ledger_url: LedgerOption,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
 ) -> None:
     """Take every role from a user (nodes stop honouring them within their rights_refresh); print the user."""
@@ -61,7 +61,7 @@ def save(ledger_url: str, key: Path, fields: dict) -> None:
 @app.command("show")
 def users_show(
     public_key: UserKeyOption,
-    ledger_url: LedgerOption,
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     node: Annotated[str | None, typer.Option(help="Also say whether the user may deploy on this node")] = None,
     token: Annotated[str | None, typer.Option(envvar="ZERONODE_LEDGER_TOKEN", help="The ledger's read token")] = None,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Any
 
 from rich.live import Live
@@ -17,7 +18,9 @@ STATE_STYLE = {
 }
 
 
-def deployment_table(view: dict[str, Any]) -> Table:
+def deployment_table(view: dict[str, Any], source_name: str | None = None) -> Table:
+    """Its status and counts, then a row a node; a script's error says where (`deploy.rhai line 3` when the
+    script's file is known)."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(view["counts"].items()))
     table = Table(title=Text(f"deployment {view['id']}: {view['status']} ({counts})"), title_justify="left")
     table.add_column("node", no_wrap=True, min_width=26)  # whole, at any width: it is pasted into --target
@@ -39,16 +42,21 @@ def deployment_table(view: dict[str, Any]) -> Table:
     return table
 
 
-def follow(coord_url: str, deployment_id: str, targets: int, key) -> dict[str, Any]:
-    """Live progress until the deployment ends (per node when there are few); its final view.
-    `key` signs the reads: the deployment's signer's, or a coord admin's."""
+def follow(coord_url: str, deployment_id: str, targets: int, key, *, timeout: float | None = None, live: bool = True,
+           source_name: str | None = None) -> dict[str, Any] | None:
+    """Progress until the deployment ends, live (per node when there are few) or quietly; its final view, or None
+    when `timeout` seconds passed first. `key` signs the reads: the deployment's signer's, or a coord admin's."""
     from zeronode.api.errors import ServiceError
     from zeronode.client.coord import CoordClient
 
-    with CoordClient(coord_url, key=key) as client, Live(console=out, refresh_per_second=8, transient=False) as live:
+    view = None
+    with CoordClient(coord_url, key=key) as client, Live(console=out, refresh_per_second=8, transient=False) if live else nullcontext() as shown:
         try:
-            for view in client.follow(deployment_id, tasks=targets <= MAX_ROWS):
-                live.update(deployment_table(view))
+            for view in client.follow(deployment_id, timeout=timeout, tasks=live and targets <= MAX_ROWS):
+                if shown is not None:
+                    shown.update(deployment_table(view, source_name))
         except ServiceError as exc:
+            if exc.reason == "timed_out":
+                return None
             fail(str(exc))
     return view

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from zeronode.cli.common import LedgerOption, ask_supervisor, fail, out
+from zeronode.cli.common import DEFAULT_LEDGER_URL, JsonOption, LedgerOption, ask_supervisor, fail, out, print_json
 
 app = typer.Typer(help="A node's VMs: their consoles and events.", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def logs(
     node: Annotated[str, typer.Argument(help="The node's id")],
     vm: Annotated[str, typer.Argument(help="The VM's name")],
     key: KeyOption,
-    ledger_url: LedgerOption = "http://127.0.0.1:8400",
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     lines: Annotated[int, typer.Option(help="How many of the last lines", min=1, max=1000)] = 100,
     boot: Annotated[int, typer.Option(help="0: this boot; 1, 2: the boots before", min=0, max=2)] = 0,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing what the guest writes (Ctrl-C ends)")] = False,
@@ -67,10 +67,14 @@ def events(
     node: Annotated[str, typer.Argument(help="The node's id")],
     vm: Annotated[str, typer.Argument(help="The VM's name")],
     key: KeyOption,
-    ledger_url: LedgerOption = "http://127.0.0.1:8400",
+    ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
+    as_json: JsonOption = False,
 ) -> None:
     """What happened to a VM: created, started, stopped, exited, crashed, restarted, gave_up..."""
     answer = ask_supervisor(node, ledger_url, key, f"/v1/vms/{_vm_name(vm)}/events")
+    if as_json:
+        print_json([event for event in answer.get("events", []) if isinstance(event, dict)])
+        return
     table = Table(title=Text(f"events of {vm} on {node}"), title_justify="left")
     for column in ("at", "event", "details"):
         table.add_column(column)

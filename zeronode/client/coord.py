@@ -76,14 +76,16 @@ class CoordClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         version = -1
         while True:
-            current = self.deployment(deployment_id, wait=20, version=version, tasks=tasks)
+            # Each long poll ends by the deadline: a caller's timeout is kept to within a round trip.
+            wait = 20.0 if deadline is None else min(20.0, max(0.0, deadline - time.monotonic()))
+            current = self.deployment(deployment_id, wait=wait, version=version, tasks=tasks)
             if current["status"] in FINAL:
                 yield current if tasks else self.deployment(deployment_id)
                 return
             if current["version"] != version:
                 version = current["version"]
                 yield current
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 raise ServiceError(f"deployment {deployment_id} did not finish within {timeout:.0f} s", reason="timed_out")
 
     def cancel(self, deployment_id: str, key: nacl.signing.SigningKey | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -73,6 +74,7 @@ FARM = "local"
 LOOPBACK = ["127.0.0.0/8", "::1/128"]  # where a local cluster's supervisors are: allowed as supervisor URLs
 # The durability every node Redis runs with (scripts/redis/zeronode-redis.conf; the supervisors refuse less).
 REDIS_DURABILITY = ["--appendonly", "yes", "--appendfsync", "everysec"]
+DEFAULT_LEDGER_PORT, DEFAULT_COORD_PORT = 8400, 8200  # where the client commands look by default
 
 
 class ClusterError(ZeronodeError):
@@ -123,6 +125,9 @@ class LocalCluster:
     hypervisor: str = "auto"
     guest_cache: Path | None = None  # where the tiny guest is built once (default: ~/.cache/zeronode/guest)
     report_interval: float = 2.0
+    # Serve the ledger and coord where every client command looks by default (8400, 8200) when those ports
+    # are free; else (or when false) on free ports, which `zeronode up` prints as lines to export.
+    default_ports: bool = False
     services: list[Service] = field(default_factory=list)
     local_nodes: list[LocalNode] = field(default_factory=list)
     on_progress: object = print
@@ -136,11 +141,11 @@ class LocalCluster:
         self.zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
         self.admin_key_path = self.state_dir / "admin.key"
         self.loop: LoopBtrfs | None = None
-        self.ledger_url = f"http://127.0.0.1:{free_port()}"
-        self.coord_url = f"http://127.0.0.1:{free_port()}"
+        self.ledger_url = f"http://127.0.0.1:{self._port(DEFAULT_LEDGER_PORT)}"
+        self.coord_url = f"http://127.0.0.1:{self._port(DEFAULT_COORD_PORT)}"
         self.redis_socket = self.state_dir / "redis.sock"
         self.vm_network = os.geteuid() == 0  # a bridge and taps: root's (CAP_NET_ADMIN)
-        self.tag = secrets.token_hex(2)  # in the nodes' bridge names: two clusters on one host never share one
+        self.tag = self._tag()
         self.image_url: str | None = None  # the tiny guest as a bundle, once prepare_images made it
         self.image_sha256: str | None = None
 
@@ -206,15 +211,12 @@ class LocalCluster:
             raise ClusterError(f"--hypervisor: {exc}") from None
         self._storage()
         self._release_keys()
-        admin = keys.generate()
-        keys.save_private_key(admin, self.admin_key_path)
-        self.admin_key: nacl.signing.SigningKey = admin
+        admin = self.admin_key = self._key(self.admin_key_path)
         admin_public = keys.public_key_text(admin)
-        coord_key = keys.generate()
-        keys.save_private_key(coord_key, self.state_dir / "coord.key")
-        coord_public = keys.public_key_text(coord_key)
+        coord_public = keys.public_key_text(self._key(self.state_dir / "coord.key"))
 
         self.on_progress(f"state and logs in {self.state_dir}")
+        self.redis_socket.unlink(missing_ok=True)  # left by a Redis that was killed: ready means made anew
         redis = self._spawn("redis", [
             redis_server, "--port", "0", "--unixsocket", str(self.redis_socket), "--unixsocketperm", "700",
             *REDIS_DURABILITY, "--save", "", "--dir", str(self.state_dir), "--databases", str(max(16, self.nodes + 1)),
@@ -257,7 +259,7 @@ class LocalCluster:
         if reason := loop_storage_unavailable():
             self.on_progress(f"no storage for VMs and volumes ({reason}): give --storage-root on a btrfs")
             return
-        self.loop = LoopBtrfs(self.state_dir / "storage")
+        self.loop = LoopBtrfs(self.state_dir / "storage", keep=not self.temporary)
         try:
             self.storage_root = self.loop.mount()
         except LoopStorageError as exc:
@@ -269,12 +271,48 @@ class LocalCluster:
     def _release_keys(self) -> None:
         """The cluster's release keys (2 of 3 sign a release, as a fleet's would be set): in STATE_DIR/release-keys."""
         directory = self.state_dir / "release-keys"
-        self.release_keys = []
-        for index in range(1, RELEASE_KEYS + 1):
-            key = keys.generate()
-            keys.save_private_key(key, directory / f"release{index}.key", force=True)
-            self.release_keys.append(keys.public_key_text(key))
-        directory.chmod(0o700)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        self.release_keys = [keys.public_key_text(self._key(directory / f"release{index}.key"))
+                             for index in range(1, RELEASE_KEYS + 1)]
+
+    @staticmethod
+    def _key(path: Path) -> nacl.signing.SigningKey:
+        """The key in `path`, made there the first time: a state dir used again keeps its admin, coord and
+        release keys (and so the ledger's users and releases, the nodes' authorized_keys, stay true)."""
+        if path.exists():
+            return keys.load_private_key(path)
+        key = keys.generate()
+        keys.save_private_key(key, path)
+        return key
+
+    def _tag(self) -> str:
+        """Two hex digits in the nodes' bridge names, so two clusters on one host never share one; kept in the
+        state dir, so a cluster started again finds its VMs' bridges under the names they were given."""
+        path = self.state_dir / "tag"
+        try:
+            tag = path.read_text().strip()
+        except FileNotFoundError:
+            tag = ""
+        if not re.fullmatch(r"[0-9a-f]{4}", tag):
+            tag = secrets.token_hex(2)
+            path.write_text(tag + "\n")
+        return tag
+
+    def _port(self, preferred: int) -> int:
+        if self.default_ports:
+            with socket.socket() as probe:
+                # As the services bind: a port whose last connections linger in TIME_WAIT is free to them.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", preferred))
+                    return preferred
+                except OSError:  # taken: another cluster, or the real thing
+                    pass
+        return free_port()
+
+    def exports(self) -> list[str]:
+        """What a shell exports so every client command finds this cluster (and its admin key, where --key is asked)."""
+        return [f"export ZERONODE_LEDGER_URL={self.ledger_url}", f"export ZERONODE_COORD_URL={self.coord_url}"]
 
     def _grant_rights(self, admin: nacl.signing.SigningKey, admin_public: str, coord_public: str) -> None:
         """The ledger's rights of a local cluster: its admin runs scripts on every node of the farm (operator),
@@ -340,7 +378,8 @@ class LocalCluster:
             current.symlink_to(Path(sys.prefix))
         zeronode = str(current / "bin" / "zeronode")
         mycelium = self._spawn(f"{name}-mycelium", [sys.executable, "-m", "sal.network.drivers.mycelium.simulator",
-                                                    "--port", str(mycelium_port), "--peer-port", str(peer_port)])
+                                                    "--port", str(mycelium_port), "--peer-port", str(peer_port),
+                                                    "--key-file", str(node_dir / "mycelium.key")])
         self._wait(f"{name}'s mycelium", lambda: self._answers(f"http://127.0.0.1:{mycelium_port}/api/v1/admin"), [mycelium])
         for _, listening in mycelium_ports[: index - 1]:  # dial the nodes started before, at their listen ports, as
             # daemons peer: each link is static on this side and inbound on the other, so the overlay is connected

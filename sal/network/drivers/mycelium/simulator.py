@@ -55,6 +55,7 @@ import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -591,8 +592,9 @@ class DroppedConnection(Response):
         raise ConnectionAbortedError("the daemon drops the connection on an IPv4 pubkey lookup")
 
 
-def serve(port: int, peer_port: int, host: str = "127.0.0.1") -> None:
-    """One simulated node in the foreground: its API on `port`, its peer listen port on `peer_port`."""
+def serve(port: int, peer_port: int, host: str = "127.0.0.1", key_file: Path | None = None) -> None:
+    """One simulated node in the foreground: its API on `port`, its peer listen port on `peer_port`; its identity
+    from `key_file` (made there the first time) as the daemon's `--key-file`, so its address outlives a restart."""
     import socket
 
     import uvicorn
@@ -603,7 +605,10 @@ def serve(port: int, peer_port: int, host: str = "127.0.0.1") -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, bound))
         sockets.append(sock)
-    app = create_simulator(SimulatedNode(listen_port=sockets[1].getsockname()[1]))
+    node = SimulatedNode(listen_port=sockets[1].getsockname()[1])
+    if key_file is not None:
+        node.public_key = node_key(key_file)
+    app = create_simulator(node)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=sockets)
 
 
@@ -612,10 +617,25 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8989, help="the API's port")
     parser.add_argument("--peer-port", type=int, default=9651, help="the port peers dial (the daemon's listen port)")
+    parser.add_argument("--key-file", type=Path, help="the node's identity, made there the first time (as the daemon's)")
     args = parser.parse_args()
     print("mycelium SIMULATOR (not the real daemon): API on", f"{args.host}:{args.port},",
           f"peers on {args.host}:{args.peer_port}", flush=True)
-    serve(args.port, args.peer_port, args.host)
+    serve(args.port, args.peer_port, args.host, args.key_file)
+
+
+def node_key(path: Path) -> bytes:
+    """The simulated node's 32 key bytes, kept in `path` (0600). The daemon keeps its x25519 secret there; the
+    simulator, which encrypts nothing, keeps the bytes its address derives from."""
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        key = os.urandom(32)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+            file.write(key)
+    if len(key) != 32:
+        raise SystemExit(f"{path}: not a key file (32 bytes)")
+    return key
 
 
 if __name__ == "__main__":
