@@ -22,6 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+from rq.worker import Worker, WorkerStatus
 
 import rhai
 from zeronode import retry
@@ -340,6 +341,13 @@ class Supervisor:
 
     def queue_depth(self) -> int:
         return self.queue.count
+
+    def runner_pool(self) -> dict[str, int]:
+        """The runners registered on the node's queue (rq's worker registry), how many run a job now, and
+        the jobs waiting: counts only, for /health and coord's fleet dashboard. Raises RedisError."""
+        workers = Worker.all(queue=self.queue)
+        busy = sum(1 for worker in workers if worker.get_state() == WorkerStatus.BUSY)
+        return {"registered": len(workers), "busy": busy, "queued": self.queue.count}
 
     def healthy(self) -> bool:
         try:
