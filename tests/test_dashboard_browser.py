@@ -120,10 +120,12 @@ def test_the_dashboard_follows_a_deployment_on_every_node(cluster, browser, tmp_
     assert browser.get_cookies() and all(cookie["httpOnly"] for cookie in browser.get_cookies())
     assert browser.execute_script("return document.cookie") == ""  # scripts cannot read the session
 
-    # A deployment long enough to be seen in flight, made with the CLI; the page lists it by itself.
-    deployment = deploy(cluster, tmp_path, "sleep(3);\nnode_info().id", nodes)
+    # A deployment long enough to be seen in flight (the page lists it within a refresh, 2 s, on a busy
+    # machine later), made with the CLI; the page lists it by itself.
+    deployment = deploy(cluster, tmp_path, "sleep(6);\nnode_info().id", nodes)
     listed = wait(browser, lambda b: b.find_element(By.CSS_SELECTOR, f'#deployments tr[data-deployment="{deployment}"]'))
     listed.click()
+    (ARTIFACTS / "dashboard-running.png").unlink(missing_ok=True)
     seen: dict[str, list[str]] = {node: [] for node in nodes}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -133,6 +135,8 @@ def test_the_dashboard_follows_a_deployment_on_every_node(cluster, browser, tmp_
                 seen[task["node"]].append(task["state"])
         if len(tasks) == 2 and all(task["state"] == "succeeded" for task in tasks):
             break
+        if not (ARTIFACTS / "dashboard-running.png").exists() and any(task["state"] == "running" for task in tasks):
+            screenshot(browser, "dashboard-running.png")  # the deployment in flight
         time.sleep(0.05)
     for node, states in seen.items():
         assert states[-1] == "succeeded", seen

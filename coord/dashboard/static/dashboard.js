@@ -83,6 +83,10 @@ function short(key) {
   return key && key.length > 16 ? key.slice(0, 8) + "…" + key.slice(-4) : key || "";
 }
 
+function plural(n, noun) {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 function progress(counts) {
   return Object.entries(counts || {}).filter(([, n]) => n > 0).map(([state, n]) => `${n} ${state}`).join(", ");
 }
@@ -167,7 +171,7 @@ async function refresh() {
 
 function showNodes(nodes) {
   const count = state => nodes.filter(n => n.status === state).length;
-  const summary = `${nodes.length} nodes: ${count("online")} online, ${count("degraded")} degraded, ${count("offline")} offline`;
+  const summary = `${plural(nodes.length, "node")}: ${count("online")} online, ${count("degraded")} degraded, ${count("offline")} offline`;
   document.getElementById("summary").dataset.nodes = summary;
   fill("#nodes", nodes.map(n => {
     const failing = Object.entries(n.health || {}).filter(([, ok]) => !ok).map(([part]) => part);
@@ -181,7 +185,7 @@ function showNodes(nodes) {
       el("td", {}, n.version),
       el("td", {}, usage(n.capacity)),
       el("td", {}, usage(n.free)),
-      el("td", {}, duration(n.last_uptime), n.restarts ? el("div", { className: "muted" }, `${n.restarts} restarts`) : null),
+      el("td", {}, duration(n.last_uptime), n.restarts ? el("div", { className: "muted" }, plural(n.restarts, "restart")) : null),
       el("td", {}, ago(n.last_report_at)),
       el("td", {}, badge(n.schedule)),
       el("td", {}, update));
@@ -191,7 +195,7 @@ function showNodes(nodes) {
 
 function showDeployments(deployments) {
   const inFlight = deployments.filter(d => d.status === "pending" || d.status === "running").length;
-  document.getElementById("summary").dataset.deployments = `${inFlight} deployments in flight`;
+  document.getElementById("summary").dataset.deployments = `${plural(inFlight, "deployment")} in flight`;
   fill("#deployments", deployments.map(d =>
     el("tr", { className: "clickable" + (d.id === openDeployment ? " selected" : ""),
                dataset: { deployment: d.id, status: d.status }, onclick: () => { location.hash = "deployment/" + d.id; } },
@@ -235,7 +239,7 @@ async function showNode(nodeId) {
   const pool = supervisor.runners;
   const runners = document.getElementById("node-runners");
   runners.textContent = pool
-    ? `Runner pool: ${pool.registered} runners, ${pool.busy} busy, ${pool.queued} jobs queued`
+    ? `Runner pool: ${plural(pool.registered, "runner")}, ${pool.busy} busy, ${plural(pool.queued, "job")} queued`
     : "Runner pool: unknown" + (node.health && "runners" in node.health ? ` (the ledger says runners ${node.health.runners ? "ok" : "failing"})` : "");
   Object.assign(runners.dataset, pool ? { registered: pool.registered, busy: pool.busy } : {});
   text("node-jobs-error", supervisor.jobs_error || "");
