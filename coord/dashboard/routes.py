@@ -22,6 +22,7 @@ document as text, never as markup.
 from __future__ import annotations
 
 import json
+import logging
 from importlib import resources
 from typing import Annotated
 
@@ -29,7 +30,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from coord.dashboard.auth import COOKIE, COOKIE_PATH, SESSION_SECONDS, SignedIn, accepted
+from coord.dashboard.auth import COOKIE, COOKIE_PATH, SESSION_SECONDS, SignedIn, accepted, token_hash
 from coord.dashboard.fleet import Failure, Fleet, NodePanel
 from coord.routes.dependencies import CoordDep
 from coord.routes.deployments import existing, newest, progress_events
@@ -37,6 +38,8 @@ from coord.views import DeploymentView, Overall, view
 from zeronode.api.bodies import read_bounded
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import NodeId, NodeView
+
+log = logging.getLogger("zeronode.coord")
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -109,10 +112,14 @@ async def sign_in(request: Request, coord: CoordDep) -> Response:
         token = None
     if not isinstance(token, str):
         raise Refused(422, "malformed_body", "send the token as JSON: {\"token\": \"...\"}")
-    if not accepted(token.strip(), coord.settings.dashboard_tokens):
+    token = token.strip()
+    if not accepted(token, coord.settings.dashboard_tokens):
         raise Refused(401, "bad_token", "that is not one of this coord's dashboard tokens")
+    # Which token (its hash's start: the token cannot be learnt from it), for the operator's audit.
+    log.info("dashboard signed in", extra={"token": token_hash(token)[:19],
+                                           "client": request.client.host if request.client else None})
     response = Response(status_code=204)
-    response.set_cookie(COOKIE, token.strip(), max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True,
+    response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
     return response
 
