@@ -2,7 +2,7 @@
 
     nodes        the ledger's list (status, health, version, capacity held and free, uptime), at most MAX_NODES
     node         one node: the ledger's detail (uptime over 24 h and 30 d); its supervisor's /health (the
-                 version it runs, its runner pool: runners registered, busy, jobs queued) and its newest
+                 version it runs, its runner pool: runners registered, jobs running and queued) and its newest
                  jobs, read with coord's own signature (coord is an observer on the nodes: it reads every
                  tenant's jobs); and the tasks coord dispatched there among the newest deployments
     failures     the failed tasks of the newest deployments, each with its error: what failed and why
@@ -42,9 +42,9 @@ _jobs = TypeAdapter(list[JobView])
 
 
 class RunnerPool(BaseModel):
-    registered: int
-    busy: int
-    queued: int
+    registered: int  # runners on the node's queue
+    running: int  # jobs running now
+    queued: int  # jobs waiting
 
 
 class SupervisorState(BaseModel):

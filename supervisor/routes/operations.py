@@ -19,8 +19,8 @@ router = APIRouter(tags=["operations"])
 def health(supervisor: SupervisorDep) -> JSONResponse:
     """200 while the node's Redis answers and is one the node may run on (append-only, or
     allow_volatile_queue), 503 otherwise; its persistence, read again ("aof", "rdb", "none", "unknown");
-    the version it runs (an update checks it); its runner pool (supervisor.service.runner_pool: counts, no
-    job data; null while Redis is away); and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
+    the version it runs (an update checks it); its runner pool (supervisor.service.runner_pool: runners, jobs
+    running and queued, counts only; null while Redis is away); and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
     which a probe may alert on."""
     status, persistence, runners = "redis unavailable", supervisor.durability.mode or UNKNOWN, None
     if supervisor.healthy():

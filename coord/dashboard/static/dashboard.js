@@ -239,9 +239,9 @@ async function showNode(nodeId) {
   const pool = supervisor.runners;
   const runners = document.getElementById("node-runners");
   runners.textContent = pool
-    ? `Runner pool: ${plural(pool.registered, "runner")}, ${pool.busy} busy, ${plural(pool.queued, "job")} queued`
+    ? `Runner pool: ${plural(pool.registered, "runner")}, ${plural(pool.running, "job")} running, ${pool.queued} queued`
     : "Runner pool: unknown" + (node.health && "runners" in node.health ? ` (the ledger says runners ${node.health.runners ? "ok" : "failing"})` : "");
-  Object.assign(runners.dataset, pool ? { registered: pool.registered, busy: pool.busy } : {});
+  Object.assign(runners.dataset, pool ? { registered: pool.registered, running: pool.running, queued: pool.queued } : {});
   text("node-jobs-error", supervisor.jobs_error || "");
   fill("#node-jobs", (supervisor.jobs || []).map(job =>
     el("tr", { dataset: { job: job.id, status: job.status } },
