@@ -10,5 +10,6 @@ and tracks every node's job to its end (docs/operators.md).
     views.py          a deployment as the API shows it
     metrics.py        what /metrics counts
     routes/           the HTTP API, one router per resource, and its typed dependencies
+    dashboard/        the fleet dashboard: a read-only page for people, signed in with a read token
     app.py            the FastAPI app and the dispatcher loop beside it
 """

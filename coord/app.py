@@ -8,6 +8,7 @@
     GET  /v1/deployments              newest first; ?status=, ?signer= (admins), ?limit=
     POST /v1/deployments/ID/cancel
     GET  /health, /metrics            open; no deployment's data
+    /dashboard/                       the fleet dashboard, read-only, signed in with a read token (coord.dashboard)
 
 Every /v1/deployments request but the submission (whose envelope is signed) is
 a signed request for audience "coord", by the deployment's signer or a coord
@@ -29,6 +30,8 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from coord.authorization import Authorizer, LedgerRights
+from coord.dashboard import routes as dashboard
+from coord.dashboard.fleet import Fleet
 from coord.dispatcher import Dispatcher
 from coord.failover import Failover
 from coord.limits import LedgerLookups, SubmissionRate
@@ -85,5 +88,6 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     app.state.signed_request = SignedRequest(COORD)  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
     handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())
-    add_routers(app, deployments.router, operations.router)
+    app.state.fleet = Fleet(settings, ledger_http, supervisors, store)  # what the dashboard reads beyond deployments
+    add_routers(app, deployments.router, operations.router, dashboard.router)
     return app

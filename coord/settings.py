@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import SettingsConfigDict
 
 from zeronode.protocol.envelope import VerifyOptions
@@ -64,6 +65,11 @@ class CoordSettings(FileSettings):
     max_targets: int = Field(1000, gt=0, description="most target nodes one deployment may name")
     rights_ttl: float = Field(
         5.0, ge=0, description="seconds the ledger's users and policies are cached: how long a revocation takes to apply"
+    )
+    # The fleet dashboard's sign-in (coord.dashboard.auth): hashes, so this file holds no secret.
+    dashboard_tokens: list[Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]] = Field(
+        [], description="SHA-256 hashes (sha256:HEX) of the read tokens that sign in to /dashboard/ with a coord admin's "
+        "read rights; `zeronode dashboard token` makes one",
     )
     supervisor_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         [], description="networks supervisors may be in besides their node's mycelium /64 (127.0.0.0/8 for a local cluster)"

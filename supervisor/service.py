@@ -22,6 +22,7 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 import rhai
 from zeronode import retry
@@ -340,6 +341,17 @@ class Supervisor:
 
     def queue_depth(self) -> int:
         return self.queue.count
+
+    def runner_pool(self) -> dict[str, int]:
+        """The runners registered on the node's queue (rq's worker registry), the jobs running (the started
+        registry, which a runner's take writes: our runners do not keep rq's per-worker state), and the jobs
+        waiting: counts only, for /health and coord's fleet dashboard. Reads only; raises RedisError."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.scard(WORKERS_BY_QUEUE_KEY % self.queue.name)  # what rq's Worker.count counts
+            pipe.zcard(self.queue.started_job_registry.key)
+            pipe.llen(self.queue.key)
+            registered, running, queued = pipe.execute()
+        return {"registered": registered, "running": running, "queued": queued}
 
     def healthy(self) -> bool:
         try:

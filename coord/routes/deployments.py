@@ -165,10 +165,8 @@ async def get_deployment(
     return view(deployment, await store.tasks(deployment) if tasks else None)
 
 
-@router.get("/{deployment_id}/events")
-async def events(deployment_id: str, reader: Signer, coord: CoordDep) -> StreamingResponse:
-    await readable(coord, deployment_id, reader)
-    store = coord.store
+def progress_events(store: Store, deployment_id: str) -> StreamingResponse:
+    """The deployment's view as server-sent events, one at each change, until it ends (the dashboard's too)."""
 
     async def stream():
         seen = -1
@@ -185,20 +183,14 @@ async def events(deployment_id: str, reader: Signer, coord: CoordDep) -> Streami
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.get("")
-async def list_deployments(
-    reader: Signer,
-    coord: CoordDep,
-    status: Overall | None = None,
-    signer: Annotated[str | None, Query(description="an admin's filter; anyone else sees their own only")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-) -> list[DeploymentView]:
-    store = coord.store
-    # Everyone's (no `signer`) is for coord's admins; another signer's for any admin; one's own for anyone.
-    if signer is None and reader not in coord.settings.admins:
-        signer = reader
-    if signer != reader and not await is_admin(coord, reader):
-        raise Refused(403, "not_authorized", "only an admin may list another signer's deployments")
+@router.get("/{deployment_id}/events")
+async def events(deployment_id: str, reader: Signer, coord: CoordDep) -> StreamingResponse:
+    await readable(coord, deployment_id, reader)
+    return progress_events(coord.store, deployment_id)
+
+
+async def newest(store: Store, limit: int, *, signer: str | None = None, status: Overall | None = None) -> list[DeploymentView]:
+    """The newest deployments, everyone's or `signer`'s, of `status` if given, without their tasks."""
     found: list[DeploymentView] = []
     for deployment_id in await store.recent(min(limit * 4, 4000), signer=signer):
         deployment = await store.deployment(deployment_id)
@@ -210,6 +202,22 @@ async def list_deployments(
         if len(found) >= limit:
             break
     return found
+
+
+@router.get("")
+async def list_deployments(
+    reader: Signer,
+    coord: CoordDep,
+    status: Overall | None = None,
+    signer: Annotated[str | None, Query(description="an admin's filter; anyone else sees their own only")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> list[DeploymentView]:
+    # Everyone's (no `signer`) is for coord's admins; another signer's for any admin; one's own for anyone.
+    if signer is None and reader not in coord.settings.admins:
+        signer = reader
+    if signer != reader and not await is_admin(coord, reader):
+        raise Refused(403, "not_authorized", "only an admin may list another signer's deployments")
+    return await newest(coord.store, limit, signer=signer, status=status)
 
 
 @router.post("/{deployment_id}/cancel")

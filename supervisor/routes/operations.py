@@ -19,19 +19,21 @@ router = APIRouter(tags=["operations"])
 def health(supervisor: SupervisorDep) -> JSONResponse:
     """200 while the node's Redis answers and is one the node may run on (append-only, or
     allow_volatile_queue), 503 otherwise; its persistence, read again ("aof", "rdb", "none", "unknown");
-    the version it runs (an update checks it); and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
+    the version it runs (an update checks it); its runner pool (supervisor.service.runner_pool: runners, jobs
+    running and queued, counts only; null while Redis is away); and where the node's rights come from (zeronode.node.authorizer: ledger, stale, local or unreadable),
     which a probe may alert on."""
-    status, persistence = "redis unavailable", supervisor.durability.mode or UNKNOWN
+    status, persistence, runners = "redis unavailable", supervisor.durability.mode or UNKNOWN, None
     if supervisor.healthy():
         try:
             persistence = supervisor.durability.read()
             status = "ok" if supervisor.durability.acceptable else "queue not append-only"
+            runners = supervisor.runner_pool()
         except redis.RedisError:
             pass
     return JSONResponse(
         status_code=200 if status == "ok" else 503,
         content={"status": status, "node": supervisor.node_id, "version": zeronode.__version__,
-                 "queue_persistence": persistence, "rights": supervisor.authorizer.rights_state},
+                 "queue_persistence": persistence, "rights": supervisor.authorizer.rights_state, "runners": runners},
     )
 
 

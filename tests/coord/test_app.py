@@ -22,6 +22,14 @@ ROUTES = {
     ("POST", "/v1/deployments/{deployment_id}/cancel"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("POST", "/dashboard/session"),
+    ("DELETE", "/dashboard/session"),
+    ("GET", "/dashboard/api/nodes"),
+    ("GET", "/dashboard/api/nodes/{node_id}"),
+    ("GET", "/dashboard/api/deployments"),
+    ("GET", "/dashboard/api/deployments/{deployment_id}"),
+    ("GET", "/dashboard/api/deployments/{deployment_id}/events"),
+    ("GET", "/dashboard/api/failures"),
 }
 
 

@@ -27,6 +27,21 @@ def test_sign_post_run_get(node):
     assert pool.process.poll() is None
 
 
+def test_health_counts_the_runner_pool_and_its_jobs(node):
+    """/health's runner pool (what coord's fleet dashboard shows): runners registered, jobs running and queued."""
+    node.pool(2)
+    wait_until(lambda: node.http.get("/health").json()["runners"]["registered"] == 2, 30, "two runners registered")
+    long = [node.sign(f"sleep(30); {i}", timeout=60) for i in range(3)]
+    for envelope in long:
+        node.post(envelope)
+    wait_until(lambda: node.http.get("/health").json()["runners"] == {"registered": 2, "running": 2, "queued": 1}, 30,
+               "two jobs running and one queued")
+    for envelope in long:
+        assert node.cancel(envelope.id, node.client).status_code == 200
+    wait_until(lambda: node.http.get("/health").json()["runners"] == {"registered": 2, "running": 0, "queued": 0}, 30,
+               "nothing running once canceled")
+
+
 def test_cancel_a_running_job(node):
     node.pool(1)
     envelope = node.sign('print("started");\nsleep(30);\n"never"', timeout=60)

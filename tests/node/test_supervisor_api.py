@@ -191,7 +191,8 @@ def test_health_and_metrics(node):
     assert health.status_code == 200
     # No ledger rights yet; the tests' Redis is append-only, as a node's must be.
     assert health.json() == {"status": "ok", "node": node.node_id, "version": zeronode.__version__,
-                             "queue_persistence": "aof", "rights": "local"}
+                             "queue_persistence": "aof", "rights": "local",
+                             "runners": {"registered": 0, "running": 0, "queued": 0}}  # no runner in this test
     node.post(node.sign("1"))
     node.post(node.sign("1", key=node.stranger))
     node.post(b"{")

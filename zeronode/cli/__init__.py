@@ -11,6 +11,7 @@
     schedule.py  node cordon | uncordon | drain   whether coord places new work on a node
     vm.py        vm logs | events              a node's VMs, from its supervisor
     release.py   release build | sign | publish | list | status | promote | pause | resume | rollback | follow
+    dashboard.py dashboard token               a read token for coord's fleet dashboard
     up.py        up                            a local cluster (zeronode.dev)
 
 Each group is a Typer app of its own that imports only common.py (and views.py),
@@ -24,7 +25,7 @@ from typing import Annotated
 
 import typer
 
-from zeronode.cli import deployments, fleet, local, node, policies, release, schedule, services, signing, up, users, vm
+from zeronode.cli import dashboard, deployments, fleet, local, node, policies, release, schedule, services, signing, up, users, vm
 
 app = typer.Typer(
     name="zeronode",
@@ -57,3 +58,4 @@ app.add_typer(policies.app, name="policies")
 app.add_typer(vm.app, name="vm")
 app.add_typer(release.app, name="release")
 app.add_typer(schedule.app, name="node")
+app.add_typer(dashboard.app, name="dashboard")

@@ -68,6 +68,8 @@ def up(
         all_succeeded = deploy_examples(cluster, examples)
         if once:
             raise typer.Exit(0 if all_succeeded else 1)
+        out.print(styled("up: ", "dim", f"fleet dashboard {cluster.coord_url}/dashboard/: sign in with the read token "
+                                        f"in {cluster.dashboard_token}"))
         out.print(styled("\nzeronode is up.", "bold", f" coord {cluster.coord_url}, ledger {cluster.ledger_url}; "
                          f"admin key {cluster.admin_key_path}; release keys (2 of 3 sign a release) in "
                          f"{cluster.state_dir / 'release-keys'}. Ctrl-C stops everything."))

@@ -53,6 +53,7 @@ import httpx
 import nacl.signing
 from pydantic import ValidationError
 
+from coord.dashboard.auth import new_token, token_hash
 from sal import registry
 from sal.errors import SalError
 from sal.storage.owned import OwnedStorage
@@ -140,6 +141,7 @@ class LocalCluster:
         self.logs.mkdir(exist_ok=True)
         self.zeronode = shutil.which("zeronode", path=str(Path(sys.executable).parent)) or "zeronode"
         self.admin_key_path = self.state_dir / "admin.key"
+        self.dashboard_token = self.state_dir / "dashboard.token"  # 0600: signs in to coord's fleet dashboard
         self.loop: LoopBtrfs | None = None
         self.ledger_url = f"http://127.0.0.1:{self._port(DEFAULT_LEDGER_PORT)}"
         self.coord_url = f"http://127.0.0.1:{self._port(DEFAULT_COORD_PORT)}"
@@ -230,11 +232,13 @@ class LocalCluster:
         })
         (self.state_dir / "ledger").mkdir(exist_ok=True)
         ledger = self._spawn("ledger", [self.zeronode, "ledger", "--config", str(ledger_config)])
+        dashboard_token = self._dashboard_token()
         coord_config = self._write("coord.toml", {
             "state_dir": self.state_dir / "coord", "key": self.state_dir / "coord.key",
             "redis_url": f"unix://{self.redis_socket}?db=0", "ledger_url": self.ledger_url,
             "port": int(self.coord_url.rsplit(":", 1)[1]), "admins": [admin_public], "offline_wait": 5.0,
             "supervisor_networks": LOOPBACK, "failover_after": 2.0, "failover_interval": 1.0,  # quick to see in development
+            "dashboard_tokens": [token_hash(dashboard_token)],
         })
         coord = self._spawn("coord", [self.zeronode, "coord", "--config", str(coord_config)])
         self._wait("ledger and coord", lambda: self._answers(f"{self.ledger_url}/health") and self._answers(f"{self.coord_url}/health"), [ledger, coord])
@@ -284,6 +288,14 @@ class LocalCluster:
         key = keys.generate()
         keys.save_private_key(key, path)
         return key
+
+    def _dashboard_token(self) -> str:
+        """The read token of coord's fleet dashboard, in STATE_DIR/dashboard.token (0600): kept, like the keys."""
+        if self.dashboard_token.exists():
+            return self.dashboard_token.read_text().strip()
+        token = new_token()
+        write_atomic(self.dashboard_token, token + "\n")
+        return token
 
     def _tag(self) -> str:
         """Two hex digits in the nodes' bridge names, so two clusters on one host never share one; kept in the
@@ -342,6 +354,7 @@ class LocalCluster:
         return {
             "ledger_url": self.ledger_url, "coord_url": self.coord_url, "admin_key": str(self.admin_key_path),
             "coord_config": str(self.state_dir / "coord.toml"), "release_keys": str(self.state_dir / "release-keys"),
+            "dashboard_url": f"{self.coord_url}/dashboard/", "dashboard_token": str(self.dashboard_token),
             "nodes": [{"index": n.index, "node_id": n.node_id, "supervisor_url": n.supervisor_url, "config": str(n.config)}
                       for n in self.local_nodes],
             "processes": {service.name: service.process.pid for service in self.services},
