@@ -15,6 +15,8 @@ a signed request for audience "coord", by the deployment's signer or a coord
 admin. The routes are in coord.routes, one router per resource. Beside the dispatcher
 runs coord.failover, which keeps service deployments on live nodes. Errors are
 {"detail": {"reason", "message"}} with a 4xx status for the client's faults.
+A submission's X-Request-Id (given, or made: zeronode.api.middleware) is stored
+with its deployment and sent to each node with its envelope.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from coord.supervisors import SupervisorClients
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
+from zeronode.api.service import service_app
 from zeronode.protocol.signed_requests import COORD
 
 log = logging.getLogger("zeronode.coord")
@@ -79,7 +82,7 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
             await ledger_http.aclose()
             await supervisors.aclose()
 
-    app = FastAPI(title="zeronode coordinator", version="1", lifespan=lifespan)
+    app = service_app("zeronode coordinator", "coord", metrics.registry, lifespan=lifespan)
     app.state.coord = Coord(
         store=store, dispatcher=dispatcher, settings=settings, metrics=metrics, authorizer=authorizer, placer=placer,
         rate=SubmissionRate(connection, settings.submissions_per_minute, clock=clock),
@@ -87,7 +90,7 @@ def create_app(settings: CoordSettings, connection: redis.Redis, key: nacl.signi
     )
     app.state.signed_request = SignedRequest(COORD)  # the protocol's window: the coordinator's settings have none of their own
     # The routes' refusals, counted by reason as they are answered.
-    handlers.install(app, log, on_error=lambda refusal: metrics.rejected.labels(refusal.reason).inc())
+    handlers.install(app, log, on_error=lambda refusal: metrics.refused.labels(refusal.reason).inc())
     app.state.fleet = Fleet(settings, ledger_http, supervisors, store)  # what the dashboard reads beyond deployments
     add_routers(app, deployments.router, operations.router, dashboard.router)
     return app

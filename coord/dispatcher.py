@@ -74,6 +74,7 @@ from zeronode import retry
 from zeronode.api.destinations import check_supervisor_url
 from zeronode.api.errors import Refused, Unavailable
 from zeronode.api.jobs import QUEUE_LOST, JobView, Status
+from zeronode.api.middleware import HEADER as REQUEST_ID_HEADER, new_request_id
 from zeronode.protocol import ticket
 
 log = logging.getLogger("zeronode.coord")
@@ -253,7 +254,9 @@ class Dispatcher:
             base = self._destination(record)
         except Refused as exc:
             return self._fail(task, exc.reason, f"node {task.node}: {exc}")
-        headers = {"content-type": "application/json"}
+        # The submission's request id, so that the node's lines for this job (its supervisor's and its
+        # runner's) are found with coord's; deployments stored before coord kept one get a new one.
+        headers = {"content-type": "application/json", REQUEST_ID_HEADER: deployment.request_id or new_request_id()}
         if deployment.digest:  # nodes coord chose need its word for it (a node the envelope names ignores it)
             headers[ticket.HEADER] = ticket.issue_for(deployment.id, deployment.digest, task.node, self.key)
         try:

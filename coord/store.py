@@ -159,6 +159,7 @@ class Deployment(BaseModel):
     service: bool = False  # its selector's kind: coord keeps its placed share on live nodes (coord.failover)
     history: list[Move] = []
     canceled_by: str | None = None
+    request_id: str | None = None  # the submission's (zeronode.api.middleware): sent to each node with the envelope
     version: int = 0
     counts: dict[str, int] = {}  # tasks in each state, kept by save(): a view without reading every task
 

@@ -23,7 +23,8 @@ The routes are in ledger.routes, one router per resource. Writes carry the
 signed-request headers (docs/protocol.md) and declare their Content-Length.
 Reads are open, or need `Authorization: Bearer TOKEN` when the settings have a
 read_token. Errors are JSON: {"detail": {"reason": ..., "message": ...}}, 4xx
-for the client's faults, never a traceback.
+for the client's faults, never a traceback. Every answer carries its request's
+X-Request-Id; /docs is Swagger UI, served from the package (zeronode.api.service).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ledger.settings import LedgerSettings
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
+from zeronode.api.service import service_app
 from zeronode.protocol.signed_requests import LEDGER
 
 log = logging.getLogger("zeronode.ledger")
@@ -48,8 +50,8 @@ log = logging.getLogger("zeronode.ledger")
 
 def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> FastAPI:
     """The API over a migrated database. `clock` is the ledger's time, for signatures, reports and status."""
-    app = FastAPI(title="zeronode ledger", version="1")
     metrics = Metrics()
+    app = service_app("zeronode ledger", "ledger", metrics.registry)
     metrics.registry.register(NodeCounts(db, settings, clock))
     app.state.ledger = Ledger(settings, db, clock, metrics)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)

@@ -18,8 +18,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.accepted = Counter("zeronode_ledger_reports_accepted", "Uptime reports accepted", registry=self.registry)
         self.refused = Counter("zeronode_ledger_reports_refused", "Uptime reports refused", ["reason"], registry=self.registry)
-        self.restarts = Counter("zeronode_ledger_restarts", "Node restarts detected", registry=self.registry)
-        self.registrations = Counter("zeronode_ledger_registrations", "Node registrations", ["kind"], registry=self.registry)
+        self.restarts = Counter("zeronode_ledger_node_restarts", "Node restarts detected", registry=self.registry)
+        self.registrations = Counter("zeronode_ledger_node_registrations", "Node registrations", ["kind"], registry=self.registry)
 
     def count(self, answer: UptimeAccepted | Refused) -> None:
         """One uptime report's outcome."""

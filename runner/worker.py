@@ -38,6 +38,7 @@ from rq.utils import as_text, now, utcformat
 import rhai
 from runner.executor import Admitted, Executor
 from zeronode.api.jobs import ScriptError, Status
+from zeronode.logs import request_context
 from zeronode.node.journal import Claim, Journal
 from zeronode.node.queue.jobs import NOT_RETRIED, Outcome
 from zeronode.node.queue.keys import NodeKeys
@@ -137,7 +138,9 @@ class Runner(SimpleWorker):
                             if burst:
                                 break
                             continue
-                    taken = self.handle(taken)
+                    # The job's lines carry the id of the request that queued it (supervisor: job meta).
+                    with request_context(taken.record.meta.get("request_id") if taken.record else None):
+                        taken = self.handle(taken)
                 except redis.RedisError as exc:
                     # Redis away: wait and carry on. A job in hand is the monitor's to recover.
                     log.warning("redis unavailable", extra={"worker": self.name, "error": str(exc)})

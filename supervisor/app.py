@@ -14,7 +14,9 @@ Signed requests are addressed to this node (its id is their audience).
 
 The routes are in supervisor.routes, one router per resource. Errors are JSON:
 {"detail": {"reason": ..., "message": ...}} with a 4xx status for the client's
-faults, never a traceback. The service's work (verification, Redis, compiling)
+faults, never a traceback. Every answer carries its request's X-Request-Id,
+which a submit stores with its job (the runner logs it with the job's lines);
+/docs is Swagger UI, served from the node (zeronode.api.service). The service's work (verification, Redis, compiling)
 runs in FastAPI's thread pool, not on the event loop, so a large batch does not
 hold up /health.
 
@@ -39,6 +41,7 @@ from supervisor.vms import VmReader
 from zeronode.api import handlers
 from zeronode.api.auth import SignedRequest
 from zeronode.api.routing import add_routers
+from zeronode.api.service import service_app
 from zeronode.node.queue.durability import describe
 
 log = logging.getLogger("zeronode.supervisor")
@@ -51,7 +54,7 @@ class QueueDepth:
         self.supervisor = supervisor
 
     def collect(self):
-        depth = GaugeMetricFamily("zeronode_queue_depth", "Jobs waiting in the node's queue")
+        depth = GaugeMetricFamily("zeronode_supervisor_queued_jobs", "Jobs waiting in the node's queue")
         try:
             depth.add_metric([], self.supervisor.queue_depth())
         except Exception:  # Redis away: report nothing rather than fail the scrape
@@ -75,7 +78,7 @@ def check_queue_at_start(supervisor: Supervisor) -> str | None:
 
 
 def create_app(supervisor: Supervisor) -> FastAPI:
-    app = FastAPI(title="zeronode supervisor", version="1")
+    app = service_app("zeronode supervisor", "supervisor", supervisor.metrics.registry)
     supervisor.metrics.registry.register(QueueDepth(supervisor))
     app.state.supervisor = supervisor
     app.state.signed_request = SignedRequest(supervisor.node_id)  # addressed to this node; the protocol's window

@@ -60,10 +60,10 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
-        self.accepted = Counter("zeronode_jobs_accepted", "Jobs accepted", registry=self.registry)
-        self.rejected = Counter("zeronode_jobs_rejected", "Envelopes refused", ["reason"], registry=self.registry)
+        self.accepted = Counter("zeronode_supervisor_jobs_accepted", "Jobs accepted", registry=self.registry)
+        self.refused = Counter("zeronode_supervisor_jobs_refused", "Envelopes refused", ["reason"], registry=self.registry)
         self.verify_seconds = Histogram(
-            "zeronode_verify_seconds",
+            "zeronode_supervisor_verify_duration_seconds",
             "Time to verify, authorise and compile one envelope",
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
             registry=self.registry,
@@ -93,15 +93,18 @@ class Supervisor:
 
     # -- accepting -------------------------------------------------------
 
-    def submit(self, raw: bytes | str, ticket: str | None = None) -> Accepted:
+    def submit(self, raw: bytes | str, ticket: str | None = None, request_id: str | None = None) -> Accepted:
         """Accept one envelope (with coord's placement ticket, when it placed it here), or raise Refused."""
-        outcome = self.submit_many([raw], [ticket])[0]
+        outcome = self.submit_many([raw], [ticket], request_id)[0]
         if isinstance(outcome, ServiceError):
             raise outcome
         return outcome
 
-    def submit_many(self, raws: list[bytes | str], tickets: list[str | None] | None = None) -> list[Accepted | ServiceError]:
-        """Accept several envelopes with shared Redis round trips; one answer each, in order."""
+    def submit_many(
+        self, raws: list[bytes | str], tickets: list[str | None] | None = None, request_id: str | None = None,
+    ) -> list[Accepted | ServiceError]:
+        """Accept several envelopes with shared Redis round trips; one answer each, in order. The request's
+        id (zeronode.api.middleware) is kept in each job's meta: the runner logs the job's lines with it."""
         answers: list[Accepted | ServiceError | None] = [None] * len(raws)
         checked: list[tuple[int, Envelope]] = []
         placed: dict[str, str] = {}  # envelope id -> the ticket that placed it here
@@ -118,7 +121,7 @@ class Supervisor:
         if checked:
             try:
                 self.durability.ensure()
-                self._claim_and_enqueue(checked, answers, placed)
+                self._claim_and_enqueue(checked, answers, placed, request_id)
             except redis.RedisError as exc:
                 log.error("redis unavailable", extra={"error": str(exc)})
                 for index, _ in checked:
@@ -133,7 +136,7 @@ class Supervisor:
                     answers[index] = Unavailable(str(exc), reason="queue_volatile")
         for answer in answers:
             if isinstance(answer, ServiceError):
-                self.metrics.rejected.labels(answer.reason).inc()
+                self.metrics.refused.labels(answer.reason).inc()
                 if isinstance(answer, Refused):  # the caller's fault; the node's own (Unavailable) is logged above
                     log.info("envelope refused", extra={"reason": answer.reason, "status": answer.status,
                                                         "error": str(answer)[:500]})
@@ -172,14 +175,16 @@ class Supervisor:
             if len(self._compiled) > COMPILED_CACHE_SIZE:
                 self._compiled.popitem(last=False)
 
-    def _claim_and_enqueue(self, checked: list[tuple[int, Envelope]], answers: list, placed: dict[str, str]) -> None:
+    def _claim_and_enqueue(
+        self, checked: list[tuple[int, Envelope]], answers: list, placed: dict[str, str], request_id: str | None = None,
+    ) -> None:
         """The journal first (what this node ever accepted and ran, whatever Redis remembers),
         then one round trip: claim each envelope's id and nonce and queue its job, atomically."""
         checked = self._consult_journal(checked, answers)
         if not checked:
             return
         now = time.time()
-        submissions = [self._submission(envelope, now, placed.get(envelope.id)) for _, envelope in checked]
+        submissions = [self._submission(envelope, now, placed.get(envelope.id), request_id) for _, envelope in checked]
         codes = self.template.accept(submissions)
         duplicates = []
         for (index, envelope), code in zip(checked, codes, strict=True):
@@ -233,7 +238,9 @@ class Supervisor:
     def template(self) -> JobTemplate:
         return JobTemplate(self.queue, RUN_FUNCTION)  # made on first use: Redis may be down at start
 
-    def _submission(self, envelope: Envelope, now: float, ticket: str | None = None) -> Submission:
+    def _submission(
+        self, envelope: Envelope, now: float, ticket: str | None = None, request_id: str | None = None,
+    ) -> Submission:
         validity = self.guard.ttl(envelope, now)
         return Submission(
             job_id=envelope.id,
@@ -249,7 +256,8 @@ class Supervisor:
             timeout=envelope.timeout,  # informational: runners enforce the timeout inside Rhai
             result_ttl=self.settings.result_ttl,
             failure_ttl=self.settings.result_ttl,
-            meta={"node": self.node_id, "signer": envelope.signer, "retries": envelope.retries, "attempts": 0},
+            meta={"node": self.node_id, "signer": envelope.signer, "retries": envelope.retries, "attempts": 0,
+                  "request_id": request_id},
             retry_intervals=backoff(envelope.retries),
         )
 

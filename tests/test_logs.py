@@ -39,3 +39,17 @@ def test_request_lines_of_http_clients_show_at_debug_only():
 def test_a_level_that_is_not_one_is_refused():
     with pytest.raises(ValueError, match="one of debug, info"):
         logs.setup("loud")
+
+
+def test_lines_written_for_a_request_carry_its_id_and_no_others_do():
+    code = (
+        'log = logging.getLogger("zeronode.t")\n'
+        'with logs.request_context("req-1"):\n'
+        '    log.info("inside")\n'
+        '    with logs.request_context(None):\n'
+        '        log.info("a job without one")\n'
+        'log.info("after")\n'
+    )
+    assert [(line["msg"], line.get("request_id")) for line in emitted(code)] == [
+        ("inside", "req-1"), ("a job without one", None), ("after", None),
+    ]

@@ -3,20 +3,39 @@
     log = logging.getLogger("zeronode.supervisor")
     log.info("job accepted", extra={"job": job_id, "signer": key})
     -> {"ts": "2026-11-21T17:59:01.123Z", "level": "info", "logger": "zeronode.supervisor", "msg": "job accepted", "job": "...", "signer": "..."}
+
+A line written while a request is served carries that request's id (`request_id`): the services' middleware
+(zeronode.api.middleware) sets it for each HTTP request, and a runner for each job it runs (the id the
+request that queued the job had). A context variable, so that it follows a request into the thread pool
+(Starlette copies the context there) and never leaks into another's lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 # Attributes every LogRecord has: whatever else a record carries came from `extra=`. uvicorn adds
 # `color_message`, its message with ANSI colour codes for a terminal: never in a JSON line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 LEVEL_VARIABLE = "ZERONODE_LOG_LEVEL"  # debug, info, warning, error: every service's log level
+REQUEST_ID: ContextVar[str | None] = ContextVar("zeronode_request_id", default=None)
+
+
+@contextlib.contextmanager
+def request_context(request_id: str | None) -> Iterator[None]:
+    """Every line logged inside carries `request_id` (None: none)."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,6 +46,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if (request_id := REQUEST_ID.get()) is not None:
+            entry["request_id"] = request_id
         entry.update((key, value) for key, value in vars(record).items() if key not in _STANDARD)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -29,6 +29,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 
 from coord.dashboard.auth import COOKIE, COOKIE_PATH, SESSION_SECONDS, SignedIn, accepted, token_hash
 from coord.dashboard.fleet import Failure, Fleet, NodePanel
@@ -38,6 +39,7 @@ from coord.views import DeploymentView, Overall, view
 from zeronode.api.bodies import read_bounded
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import NodeId, NodeView
+from zeronode.api.openapi import ERRORS, request_body
 
 log = logging.getLogger("zeronode.coord")
 
@@ -71,7 +73,13 @@ class SecuredRoute(APIRoute):
         return secured
 
 
-router = APIRouter(prefix="/dashboard", tags=["dashboard"], route_class=SecuredRoute)
+router = APIRouter(prefix="/dashboard", tags=["dashboard"], route_class=SecuredRoute, responses=ERRORS)
+
+
+class SignIn(BaseModel):
+    """The sign-in's body."""
+
+    token: str
 
 
 def _static(name: str) -> bytes:
@@ -101,7 +109,7 @@ async def asset(name: str) -> Response:
     return Response(FILES[name], media_type=ASSETS[name])
 
 
-@router.post("/session", status_code=204)
+@router.post("/session", status_code=204, openapi_extra=request_body(SignIn))
 async def sign_in(request: Request, coord: CoordDep) -> Response:
     """Sign in with a read token, sent as JSON: a cross-site HTML form cannot post that content type."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":

@@ -39,6 +39,7 @@ from coord.views import DeploymentView, Overall, view
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import read_bounded
 from zeronode.api.errors import Refused, Unavailable
+from zeronode.api.openapi import ERRORS, request_body
 from zeronode.protocol import ticket
 from zeronode.protocol.envelope import Envelope, verify
 from zeronode.protocol.errors import VerificationError
@@ -47,7 +48,7 @@ log = logging.getLogger("zeronode.coord")
 
 MAX_WAIT = 60.0
 
-router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"], responses=ERRORS)
 
 
 async def existing(store: Store, deployment_id: str) -> Deployment:
@@ -110,7 +111,9 @@ async def known(store: Store, stored: str, envelope: Envelope, text: str) -> JSO
     return accepted(await existing(store, envelope.id), duplicate=True)
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, openapi_extra=request_body(
+    Envelope, description="a signed envelope, verified from its exact bytes (so parsed by the route itself)",
+))
 async def submit(request: Request, coord: CoordDep) -> JSONResponse:
     store, settings = coord.store, coord.settings
     raw = await read_bounded(request, settings.max_envelope_bytes)
@@ -136,6 +139,7 @@ async def submit(request: Request, coord: CoordDep) -> JSONResponse:
         id=envelope.id, signer=envelope.signer, created=time.time(), envelope=text, expires_at=envelope.expires_at,
         targets=envelope.targets + placed, placed=placed, digest=ticket.envelope_digest(envelope) if placed else None,
         service=envelope.selector is not None and envelope.selector.kind == "service",
+        request_id=request.state.request_id,
     )
     if not await store.create(deployment):  # stored meanwhile, by this replica or another
         return await known(store, (await existing(store, envelope.id)).envelope, envelope, text)

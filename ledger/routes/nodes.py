@@ -21,11 +21,12 @@ from zeronode.api.ledger import (
     NodeView,
     ScheduleChange,
 )
+from zeronode.api.openapi import ERRORS, request_body
 
-router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=ERRORS)
 
 
-@router.post("", response_model=NodeView)
+@router.post("", response_model=NodeView, openapi_extra=request_body(NodeRegistration))
 async def register(request: Request, public_key: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     registration = parse_body(NodeRegistration, await request.body())
     now = ledger.clock()
@@ -42,7 +43,7 @@ def list_nodes(filters: Annotated[NodeFilters, Query()], ledger: LedgerDep) -> l
     return nodes.listing(ledger.db, filters, now=ledger.clock(), offline_after=ledger.settings.offline_after)
 
 
-@router.post("/{node_id}/schedule")
+@router.post("/{node_id}/schedule", openapi_extra=request_body(ScheduleChange))
 async def set_schedule(node_id: NodeId, request: Request, signer: WriteSigner, ledger: LedgerDep) -> NodeSchedule:
     """Cordon (no new placements), drain (cordon, and move its services away) or reactivate a node: admins only."""
     change = parse_body(ScheduleChange, await request.body())

@@ -18,16 +18,17 @@ from ledger import releases, rollouts
 from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_token
 from zeronode.api.bodies import parse_body
 from zeronode.api.errors import Refused
+from zeronode.api.openapi import ERRORS, request_body
 from zeronode.api.releases import ReleaseNew, ReleaseView
 from zeronode.api.rollouts import ChannelChange, ChannelView, FollowChange, FollowView
 from zeronode.release.manifest import VERSION_PATTERN
 
-router = APIRouter(tags=["releases"])
+router = APIRouter(tags=["releases"], responses=ERRORS)
 VersionPath = Annotated[str, Path(pattern=VERSION_PATTERN)]
 ChannelPath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 
 
-@router.post("/v1/releases", response_model=ReleaseView)
+@router.post("/v1/releases", response_model=ReleaseView, openapi_extra=request_body(ReleaseNew))
 async def publish(request: Request, signer: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     release = parse_body(ReleaseNew, await request.body())
     settings = ledger.settings
@@ -48,7 +49,10 @@ def get_release(version: VersionPath, ledger: LedgerDep) -> ReleaseView:
     return releases.get(ledger.db, version)
 
 
-@router.put("/v1/releases/{version}/artifact")
+@router.put("/v1/releases/{version}/artifact", openapi_extra=request_body(
+    {"type": "string", "format": "binary"}, content_type="application/octet-stream",
+    description="the release's tar, checked against its published digest and size",
+))
 async def upload_artifact(version: VersionPath, request: Request, ledger: LedgerDep) -> ReleaseView:
     declared = request.headers.get("content-length", "")
     if not declared.isdigit():
@@ -67,7 +71,7 @@ def get_artifact(version: VersionPath, ledger: LedgerDep) -> FileResponse:
     return FileResponse(releases.artifact_path(ledger.settings.artifacts, release.sha256), media_type="application/x-tar")
 
 
-@router.post("/v1/channels/{name}")
+@router.post("/v1/channels/{name}", openapi_extra=request_body(ChannelChange))
 async def change_channel(name: ChannelPath, request: Request, signer: WriteSigner, ledger: LedgerDep) -> ChannelView:
     change = parse_body(ChannelChange, await request.body())
     return await run_in_threadpool(rollouts.change_channel, ledger.db, signer, name, change, ledger.clock(), ledger.settings.admins)
@@ -83,7 +87,7 @@ def get_channel(name: ChannelPath, ledger: LedgerDep) -> ChannelView:
     return rollouts.channel(ledger.db, name, ledger.clock())
 
 
-@router.post("/v1/follows")
+@router.post("/v1/follows", openapi_extra=request_body(FollowChange))
 async def follow(request: Request, signer: WriteSigner, ledger: LedgerDep) -> FollowView:
     change = parse_body(FollowChange, await request.body())
     return await run_in_threadpool(rollouts.set_follow, ledger.db, signer, change, ledger.settings.admins)

@@ -14,9 +14,10 @@ from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_toke
 from zeronode.api.auth import Signer
 from zeronode.api.bodies import parse_body
 from zeronode.api.ledger import NodeId
+from zeronode.api.openapi import ERRORS, request_body
 from zeronode.api.rights import NodeRights, PolicyChange, PolicyFilters, PolicyRemoved, SignaturePolicy
 
-router = APIRouter(tags=["rights"])
+router = APIRouter(tags=["rights"], responses=ERRORS)
 
 
 # Signed rather than behind the read token: a node holds its key, not the token, and a signed
@@ -26,7 +27,7 @@ def node_rights(node_id: NodeId, signer: Signer, ledger: LedgerDep) -> NodeRight
     return rights.node_rights(ledger.db, signer, node_id, ledger.clock(), ledger.settings.admins)
 
 
-@router.post("/v1/policies", response_model=SignaturePolicy | PolicyRemoved)
+@router.post("/v1/policies", response_model=SignaturePolicy | PolicyRemoved, openapi_extra=request_body(PolicyChange))
 async def set_policy(request: Request, signer: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     change = parse_body(PolicyChange, await request.body())
     saved, created = await run_in_threadpool(policies.save, ledger.db, signer, change, ledger.clock(), ledger.settings.admins)

@@ -11,12 +11,13 @@ from starlette.concurrency import run_in_threadpool
 from ledger import reports, rollouts, uptime
 from ledger.routes.dependencies import LedgerDep, WriteSigner, ledger_of, require_declared_length
 from zeronode.api.errors import Refused
-from zeronode.api.ledger import UptimeAccepted, UptimeReport
+from zeronode.api.ledger import UptimeAccepted, UptimeBatch, UptimeReport
+from zeronode.api.openapi import ERRORS, request_body
 
-router = APIRouter(tags=["uptime"])
+router = APIRouter(tags=["uptime"], responses=ERRORS)
 
 
-@router.post("/v1/nodes/{node_id}/uptime")
+@router.post("/v1/nodes/{node_id}/uptime", openapi_extra=request_body(UptimeReport))
 async def report_uptime(node_id: str, request: Request, public_key: WriteSigner) -> JSONResponse:
     ledger = ledger_of(request)
     report = reports.single(public_key, node_id, await request.body())
@@ -46,7 +47,7 @@ def _ingest(db, report: tuple[str, UptimeReport], now: float, skew: float) -> Up
 # Not signed as a whole: each report in it is, by its node. A relay needs no key. The body is cut into
 # its items' texts, each parsed and answered alone (ledger.reports); only a body that is not
 # {"reports": [...]}, has more than max_batch items or is over MAX_BODY is refused whole.
-@router.post("/v1/uptime/batch", dependencies=[Depends(require_declared_length)])
+@router.post("/v1/uptime/batch", dependencies=[Depends(require_declared_length)], openapi_extra=request_body(UptimeBatch))
 async def report_batch(request: Request, ledger: LedgerDep) -> JSONResponse:
     db, settings, clock = ledger.db, ledger.settings, ledger.clock
     raw = await request.body()

@@ -11,13 +11,14 @@ from ledger.routes.dependencies import LedgerDep, WriteSigner, require_read_toke
 from zeronode.api.bodies import parse_body
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import NewUser, NodeId, UserView
+from zeronode.api.openapi import ERRORS, request_body
 from zeronode.protocol import keys
 from zeronode.protocol.errors import MalformedKey
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERRORS)
 
 
-@router.post("", response_model=UserView)
+@router.post("", response_model=UserView, openapi_extra=request_body(NewUser))
 async def save_user(request: Request, public_key: WriteSigner, ledger: LedgerDep) -> JSONResponse:
     user = parse_body(NewUser, await request.body())
     saved, created = await run_in_threadpool(users.save, ledger.db, public_key, user, ledger.clock(), ledger.settings.admins)

@@ -28,35 +28,43 @@ from zeronode.api.auth import Signer
 from zeronode.api.bodies import batch_items, read_bounded
 from zeronode.api.errors import ServiceError
 from zeronode.api.jobs import JobView, Status
+from zeronode.api.openapi import ERRORS, reference, request_body
+from zeronode.protocol.envelope import Envelope
 from zeronode.protocol.ticket import HEADER as TICKET_HEADER
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_BATCH = 1000
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, openapi_extra=request_body(
+    Envelope, description="a signed envelope, verified from its exact bytes (so parsed by the route itself)",
+))
 async def submit(request: Request) -> JSONResponse:
     # Coord's placement ticket, when coord chose this node by the envelope's selector (zeronode.protocol.ticket).
     ticket = request.headers.get(TICKET_HEADER)
-    accepted = await run_in_threadpool(supervisor_of(request).submit, await read_bounded(request, MAX_BODY), ticket)
+    raw = await read_bounded(request, MAX_BODY)
+    accepted = await run_in_threadpool(supervisor_of(request).submit, raw, ticket, request.state.request_id)
     return JSONResponse(
         status_code=200 if accepted.duplicate else 202,
         content={"job_id": accepted.job_id, "status": accepted.status, "duplicate": accepted.duplicate},
     )
 
 
-@router.post("/batch")
+@router.post("/batch", openapi_extra=request_body(
+    {"type": "array", "items": reference(Envelope), "maxItems": MAX_BATCH},
+    description="signed envelopes, each verified from its own text and answered alone, in order",
+))
 async def submit_batch(request: Request) -> JSONResponse:
     raw = await read_bounded(request, MAX_BODY)
-    answers = await run_in_threadpool(_submit_batch, supervisor_of(request), raw)
+    answers = await run_in_threadpool(_submit_batch, supervisor_of(request), raw, request.state.request_id)
     return JSONResponse(answers)
 
 
-def _submit_batch(supervisor: Supervisor, raw: bytes) -> list[dict[str, Any]]:
+def _submit_batch(supervisor: Supervisor, raw: bytes, request_id: str) -> list[dict[str, Any]]:
     """One answer per envelope of the batch, in order (in the thread pool: cutting a large batch is work too)."""
-    answers = supervisor.submit_many(batch_items(raw, limit=MAX_BATCH))
+    answers = supervisor.submit_many(batch_items(raw, limit=MAX_BATCH), request_id=request_id)
     return [
         {"status_code": a.status, "error": a.body()}
         if isinstance(a, ServiceError)

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from supervisor.routes.dependencies import SupervisorDep
+from zeronode.api.openapi import ERRORS
 from zeronode.node.queue.durability import UNKNOWN
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=ERRORS)
 
 
 @router.get("/health")

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from supervisor.vms import VmReader
 from zeronode.api.auth import Signer
+from zeronode.api.openapi import ERRORS
 
-router = APIRouter(prefix="/v1/vms", tags=["vms"])
+router = APIRouter(prefix="/v1/vms", tags=["vms"], responses=ERRORS)
 
 
 def _vms(request: Request) -> VmReader:

@@ -45,7 +45,7 @@ def test_refusals_are_json_and_counted_by_reason(control_plane):
     signed = SignedRequestAuth(control_plane.client_key, COORD)
     assert detail(http.get("/v1/deployments", params={"limit": 0}, auth=signed)) == (422, "malformed")
     assert detail(http.get("/v1/nothing-here")) == (404, "not_found")
-    assert 'zeronode_coord_deployments_rejected_total{reason="bad_signature"} 1.0' in http.get("/metrics").text
+    assert 'zeronode_coord_deployments_refused_total{reason="bad_signature"} 1.0' in http.get("/metrics").text
 
 
 def test_redis_away_is_503(control_plane, tmp_path, serve_app):

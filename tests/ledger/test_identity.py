@@ -111,8 +111,8 @@ def test_it_registers_once_reports_and_registers_again_when_the_host_changes(led
     assert (node["capacity"]["vcpus"], node["farm"]) == (8, "farm-m")
     assert node["last_report_at"] == int(ledger.clock())  # each cycle reported
     metrics = ledger.get("/metrics").text
-    assert 'zeronode_ledger_registrations_total{kind="created"} 1.0' in metrics
-    assert 'zeronode_ledger_registrations_total{kind="updated"} 1.0' in metrics
+    assert 'zeronode_ledger_node_registrations_total{kind="created"} 1.0' in metrics
+    assert 'zeronode_ledger_node_registrations_total{kind="updated"} 1.0' in metrics
 
 
 def test_a_ledger_that_lost_the_node_gets_it_registered_again(ledger, tmp_path):

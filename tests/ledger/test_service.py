@@ -174,7 +174,7 @@ def test_health_ping_and_metrics(ledger, node_key, registered):
     metrics = ledger.get("/metrics").text
     assert "zeronode_ledger_reports_accepted_total 1.0" in metrics
     assert 'zeronode_ledger_reports_refused_total{reason="stale_report"} 1.0' in metrics
-    assert 'zeronode_ledger_registrations_total{kind="created"} 1.0' in metrics
+    assert 'zeronode_ledger_node_registrations_total{kind="created"} 1.0' in metrics
     assert 'zeronode_ledger_nodes{status="online"} 1.0' in metrics
 
 

@@ -197,11 +197,11 @@ def test_health_and_metrics(node):
     node.post(node.sign("1", key=node.stranger))
     node.post(b"{")
     metrics = node.http.get("/metrics").text
-    assert "zeronode_jobs_accepted_total 1.0" in metrics
-    assert 'zeronode_jobs_rejected_total{reason="not_authorized"} 1.0' in metrics
-    assert 'zeronode_jobs_rejected_total{reason="invalid_json"} 1.0' in metrics
-    assert "zeronode_queue_depth 1.0" in metrics
-    assert "zeronode_verify_seconds_count 1.0" in metrics
+    assert "zeronode_supervisor_jobs_accepted_total 1.0" in metrics
+    assert 'zeronode_supervisor_jobs_refused_total{reason="not_authorized"} 1.0' in metrics
+    assert 'zeronode_supervisor_jobs_refused_total{reason="invalid_json"} 1.0' in metrics
+    assert "zeronode_supervisor_queued_jobs 1.0" in metrics
+    assert "zeronode_supervisor_verify_duration_seconds_count 1.0" in metrics
 
 
 def test_health_is_503_without_redis(node):

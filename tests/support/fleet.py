@@ -80,6 +80,7 @@ class Fleet:
     frozen: set[str] = field(default_factory=set)  # nodes whose supervisor answers nothing until thawed
     requests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # node → "METHOD PATH" it was sent
     bodies: dict[tuple[str, str], list[bytes]] = field(default_factory=lambda: defaultdict(list))  # every POST of an envelope
+    request_ids: dict[tuple[str, str], list[str | None]] = field(default_factory=lambda: defaultdict(list))  # and its X-Request-Id
     # node → what to answer its next requests: a status (a zeronode error body), or a whole response
     faults: dict[str, deque[int | Response]] = field(default_factory=lambda: defaultdict(deque))
     submissions: int = 0
@@ -170,6 +171,7 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         fleet.submissions += 1
         key = (node, envelope.id)
         fleet.bodies[key].append(await request.body())
+        fleet.request_ids[key].append(request.headers.get("x-request-id"))
         known = fleet.jobs.get(key)
         if known is not None and known.lost != QUEUE_LOST:  # seen: never run twice
             return JSONResponse({"job_id": envelope.id, "status": known.status(), "duplicate": True}, status_code=200)

@@ -1,7 +1,8 @@
 """A service's refusals, on both ends of the wire.
 
 A service answers a request it will not or cannot serve with an HTTP status
-and a JSON body `{"detail": {"reason": CODE, "message": TEXT, ...}}`. On the
+and a JSON body `{"detail": {"reason": CODE, "message": TEXT, ...}}` (ErrorBody,
+the one every service declares in its OpenAPI document). On the
 server side the handler raises `Refused` (the client's fault, 4xx) or
 `Unavailable` (5xx: try again later) and zeronode.api.handlers writes the body.
 On the client side `from_response` reads such a body back into the same
@@ -16,8 +17,24 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from zeronode.errors import ZeronodeError
+
+
+class ErrorDetail(BaseModel):
+    """Why a request was not served: a reason code a program may act on, and a message for a person."""
+
+    model_config = ConfigDict(extra="allow")  # some refusals say more: a compile error's line and column
+
+    reason: str = Field(examples=["not_found"])
+    message: str = Field(examples=["no job 1234 on this node"])
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of every zeronode service, 4xx and 5xx alike."""
+
+    detail: ErrorDetail
 
 
 class ServiceError(ZeronodeError):

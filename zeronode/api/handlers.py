@@ -7,7 +7,10 @@
 - A request FastAPI could not validate (a query parameter, a path): 422 malformed.
 - Starlette's HTTPException (an unknown route, a wrong method): its status, a reason code.
 - The foreign errors in FOREIGN: what a service's back end throws when it is away.
-- Anything else: logged with its traceback, answered 500 internal.
+- Anything else: logged with its traceback, answered 500 internal. Starlette answers it from outside
+  the request middleware (zeronode.api.middleware), so this handler adds the request's id itself.
+
+Each body is zeronode.api.errors.ErrorBody, as every route declares (zeronode.api.openapi.ERRORS).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from zeronode.api.errors import ServiceError, problems
+from zeronode.api.middleware import HEADER as REQUEST_ID_HEADER
 
 # The foreign errors every service maps: what a back end raises when it is away, by qualified class
 # name, so that this module names them without importing them at its own import: (status, reason, message).
@@ -75,10 +79,12 @@ def install(
         return error_response(422, "malformed", problems(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if not isinstance(detail, dict):
-            detail = {"reason": REASONS.get(exc.status_code, "refused"), "message": str(exc.detail)}
+            path = request.url.path[:200]
+            message = {404: f"no route {path}", 405: f"{request.method} is not allowed on {path}"}
+            detail = {"reason": REASONS.get(exc.status_code, "refused"), "message": message.get(exc.status_code, str(exc.detail))}
         return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
 
     for cls, (status, reason, message) in foreign_classes().items():
@@ -94,5 +100,9 @@ def install(
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed", extra={"path": request.url.path})
-        return error_response(500, "internal", "internal error")
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("request failed", extra={"path": request.url.path, "request_id": request_id})
+        response = error_response(500, "internal", "internal error")
+        if request_id is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
