@@ -425,7 +425,7 @@ def poster(url: str, stats: Stats, give_up: float, abort: threading.Event):
                     return answer.status_code, None
                 if answer.status_code < 500:
                     try:
-                        reason = answer.json()["detail"]["reason"]
+                        reason = answer.json()["reason"]
                     except (ValueError, KeyError, TypeError):
                         reason = answer.text[:80]
                     return answer.status_code, reason

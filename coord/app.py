@@ -14,7 +14,7 @@ Every /v1/deployments request but the submission (whose envelope is signed) is
 a signed request for audience "coord", by the deployment's signer or a coord
 admin. The routes are in coord.routes, one router per resource. Beside the dispatcher
 runs coord.failover, which keeps service deployments on live nodes. Errors are
-{"detail": {"reason", "message"}} with a 4xx status for the client's faults.
+{"reason", "message"} with a 4xx status for the client's faults.
 A submission's X-Request-Id (given, or made: zeronode.api.middleware) is stored
 with its deployment and sent to each node with its envelope.
 """

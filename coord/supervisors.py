@@ -32,6 +32,7 @@ import aiohttp
 import nacl.signing
 import yarl
 
+from zeronode.api.errors import error_fields
 from zeronode.errors import ZeronodeError
 from zeronode.protocol.signed_requests import SignedRequestAuth
 
@@ -116,7 +117,7 @@ def refusal(answer: Answer) -> tuple[str, str]:
     """(reason, message) of a supervisor's 4xx: its own only from a well-formed zeronode error body with a
     plain reason code, the message cut short; for anything else only the status, never the body's text."""
     try:
-        detail = json.loads(answer.body)["detail"]
+        detail = error_fields(json.loads(answer.body))
         reason, message = detail["reason"], detail["message"]
     except (ValueError, KeyError, TypeError):
         reason = message = None

@@ -22,7 +22,7 @@ ledger.policies and ledger.rights.
 The routes are in ledger.routes, one router per resource. Writes carry the
 signed-request headers (docs/protocol.md) and declare their Content-Length.
 Reads are open, or need `Authorization: Bearer TOKEN` when the settings have a
-read_token. Errors are JSON: {"detail": {"reason": ..., "message": ...}}, 4xx
+read_token. Errors are JSON: {"reason": ..., "message": ...}, 4xx
 for the client's faults, never a traceback. Every answer carries its request's
 X-Request-Id; /docs is Swagger UI, served from the package (zeronode.api.service).
 """

@@ -13,7 +13,7 @@
 Signed requests are addressed to this node (its id is their audience).
 
 The routes are in supervisor.routes, one router per resource. Errors are JSON:
-{"detail": {"reason": ..., "message": ...}} with a 4xx status for the client's
+{"reason": ..., "message": ...} with a 4xx status for the client's
 faults, never a traceback. Every answer carries its request's X-Request-Id,
 which a submit stores with its job (the runner logs it with the job's lines);
 /docs is Swagger UI, served from the node (zeronode.api.service). The service's work (verification, Redis, compiling)

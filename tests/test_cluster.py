@@ -318,7 +318,7 @@ def test_reads_need_the_signers_key(cluster, cli, tenants, tmp_path):
     deployment, job = final["id"], final["tasks"][0]["job_id"]
     for url in (f"{cluster['coord_url']}/v1/deployments/{deployment}", f"{node['supervisor_url']}/v1/jobs/{job}"):
         response = httpx.get(url, timeout=10)
-        assert response.status_code == 401 and response.json()["detail"]["reason"] == "bad_signature"
+        assert response.status_code == 401 and response.json()["reason"] == "bad_signature"
         assert "s3cr3t" not in response.text
     shown = cli("status", deployment, "--key", tenants["alice"]["key_path"])
     assert shown.returncode == 0 and "succeeded" in shown.stdout
@@ -408,14 +408,14 @@ def test_replayed_grants_and_cross_node_requests_are_refused(cluster, tenants):
         ledger.create_user(NewUser(public_key=bob["public"], name="bob", roles=["deployer"], farms=["local"],
                                    sequence=user["sequence"] + 1))
         replayed = httpx.Client().send(captured)
-        assert (replayed.status_code, replayed.json()["detail"]["reason"]) == (409, "stale_sequence")
+        assert (replayed.status_code, replayed.json()["reason"]) == (409, "stale_sequence")
         assert ledger.user(bob["public"]).roles == ["deployer"]
     # A cancel signed for node 1, sent to node 2: refused.
     first, second = cluster["nodes"]
     envelope = new_envelope("sleep(5); 1", [second["node_id"]], admin)
     assert httpx.post(f"{second['supervisor_url']}/v1/jobs", content=envelope.to_json()).status_code == 202
     response = httpx.post(f"{second['supervisor_url']}/v1/jobs/{envelope.id}/cancel", auth=SignedRequestAuth(admin, first["node_id"]))
-    assert (response.status_code, response.json()["detail"]["reason"]) == (401, "wrong_audience")
+    assert (response.status_code, response.json()["reason"]) == (401, "wrong_audience")
 
 
 def run(cluster, key, targets: list[str], script: str, env: dict | None = None) -> dict:
@@ -437,7 +437,7 @@ def refusal(call) -> str | None:
 def post_to_node(node, envelope) -> str | None:
     body = envelope.to_json() if hasattr(envelope, "to_json") else json.dumps(envelope)
     response = httpx.post(f"{node['supervisor_url']}/v1/jobs", content=body, timeout=10)
-    return response.json()["detail"]["reason"] if response.status_code >= 400 else None
+    return response.json()["reason"] if response.status_code >= 400 else None
 
 def test_ctrl_c_stops_every_process(cluster):
     up = cluster["up"]

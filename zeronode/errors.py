@@ -108,7 +108,7 @@ Foreign errors become these where they enter, each kind in one table:
 | `qemu-img` exit codes, tar and gzip errors       | BadImage, ImageDiskFull                   | sal.images.unpack |
 | Rhai's errors                                    | a job's ScriptError                       | runner.executor.script_error |
 
-Services answer every error as `{"detail": {"reason": ..., "message": ...}}`
+Services answer every error as `{"reason": ..., "message": ...}`
 (zeronode.api.handlers); the CLI prints any of them as one line.
 """
 

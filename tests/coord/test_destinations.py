@@ -80,7 +80,8 @@ def test_a_redirect_is_not_followed(control_plane, foreign):
 def test_only_a_well_formed_refusal_is_shown_and_never_a_foreign_body(control_plane):
     answers = {
         "teapot": PlainTextResponse(SECRET, status_code=418),
-        "odd reason": JSONResponse({"detail": {"reason": f"Not A Code {SECRET}", "message": SECRET}}, status_code=403),
+        "odd reason": JSONResponse({"reason": f"Not A Code {SECRET}", "message": SECRET}, status_code=403),
+        # An older node's body, wrapped in "detail": read alike.
         "long message": JSONResponse({"detail": {"reason": "quota_exceeded", "message": "x" * 5000}}, status_code=403),
         "huge accept": Response(b"x" * (2 << 20), status_code=202),
         "huge refusal, chunked": StreamingResponse(iter([b"y" * 65536] * 4), status_code=403),

@@ -116,7 +116,7 @@ def test_submissions_are_rate_limited_per_signer_across_replicas(control_plane, 
     for replica in (one, other):
         answer = replica.http.post("/v1/deployments", content=third.to_json())
         assert answer.status_code == 429 and answer.headers["retry-after"] == "30"
-        assert answer.json()["detail"]["reason"] == "rate_limited" and answer.json()["detail"]["retry_after"] == 30
+        assert answer.json()["reason"] == "rate_limited" and answer.json()["retry_after"] == 30
     with pytest.raises(Refused) as missing:
         one.deployment(third.id)
     assert missing.value.status == 404
@@ -153,7 +153,7 @@ def test_submissions_checked_with_the_ledger_are_capped_across_replicas(control_
     for replica, key in ((one, fresh[1]), (other, fresh[2])):
         answer = replica.http.post("/v1/deployments", content=control_plane.sign([node], key=key).to_json())
         assert answer.status_code == 429 and answer.headers["retry-after"] == "1"
-        assert answer.json()["detail"]["reason"] == "rate_limited" and answer.json()["detail"]["retry_after"] == 1
+        assert answer.json()["reason"] == "rate_limited" and answer.json()["retry_after"] == 1
     assert control_plane.ledger_requests == []  # refused before the ledger was asked anything
     assert one.submit(stored)["duplicate"] is True  # a stored envelope asks the ledger nothing: answered still
     # The window is the second: the next one checks with the ledger again.

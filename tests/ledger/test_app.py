@@ -48,7 +48,7 @@ def test_a_database_away_is_503(tmp_path, serve_app):
     with httpx.Client(base_url=serve_app(create_app(LedgerSettings(data_dir=tmp_path), db)), timeout=10) as http:
         response = http.get("/v1/nodes")
         assert response.status_code == 503
-        assert response.json() == {"detail": {"reason": "database_unavailable", "message": "database unavailable"}}
+        assert response.json() == {"reason": "database_unavailable", "message": "database unavailable"}
         assert http.get("/health").status_code == 503
     db.close()
 

@@ -119,7 +119,7 @@ def test_admins_set_update_and_remove_policies(ledger, registered):
     assert (updated.status_code, updated.json()["keys"]) == (200, [public(a)])
     # The first change, replayed as signed: older than the stored one.
     replayed = ledger.http.post("/v1/policies", content=created.request.content, headers=dict(created.request.headers))
-    assert detail(replayed) == (409, "stale_sequence") and "sequence 11" in replayed.json()["detail"]["message"]
+    assert detail(replayed) == (409, "stale_sequence") and "sequence 11" in replayed.json()["message"]
     assert [p["threshold"] for p in ledger.get("/v1/policies").json()] == [1]
 
     # An admin-only policy on the same farm is another policy; another farm's and a node's too.

@@ -57,7 +57,7 @@ def test_rights_granted_in_the_ledger_count_on_the_node_and_outlive_it_for_a_whi
         return httpx.post(f"{supervisor_url}/v1/jobs", content=envelope.to_json(), timeout=10)
 
     def refused(response: httpx.Response) -> bool:
-        return response.status_code == 403 and response.json()["detail"]["reason"] == "not_authorized"
+        return response.status_code == 403 and response.json()["reason"] == "not_authorized"
 
     assert refused(submit("deployer"))
     granted = zn("users", "add", "--public-key", deployer, "--name", "dana", "--role", "deployer", "--farm", "farm-r",

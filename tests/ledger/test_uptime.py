@@ -12,7 +12,7 @@ HOUR = 3600
 
 
 def reason(response) -> tuple[int, str]:
-    return response.status_code, response.json()["detail"]["reason"]
+    return response.status_code, response.json()["reason"]
 
 
 def test_reports_move_forward_and_a_stale_one_is_refused(ledger, node_key, registered):

@@ -46,7 +46,7 @@ def test_only_admins_manage_users(ledger):
     assert ledger.signed("POST", "/v1/users", ledger.admin, user(deployer, roles=["deployer"])).status_code == 201
     for signer in (deployer, stranger):
         response = ledger.signed("POST", "/v1/users", signer, user(newcomer, roles=["admin"]))
-        assert (response.status_code, response.json()["detail"]["reason"]) == (403, "not_admin")
+        assert (response.status_code, response.json()["reason"]) == (403, "not_admin")
         # Nobody raises themself either.
         assert ledger.signed("POST", "/v1/users", signer, user(signer, roles=["admin"])).status_code == 403
     assert ledger.get(f"/v1/users/{public(newcomer)}").status_code == 404
@@ -91,7 +91,7 @@ def test_a_grant_replayed_after_a_revocation_is_stale(ledger, registered):
     # The captured grant, sent again as it was signed (within the signed-request window).
     replayed = ledger.http.post("/v1/users", content=grant.request.content, headers=dict(grant.request.headers))
     assert detail(replayed) == (409, "stale_sequence")
-    assert "sequence 101" in replayed.json()["detail"]["message"]
+    assert "sequence 101" in replayed.json()["message"]
     for same_or_older in (101, 50):
         again = ledger.signed("POST", "/v1/users", ledger.admin, user(dana, roles=["deployer"], sequence=same_or_older))
         assert detail(again) == (409, "stale_sequence")
@@ -134,9 +134,9 @@ def test_config_admins_unknown_and_malformed_users(ledger):
     shown = ledger.get(f"/v1/users/{public(ledger.admin)}").json()
     assert (shown["source"], shown["roles"]) == ("config", ["admin"])
     unknown = ledger.get(f"/v1/users/{public(nacl.signing.SigningKey.generate())}")
-    assert (unknown.status_code, unknown.json()["detail"]["reason"]) == (404, "unknown_user")
+    assert (unknown.status_code, unknown.json()["reason"]) == (404, "unknown_user")
     malformed = ledger.get("/v1/users/not-a-key")
-    assert (malformed.status_code, malformed.json()["detail"]["reason"]) == (422, "malformed_key")
+    assert (malformed.status_code, malformed.json()["reason"]) == (422, "malformed_key")
     dana = nacl.signing.SigningKey.generate()
     for bad in (
         user(dana, roles=["root"]),
@@ -145,7 +145,7 @@ def test_config_admins_unknown_and_malformed_users(ledger):
         {**user(dana), "public_key": public(dana)[:-1] + "B"},  # not the canonical spelling of any key
     ):
         response = ledger.signed("POST", "/v1/users", ledger.admin, bad)
-        assert (response.status_code, response.json()["detail"]["reason"]) == (422, "malformed"), bad
+        assert (response.status_code, response.json()["reason"]) == (422, "malformed"), bad
 
 
 def key_starting_with(prefix: str) -> nacl.signing.SigningKey:

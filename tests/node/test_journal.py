@@ -258,7 +258,7 @@ def test_a_wiped_redis_loses_queued_work_and_says_so_but_never_runs_an_envelope_
     assert node.post(queued).status_code == (202 if node.redis.persistence == "none" else 200)
     replay = new_envelope(COUNTING_SCRIPT, [node.node_id], node.client, env={"MARK": "x", "SECONDS": "0"})
     replay = replay.model_copy(update={"nonce": ran.nonce, "signatures": []}).signed_by(node.client)
-    assert node.post(replay).status_code == 409 and node.post(replay).json()["detail"]["reason"] == "replayed"
+    assert node.post(replay).status_code == 409 and node.post(replay).json()["reason"] == "replayed"
     node.pool()
     assert node.wait(queued.id, ended).status == Status.FINISHED
     assert runs(pool_dir, ran.env["MARK"]) == 1

@@ -21,7 +21,7 @@ from rq.job import Job
 
 
 def reason(response):
-    return response.json()["detail"]["reason"]
+    return response.json()["reason"]
 
 
 def test_accepted_envelope_is_queued(node):
@@ -55,7 +55,7 @@ def test_unparseable_envelopes(node, body, status, expected_reason):
     response = node.post(body)
     assert response.status_code == status
     assert reason(response) == expected_reason
-    assert "message" in response.json()["detail"]
+    assert "message" in response.json()
 
 
 def test_bad_signature_is_401(node):
@@ -115,7 +115,7 @@ def test_compile_error_is_422_with_position_and_logged_with_its_reason(node, cap
     caplog.set_level(logging.INFO, logger="zeronode.supervisor")
     response = node.post(node.sign("let a = 1;\nlet b = a +;"))
     assert response.status_code == 422
-    detail = response.json()["detail"]
+    detail = response.json()
     assert (detail["reason"], detail["line"], detail["column"]) == ("compile_error", 2, 12)
     assert node.post(node.sign("1", key=node.stranger)).status_code == 403
     refused = [(record.reason, record.status) for record in caplog.records if record.getMessage() == "envelope refused"]
@@ -297,7 +297,7 @@ def test_a_duplicate_script_key_is_refused(node):
                 text.replace('"script":"1"', '"script":"1","script":"2"')):  # or first
         response = node.post(raw)
         assert (response.status_code, reason(response)) == (400, "invalid_json")
-        assert "duplicate key 'script'" in response.json()["detail"]["message"]
+        assert "duplicate key 'script'" in response.json()["message"]
     assert node.supervisor.queue.count == 0
     assert node.post(text).status_code == 202  # the envelope itself, spelled once, is fine
 
@@ -316,7 +316,7 @@ def test_integer_fields_given_as_floats_are_refused(node, field, spelling):
     raw = envelope.to_json().replace(f'"{field}":{value}', f'"{field}":{spelling.format(value)}')
     response = node.post(raw)
     assert (response.status_code, reason(response)) == (422, "malformed")
-    assert field in response.json()["detail"]["message"]
+    assert field in response.json()["message"]
 
 
 def test_what_is_queued_is_the_envelope_verified_in_canonical_json(node):
@@ -379,7 +379,7 @@ def test_a_batch_answers_each_item_alone_whatever_the_others_hold(node):
 def test_a_batch_that_is_not_an_array_of_items_is_refused_whole(node, body, status, expected_reason):
     response = node.http.post("/v1/jobs/batch", content=body)
     assert (response.status_code, reason(response)) == (status, expected_reason)
-    assert response.json()["detail"]["message"]
+    assert response.json()["message"]
     assert node.http.get("/health").status_code == 200
 
 

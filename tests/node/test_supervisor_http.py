@@ -40,7 +40,7 @@ def test_a_jobs_request_id_is_in_the_supervisors_and_the_runners_lines(node):
 def test_refusals_have_the_one_body(node):
     service_checks.check_framework_errors(node.http, get_only="/health", bad_query="/v1/jobs?limit=0")
     refused = service_checks.error(node.post(b"{not json"), 400, "invalid_json")
-    assert refused.detail.message
+    assert refused.message
 
 
 def test_http_metrics_and_build_info(node):

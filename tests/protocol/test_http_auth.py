@@ -60,7 +60,7 @@ def test_outside_the_window_is_refused(server, key, skew, reason):
     client, _ = server
     response = client.post("/v1/things/x", content=b"{}", auth=SignedRequestAuth(key, AUDIENCE, clock=lambda: NOW + skew))
     assert response.status_code == 401
-    assert response.json()["detail"]["reason"] == reason
+    assert response.json()["reason"] == reason
 
 
 @pytest.mark.parametrize("skew", [-60, 0, 60])
@@ -93,12 +93,12 @@ def test_signature_covers_method_path_query_and_body(server, key, what, method, 
     headers = signed_headers(key, method, target, body)
     response = client.post("/v1/things/x", content=b"{}", headers=headers)
     assert response.status_code == 401, what
-    assert response.json()["detail"]["reason"] == "bad_signature"
+    assert response.json()["reason"] == "bad_signature"
 
 
 def test_unsigned_and_garbled_headers_are_refused(server, key):
     client, _ = server
-    assert client.post("/v1/things/x", content=b"{}").json()["detail"]["reason"] == "bad_signature"
+    assert client.post("/v1/things/x", content=b"{}").json()["reason"] == "bad_signature"
     headers = signed_headers(key, "POST", "/v1/things/x", b"{}")
     for name, value, reason in [
         ("X-Zeronode-Timestamp", "soon", "malformed"),
@@ -107,7 +107,7 @@ def test_unsigned_and_garbled_headers_are_refused(server, key):
     ]:
         response = client.post("/v1/things/x", content=b"{}", headers={**headers, name: value})
         assert response.status_code == 401
-        assert response.json()["detail"]["reason"] == reason
+        assert response.json()["reason"] == reason
 
 
 def test_another_keys_signature_is_refused(server, key):
@@ -139,12 +139,12 @@ def test_a_request_signed_for_another_audience_is_refused(server, key):
     other = "zyxwvutsrqponmlkjihgfedcba"
     response = client.post("/v1/things/x", content=b"{}", headers=signed_headers(key, "POST", "/v1/things/x", b"{}", audience=other))
     assert response.status_code == 401
-    assert response.json()["detail"]["reason"] == "wrong_audience"
+    assert response.json()["reason"] == "wrong_audience"
     # Relabelled to this server's audience, the signature no longer matches.
     headers = {**signed_headers(key, "POST", "/v1/things/x", b"{}", audience=other), "X-Zeronode-Audience": AUDIENCE}
-    assert client.post("/v1/things/x", content=b"{}", headers=headers).json()["detail"]["reason"] == "bad_signature"
+    assert client.post("/v1/things/x", content=b"{}", headers=headers).json()["reason"] == "bad_signature"
     headers.pop("X-Zeronode-Audience")
-    assert client.post("/v1/things/x", content=b"{}", headers=headers).json()["detail"]["reason"] == "bad_signature"
+    assert client.post("/v1/things/x", content=b"{}", headers=headers).json()["reason"] == "bad_signature"
 
 
 def test_a_client_without_an_audience_does_not_sign(key):

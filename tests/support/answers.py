@@ -6,8 +6,8 @@ import httpx
 
 
 def detail(response: httpx.Response) -> tuple[int, str]:
-    """(status, reason) of a zeronode error answer: {"detail": {"reason": ..., "message": ...}}."""
-    return response.status_code, response.json()["detail"]["reason"]
+    """(status, reason) of a zeronode error answer: {"reason": ..., "message": ...}."""
+    return response.status_code, response.json()["reason"]
 
 
 def openapi_routes(response: httpx.Response) -> set[tuple[str, str]]:

@@ -139,7 +139,7 @@ def create_fleet(fleet: Fleet | None = None) -> FastAPI:
         return None
 
     def refused(status: int, reason: str, message: str) -> JSONResponse:
-        return JSONResponse({"detail": {"reason": reason, "message": message}}, status_code=status)
+        return JSONResponse({"reason": reason, "message": message}, status_code=status)
 
     async def reader(request: Request, node: str, job: SimulatedJob) -> Response | None:
         """None when the request is signed for `node` by the job's signer or an admin; else the refusal."""

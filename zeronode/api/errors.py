@@ -1,8 +1,10 @@
 """A service's refusals, on both ends of the wire.
 
 A service answers a request it will not or cannot serve with an HTTP status
-and a JSON body `{"detail": {"reason": CODE, "message": TEXT, ...}}` (ErrorBody,
-the one every service declares in its OpenAPI document). On the
+and a JSON body `{"reason": CODE, "message": TEXT, ...}` (ErrorBody, the one
+every service declares in its OpenAPI document). Earlier versions wrapped it
+as `{"detail": {...}}`: `error_fields` reads both, so a fleet mid-update keeps
+its reasons. On the
 server side the handler raises `Refused` (the client's fault, 4xx) or
 `Unavailable` (5xx: try again later) and zeronode.api.handlers writes the body.
 On the client side `from_response` reads such a body back into the same
@@ -22,19 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from zeronode.errors import ZeronodeError
 
 
-class ErrorDetail(BaseModel):
-    """Why a request was not served: a reason code a program may act on, and a message for a person."""
+class ErrorBody(BaseModel):
+    """Every error answer of every zeronode service, 4xx and 5xx alike: why a request was not served, a
+    reason code a program may act on and a message for a person."""
 
     model_config = ConfigDict(extra="allow")  # some refusals say more: a compile error's line and column
 
     reason: str = Field(examples=["not_found"])
     message: str = Field(examples=["no job 1234 on this node"])
-
-
-class ErrorBody(BaseModel):
-    """Every error answer of every zeronode service, 4xx and 5xx alike."""
-
-    detail: ErrorDetail
 
 
 class ServiceError(ZeronodeError):
@@ -53,7 +50,7 @@ class ServiceError(ZeronodeError):
         self.detail = detail
 
     def body(self) -> dict[str, Any]:
-        """The JSON error body's `detail`."""
+        """The JSON error body."""
         return {"reason": self.reason, "message": str(self), **self.detail}
 
 
@@ -85,10 +82,18 @@ class Unavailable(ServiceError):
 REFUSALS: dict[int, type[Refused]] = {404: NotFound, 409: Conflict}
 
 
+def error_fields(body: Any) -> dict[str, Any] | None:
+    """The fields of a zeronode error body (`{"reason", "message", ...}`, or an older service's
+    `{"detail": {...}}`), or None for anything else."""
+    if isinstance(body, dict) and isinstance(body.get("detail"), dict) and "reason" not in body:
+        body = body["detail"]
+    return body if isinstance(body, dict) and "reason" in body and "message" in body else None
+
+
 def detail_of(response: httpx.Response) -> tuple[str, str, dict[str, Any]]:
     """(reason, message, other fields) of a zeronode error body, or of whatever else a server sent."""
     try:
-        detail = response.json()["detail"]
+        detail = error_fields(response.json())
         reason, message = str(detail["reason"]), str(detail["message"])
     except (ValueError, KeyError, TypeError):  # not a zeronode service, or not one of its answers
         text = f"{response.status_code} {response.text.strip()[:200]}".strip()

@@ -1,6 +1,6 @@
 """The exception handlers every zeronode service installs: one JSON error body, never a traceback.
 
-    {"detail": {"reason": "not_found", "message": "no job 1234 on this node"}}
+    {"reason": "not_found", "message": "no job 1234 on this node"}
 
 - ServiceError (Refused, Unavailable): its own status, reason and message (and headers).
 - Every 503 says when to try again (Retry-After), unless its error says otherwise.
@@ -40,7 +40,7 @@ RETRY_AFTER = {"Retry-After": "1"}
 
 def error_response(status: int, reason: str, message: str, **detail) -> JSONResponse:
     headers = RETRY_AFTER if status == 503 else None
-    return JSONResponse(status_code=status, content={"detail": {"reason": reason, "message": message, **detail}},
+    return JSONResponse(status_code=status, content={"reason": reason, "message": message, **detail},
                         headers=headers)
 
 
@@ -72,7 +72,7 @@ def install(
             log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
                     extra={"path": request.url.path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
         headers = exc.headers or (RETRY_AFTER if exc.status == 503 else None)
-        return JSONResponse(status_code=exc.status or 500, content={"detail": exc.body()}, headers=headers)
+        return JSONResponse(status_code=exc.status or 500, content=exc.body(), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -85,7 +85,7 @@ def install(
             path = request.url.path[:200]
             message = {404: f"no route {path}", 405: f"{request.method} is not allowed on {path}"}
             detail = {"reason": REASONS.get(exc.status_code, "refused"), "message": message.get(exc.status_code, str(exc.detail))}
-        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
+        return JSONResponse(status_code=exc.status_code, content=detail, headers=exc.headers)
 
     for cls, (status, reason, message) in foreign_classes().items():
 

@@ -22,6 +22,7 @@ import nacl.signing
 import redis
 from rq import Queue, Worker
 
+from zeronode.api.errors import error_fields
 from zeronode.node.settings import NodeSettings
 from zeronode.protocol.envelope import new_envelope
 from zeronode.protocol.signed_requests import SignedRequestAuth
@@ -101,7 +102,7 @@ def canary(url: str, node_id: str, key: nacl.signing.SigningKey, deadline: float
         except httpx.HTTPError as exc:
             return f"submitting: {type(exc).__name__}"
         body = _json(response)
-        reason = (body.get("detail") or {}).get("reason") if isinstance(body.get("detail"), dict) else None
+        reason = (error_fields(body) or {}).get("reason")
         if response.status_code == 403 and reason == "policy_not_met":
             skipped = "a signature policy covers this node: the node's own key cannot sign a canary job"
             return None

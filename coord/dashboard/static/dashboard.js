@@ -105,8 +105,7 @@ async function read(path) {
   if (response.status === 401) throw new SignedOut();
   const body = await response.json().catch(() => null);
   if (!response.ok) {
-    const detail = body && body.detail;
-    throw new Error(detail && detail.message ? `${detail.reason}: ${detail.message}` : `coord answered ${response.status}`);
+    throw new Error(body && body.message ? `${body.reason}: ${body.message}` : `coord answered ${response.status}`);
   }
   return body;
 }
@@ -143,8 +142,7 @@ async function signIn(event) {
     return;
   }
   const body = await response.json().catch(() => null);
-  const detail = body && body.detail;
-  text("sign-in-error", detail && detail.message ? detail.message : `coord answered ${response.status}`);
+  text("sign-in-error", body && body.message ? body.message : `coord answered ${response.status}`);
 }
 
 async function signOut() {
