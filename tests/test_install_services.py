@@ -58,7 +58,8 @@ def installed(tmp_path_factory):
     seed_os_tree(root)
     installed_layout(install_root)
     (root / "etc" / "zeronode").mkdir()
-    (root / "etc" / "zeronode" / "node.toml").write_text('state_dir = "/var/lib/zeronode"\n')
+    (root / "etc" / "zeronode" / "node.toml").write_text(
+        'state_dir = "/var/lib/zeronode"\nstorage_root = "/srv/pool"\nvm_dir = "/var/lib/zeronode-vms"\n')
     (root / "etc" / "zeronode" / "node.toml").chmod(0o644)
     result = install("--node", "--ledger", "--coord", "--root", root, "--install-root", install_root)
     assert result.returncode == 0, result.stderr
@@ -112,6 +113,9 @@ def test_the_units_have_every_path_and_user_filled_in(installed):
     assert "User=zeronode" in supervisor and "SupplementaryGroups=redis" in supervisor
     runner = (root / "etc" / "systemd" / "system" / "zeronode-runner.service").read_text().splitlines()
     assert "KillMode=control-group" in runner
+    # The identity manager's health says whether it can write the pool: its sandbox leaves node.toml's pool writable.
+    identity = (root / "etc" / "systemd" / "system" / "zeronode-identity.service").read_text().splitlines()
+    assert "ReadWritePaths=-/srv/pool" in identity
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is systemd's: apt-get install systemd")
@@ -168,6 +172,15 @@ def test_bad_options_are_one_line_errors(tmp_path):
         assert result.returncode == 1, args
         assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_node_toml_with_a_bad_path_is_refused_plainly(tmp_path):
+    seed_os_tree(tmp_path)
+    (tmp_path / "etc" / "zeronode").mkdir()
+    (tmp_path / "etc" / "zeronode" / "node.toml").write_text('storage_root = "srv/my pool"\n')
+    result = install("--root", tmp_path)
+    assert result.returncode == 1 and "storage_root" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "etc" / "systemd").exists()  # nothing half-installed
 
 
 def test_a_root_without_an_os_tree_is_refused_plainly(tmp_path):
