@@ -116,6 +116,9 @@ def test_the_units_have_every_path_and_user_filled_in(installed):
     # The identity manager's health says whether it can write the pool: its sandbox leaves node.toml's pool writable.
     identity = (root / "etc" / "systemd" / "system" / "zeronode-identity.service").read_text().splitlines()
     assert "ReadWritePaths=-/srv/pool" in identity
+    # Its seccomp filter denies @privileged but for chown: it hands rights.json and the key to the supervisor's user.
+    filters = [line for line in identity if line.startswith("SystemCallFilter=")]
+    assert filters.index("SystemCallFilter=@chown") > filters.index("SystemCallFilter=~@privileged")
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is systemd's: apt-get install systemd")
@@ -186,3 +189,16 @@ def test_a_node_toml_with_a_bad_path_is_refused_plainly(tmp_path):
 def test_a_root_without_an_os_tree_is_refused_plainly(tmp_path):
     result = install("--root", tmp_path)
     assert result.returncode == 1 and "etc/passwd" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_node_without_a_pool_gets_no_vm_keeper_started(tmp_path):
+    """Without storage_root there are no VMs: the keeper would exit and be restarted for ever."""
+    seed_os_tree(tmp_path)
+    (tmp_path / "etc" / "zeronode").mkdir()
+    (tmp_path / "etc" / "zeronode" / "node.toml").write_text('vm_dir = "/var/lib/zeronode-vms"\n')
+    result = install("--root", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "zeronode-vm-keeper.service is not started" in result.stderr
+    assert (tmp_path / "etc" / "systemd" / "system" / "zeronode-vm-keeper.service").is_file()  # there for later
+    identity = (tmp_path / "etc" / "systemd" / "system" / "zeronode-identity.service").read_text()
+    assert "ReadWritePaths=-" not in identity
