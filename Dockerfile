@@ -15,9 +15,9 @@ RUN /build/bin/maturin build --release --interpreter /build/bin/python --out /wh
 FROM python:3.11-slim-bookworm
 # btrfs-progs and libbtrfsutil: the storage SAL (btrfsutil 6.10 builds against Debian 12's library);
 # qemu-utils: qemu-img, which turns qcow2 images into raw disks (image_pull). nftables: `nft`, the VM
-# network's NAT and filter rules.
+# network's NAT and filter rules. qemu-system-x86: the hypervisor of the compose nodes' VMs (on the host's /dev/kvm).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends btrfs-progs libbtrfsutil-dev qemu-utils nftables gcc libc6-dev \
+ && apt-get install -y --no-install-recommends btrfs-progs libbtrfsutil-dev qemu-utils qemu-system-x86 nftables gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=rhai-py /wheels/ /wheels/
 WORKDIR /opt/zeronode
@@ -31,7 +31,12 @@ COPY ledger/ ledger/
 COPY scripts/ scripts/
 RUN pip install --no-cache-dir /wheels/*.whl '.[btrfs]' \
  && apt-get purge -y gcc libc6-dev && apt-get autoremove -y
-RUN useradd --system --home /var/lib/zeronode zeronode && mkdir -p /var/lib/zeronode && chown zeronode /var/lib/zeronode
+# The node's state is the supervisor's (zeronode), 0700; the VMs' records root's, readable by the group zeronode
+# (2750), and a new compose volume mounted on either takes its owner and mode from here.
+RUN useradd --system --home /var/lib/zeronode zeronode \
+ && install -d -o zeronode -g zeronode -m 0700 /var/lib/zeronode \
+ && install -d -o root -g zeronode -m 2750 /var/lib/zeronode-vms \
+ && install -d -o root -g root -m 0700 /var/lib/zeronode-pool
 # Runners that manage btrfs volumes and VMs need root (and /dev/kvm); the other services do not.
 USER zeronode
 ENTRYPOINT []

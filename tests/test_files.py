@@ -52,3 +52,22 @@ def test_concurrent_reader_never_sees_a_partial_file(tmp_path):
     stop.set()
     reader.join()
     assert seen <= bodies
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can make a file another user's")
+def test_root_writing_in_another_users_directory_gives_them_the_file(tmp_path):
+    """The identity manager and the runners (root) write the node key and rights.json in the supervisor's
+    state directory: the supervisor's user must be able to read them, whoever made them first."""
+    from zeronode.protocol import keys
+
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, 4242, 4343)
+    write_atomic(state / "rights.json", "{}")
+    keys.save_private_key(keys.generate(), state / "node.key")
+    for name in ("rights.json", "node.key"):
+        found = (state / name).stat()
+        assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (4242, 4343, 0o600), name
+    mine = tmp_path / "root's.json"  # in root's own directory, root's file
+    write_atomic(mine, "{}")
+    assert (mine.stat().st_uid, mine.stat().st_gid) == (0, 0)

@@ -4,6 +4,11 @@ A reader (another process, or this one after a crash) sees the old file or the
 new one, never half of one: the bytes go to a temporary file in the same
 folder, created 0600, are fsynced, and take the name in one rename, which is
 itself fsynced with its folder so it survives a power cut.
+
+Root writing into another user's folder gives the file that folder's owner and
+group (`owned_like_parent`): the node's state directory is the supervisor's user's,
+and root's services (the identity manager, the runners) write the node key,
+rights.json and the journal there, which the supervisor must read.
 """
 
 from __future__ import annotations
@@ -28,11 +33,23 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
             if mode != 0o600:
                 os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
+        owned_like_parent(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     sync_directory(path.parent)
+
+
+def owned_like_parent(path: Path) -> None:
+    """Give `path` its folder's owner and group when root made it: whichever service makes a shared file
+    first (root's, or the supervisor's user's) must not lock the other out of it. Others' files are theirs."""
+    path = Path(path)
+    if os.geteuid() != 0:
+        return
+    parent, own = path.parent.stat(), path.stat()
+    if (own.st_uid, own.st_gid) != (parent.st_uid, parent.st_gid):
+        os.chown(path, parent.st_uid, parent.st_gid)
 
 
 def sync_directory(directory: Path) -> None:

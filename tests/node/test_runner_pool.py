@@ -217,11 +217,12 @@ def size_in_bytes(text: str) -> int:
 
 
 def test_the_systemd_units_stop_their_whole_cgroup_and_bound_the_runners_memory():
-    units = sorted(UNITS.glob("*.service"))
-    assert {unit.name for unit in units} >= {"zeronode-runner.service", "zeronode-supervisor.service", "zeronode-identity.service"}
-    for unit in units:  # systemd's default is control-group; `process` would leave the unit's other processes running
-        assert unit_settings(unit).get("KillMode", "control-group") in ("control-group", "mixed"), unit.name
-    runner = unit_settings(UNITS / "zeronode-runner.service")
+    units = sorted(UNITS.glob("*.service.in"))  # templates: scripts/install-services fills in their paths
+    assert {unit.name for unit in units} >= {"zeronode-runner.service.in", "zeronode-supervisor.service.in",
+                                             "zeronode-identity.service.in"}
+    for unit in units:  # `process` or `mixed` would leave the unit's other processes running past the SIGTERM
+        assert unit_settings(unit).get("KillMode", "control-group") == "control-group", unit.name
+    runner = unit_settings(UNITS / "zeronode-runner.service.in")
     defaults = NodeSettings.model_fields
     runners = int(runner["Environment"].removeprefix("ZERONODE_RUNNERS="))
     # The runners' own ceilings are reached first: the cgroup's limit is a backstop, never a script's to hit.

@@ -8,7 +8,7 @@
                 kept or rolled back; with install.py (versions side by side), services.py (restarting
                 the node's services) and checks.py (the new version's health checks)
 
-It runs at boot (scripts/systemd/zeronode-identity.service) and for as long
+It runs at boot (scripts/systemd/zeronode-identity.service.in, as root: it updates the node) and for as long
 as the node does:
 
 1. Take the reporter lock (STATE_DIR/identity.lock, flock): one reporter per

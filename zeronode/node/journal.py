@@ -47,6 +47,7 @@ from enum import Enum
 from pathlib import Path
 
 from zeronode.api.jobs import QUEUE_LOST, RESULT_LOST, JobView, ScriptError, Status
+from zeronode.files import owned_like_parent
 from zeronode.node.queue.jobs import NOT_RETRIED, Outcome
 
 PRUNE_EVERY = 60.0  # seconds between deletions of expired rows
@@ -147,7 +148,7 @@ class Holders:
             holder = f"{os.getpid()}.{uuid.uuid4().hex}"
             fd = os.open(self.directory / f"{holder}.lock", os.O_CREAT | os.O_RDWR, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            _owned_like_parent(self.directory / f"{holder}.lock")
+            owned_like_parent(self.directory / f"{holder}.lock")
             self._mine, self._fd = holder, fd
         return self._mine
 
@@ -177,15 +178,7 @@ HOLDER = re.compile(r"[0-9]{1,10}\.[0-9a-f]{32}")
 def _private_dir(path: Path) -> None:
     if not path.is_dir():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _owned_like_parent(path)
-
-
-def _owned_like_parent(path: Path) -> None:
-    """Give `path` its directory's owner: a runner (root) and a supervisor (the zeronode user) share the
-    state directory, and whichever creates a file first must not lock the other out of it."""
-    parent = path.parent.stat()
-    if os.geteuid() == 0 and (path.stat().st_uid, path.stat().st_gid) != (parent.st_uid, parent.st_gid):
-        os.chown(path, parent.st_uid, parent.st_gid)
+        owned_like_parent(path)
 
 
 class Journal:
@@ -198,7 +191,7 @@ class Journal:
         self.keep_after_expiry = keep_after_expiry
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))  # SQLite gives its -wal and -shm these modes
-        _owned_like_parent(self.path)  # and, running as root, their owner too
+        owned_like_parent(self.path)  # and, running as root, their owner too
         self.holders = Holders(self.path.parent / "holders")
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()

@@ -20,6 +20,7 @@ import nacl.exceptions
 import nacl.signing
 from nacl.bindings import crypto_sign_open
 
+from zeronode.files import owned_like_parent
 from zeronode.protocol.errors import KeyFileError, MalformedKey
 
 PUBLIC_KEY_CHARS = 43
@@ -126,6 +127,7 @@ def save_private_key(key: nacl.signing.SigningKey, path: Path, *, force: bool = 
             file.write(KEY_FILE_HEADER + b64url(bytes(key)) + "\n")
             file.flush()
             os.fsync(file.fileno())
+        owned_like_parent(temporary)  # root making a node's key in the supervisor's state directory: still theirs
         if not force and path.exists():  # someone created it meanwhile
             raise KeyFileError(f"{path} exists; refusing to overwrite it (use --force)")
         os.replace(temporary, path)
