@@ -15,7 +15,8 @@ node's Redis adds commands to each job's round trip (and no Redis, no
 metrics), and telling the pool over a pipe is a write a job. A runner that
 dies keeps its counts in the sums (its files stay); its busy gauge goes with
 it (the pool marks it dead). Counts start at zero with each pool, as any
-process's do.
+process's do. The directory goes with its pool; one a pool killed with -9 left
+(its name has the pool's pid) goes when the next pool starts.
 
 Outside a pool (`zeronode runner --burst`, the benchmarks) the same metrics
 count in memory, and nobody serves them.
@@ -31,6 +32,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's variable: where a process writes its values
+DIRECTORY_PREFIX = "zeronode-runner-metrics-"  # then the pool's pid, "-", and mkdtemp's random part
 OUTCOMES = ("finished", "failed", "timed_out", "canceled", "interrupted")
 # From a no-op script's few milliseconds to a VM's deployment of minutes.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -70,7 +72,9 @@ class PoolMetrics:
     """The pool's side: the directory its runners write to, and the registry that sums them for a scrape."""
 
     def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="zeronode-runner-metrics-"))  # 0700, and empty: no stale counts
+        remove_abandoned(Path(tempfile.gettempdir()))
+        # 0700, and empty: no stale counts.
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{DIRECTORY_PREFIX}{os.getpid()}-"))
         os.environ[MULTIPROCESS_DIR] = str(self.directory)  # runners started from now on inherit it
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=str(self.directory))
@@ -82,3 +86,21 @@ class PoolMetrics:
     def close(self) -> None:
         os.environ.pop(MULTIPROCESS_DIR, None)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_abandoned(parent: Path) -> None:
+    """Remove the metrics directories of this user's pools that are gone (killed with -9: no close)."""
+    for directory in parent.glob(f"{DIRECTORY_PREFIX}*-*"):
+        pid = directory.name.removeprefix(DIRECTORY_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and directory.is_dir() and directory.stat().st_uid == os.getuid() and not _alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

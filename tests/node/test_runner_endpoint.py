@@ -1,16 +1,21 @@
 """The runner pool's HTTP endpoint (runner.endpoint) on a real socket: /health's two answers, /metrics, and
-every other request answered with the services' JSON error body, never the standard library's HTML page."""
+every other request answered with the services' JSON error body, never the standard library's HTML page;
+and where the pool's runners write their metrics (runner.metrics)."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import tempfile
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from runner.endpoint import Endpoint
+from runner.metrics import DIRECTORY_PREFIX, MULTIPROCESS_DIR, PoolMetrics
 
 
 @pytest.fixture
@@ -53,3 +58,24 @@ def test_other_requests_get_the_services_error_body(endpoint):
         reply = raw.makefile("rb").read().decode()
     head, _, body = reply.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.0 431") and json.loads(body)["detail"]["reason"] == "malformed"
+
+
+def test_a_pool_removes_the_metrics_directories_of_pools_that_are_gone(tmp_path, monkeypatch):
+    """A pool killed with -9 leaves its runners' metrics files; the next pool on the machine removes them,
+    and never a live pool's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    finished = subprocess.Popen(["true"])  # a process that has exited: its pid is no one's (for now)
+    finished.wait()
+    abandoned = tmp_path / f"{DIRECTORY_PREFIX}{finished.pid}-abc"
+    live = tmp_path / f"{DIRECTORY_PREFIX}{os.getppid()}-def"
+    for directory in (abandoned, live):
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"")
+    metrics = PoolMetrics()
+    try:
+        assert metrics.directory.parent == tmp_path and metrics.directory.name.startswith(f"{DIRECTORY_PREFIX}{os.getpid()}-")
+        assert not abandoned.exists() and live.exists()
+        assert os.environ[MULTIPROCESS_DIR] == str(metrics.directory)
+    finally:
+        metrics.close()
+    assert not metrics.directory.exists() and MULTIPROCESS_DIR not in os.environ
