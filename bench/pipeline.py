@@ -10,6 +10,11 @@ HTTP to a `zeronode supervisor` process), then drained by one runner, which veri
 envelope again and evaluates it in Rhai. Latency from submit to start (p50/p99)
 is measured with the worker running while jobs arrive. Aims: runner ≥ 4× the
 SimpleWorker's throughput, supervisor ≥ 3× rq's one-at-a-time enqueue.
+
+What each drain costs Redis per job: the round trips its client made (a pipeline
+is one; counted on the client's connections, the heartbeat thread's included)
+and the commands Redis ran (INFO's total_commands_processed: those inside Lua
+scripts count one each).
 """
 
 from __future__ import annotations
@@ -68,6 +73,41 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+class CountingConnection(redis.UnixDomainSocketConnection):
+    """A connection that counts the requests it sends: each is one round trip (a pipeline sends one)."""
+
+    sent = 0
+
+    def send_packed_command(self, command, check_health=True):
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+class RedisWork:
+    """Round trips and commands per job, over drains: medians of the drains measured."""
+
+    def __init__(self) -> None:
+        self.round_trips: list[float] = []
+        self.commands: list[float] = []
+
+    def measure(self, connection: redis.Redis, drain) -> int:
+        """Run `drain` (it returns how many jobs it ran) and record Redis's work per job; returns the count."""
+        commands = connection.info("stats")["total_commands_processed"]
+        sent = CountingConnection.sent
+        count = drain()
+        self.round_trips.append((CountingConnection.sent - sent - 1) / count)  # less the INFO below
+        self.commands.append((connection.info("stats")["total_commands_processed"] - commands - 1) / count)
+        return count
+
+    def summary(self) -> str:
+        return f"{statistics.median(self.round_trips):.2f} round trips, {statistics.median(self.commands):.1f} commands"
+
+
+def counted_connection(sock: Path) -> redis.Redis:
+    """A client of the Redis at `sock` whose round trips are counted (CountingConnection)."""
+    return redis.Redis(connection_pool=redis.ConnectionPool(connection_class=CountingConnection, path=str(sock)))
+
+
 def latencies(connection: redis.Redis, ids: list[str], serializer) -> tuple[float, float]:
     jobs = [job for job in Job.fetch_many(ids, connection, serializer=serializer) if job and job.started_at]
     waits = sorted((job.started_at - job.enqueued_at).total_seconds() * 1000 for job in jobs)
@@ -120,8 +160,9 @@ def main() -> None:
     n, rounds_count = args.jobs, args.rounds
     workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-"))
     redis_process, sock = start_redis_server(workdir)
-    connection = redis.Redis(unix_socket_path=str(sock))
+    connection = counted_connection(sock)
     results: dict[str, float] = {}
+    rq_work, runner_work = RedisWork(), RedisWork()
     try:
         settings = NodeSettings(state_dir=workdir / "state", redis_url=f"unix://{sock}", queue="bench")
         identity = node_identity(settings)
@@ -149,7 +190,8 @@ def main() -> None:
                 queue.enqueue("rq_noop.noop", payload)
             rounds["rq enqueue, one at a time"].append(rate(n, time.perf_counter() - started))
             started = time.perf_counter()
-            SimpleWorker([queue], connection=connection, serializer=queue.serializer).work(burst=True, logging_level="ERROR")
+            worker = SimpleWorker([queue], connection=connection, serializer=queue.serializer)
+            rq_work.measure(connection, lambda: worker.work(burst=True, logging_level="ERROR") and n)
             rounds["rq SimpleWorker drain"].append(rate(n, time.perf_counter() - started))
 
             connection.flushall()
@@ -160,7 +202,8 @@ def main() -> None:
                 supervisor.submit(raw)
             rounds["supervisor accept, one at a time"].append(rate(n, time.perf_counter() - started))
             started = time.perf_counter()
-            rounds["runner drain (verify + Rhai)"].append(rate(new_runner().work(burst=True), time.perf_counter() - started))
+            drained = runner_work.measure(connection, lambda: new_runner().work(burst=True))
+            rounds["runner drain (verify + Rhai)"].append(rate(drained, time.perf_counter() - started))
 
             connection.flushall()
             batch = [e.to_json() for e in envelopes(n)]
@@ -223,6 +266,7 @@ def main() -> None:
         f"supervisor vs rq enqueue: {ratios['accept']:.2f}× one at a time, {ratios['batched']:.2f}× in batches of 100 "
         f"(aim ≥ 3×), {http:.2f}× over HTTP"
     )
+    console.print(f"Redis per job: rq SimpleWorker {rq_work.summary()}; runner {runner_work.summary()}")
     console.print(
         f"submit → start latency: rq p50 {rq_latency[0]:.1f} ms p99 {rq_latency[1]:.1f} ms; "
         f"zeronode p50 {zn_latency[0]:.1f} ms p99 {zn_latency[1]:.1f} ms"

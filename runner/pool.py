@@ -14,7 +14,13 @@ runner was running as `ResourceLimit`, without a retry (running a memory bomb
 again only ends another runner), and starts a new runner. A runner that dies
 otherwise (SIGKILL: an operator's kill -9, the kernel's OOM killer) is the
 monitor's to recover: its job is retried while retries are left, or fails as
-`RunnerDied`.
+`RunnerDied`. Either way the pool registers the dead runner's death as rq's
+workers do their own, so that `rq info` stops listing it at once.
+
+The pool serves its runners' metrics, summed, and its health on
+`runner_metrics_host:runner_metrics_port` (runner.metrics, runner.endpoint).
+An address it cannot listen on is logged, and the pool runs without it: the
+runners' jobs matter more than their metrics.
 """
 
 from __future__ import annotations
@@ -29,9 +35,13 @@ import time
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, SimpleWorker, worker_registration
+from rq.utils import now, utcformat
 
+import zeronode
+from runner.endpoint import Endpoint
 from runner.executor import Executor
+from runner.metrics import PoolMetrics
 from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import MEMORY_EXIT, Runner
 from sal.registry import NodeSals
@@ -94,6 +104,20 @@ def _child(settings_data: dict[str, Any], index: int, parent_pid: int) -> None:
         os._exit(MEMORY_EXIT)
 
 
+def register_death(queue: Queue, worker_name: str) -> None:
+    """Register the death of a runner that died without doing so, as rq's workers register their own:
+    `rq info` stops listing it. Its executions set stays (until its TTL): the monitor and fail_for_memory
+    find the dead runner's jobs through the started registry and the executions' own records."""
+    worker = SimpleWorker.find_by_key(SimpleWorker.redis_worker_namespace_prefix + worker_name, connection=queue.connection)
+    if worker is None:
+        return
+    with queue.connection.pipeline() as pipe:
+        worker_registration.unregister(worker, pipe)
+        pipe.hset(worker.key, "death", utcformat(now()))
+        pipe.expire(worker.key, 60)
+        pipe.execute()
+
+
 def died_of_memory(exitcode: int | None) -> str | None:
     """How a runner that exited with `exitcode` ran out of memory under its ceiling, or None if it did not."""
     if exitcode == -signal.SIGABRT:
@@ -141,6 +165,8 @@ class Pool:
         self.context = multiprocessing.get_context("spawn")  # no Redis sockets or threads inherited
         self.processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self.stopping = False
+        self.redis_reachable = False  # as the monitor's last tick found it
+        self.runners_alive = 0  # as the last look found them (only this thread may poll its children)
 
     def _start(self, index: int) -> None:
         process = self.context.Process(
@@ -162,30 +188,69 @@ class Pool:
         self.queue = open_queue(connect(self.settings), self.settings.queue)
         self.journal = Journal(self.settings.journal_path)
         monitor = Monitor(self.queue, self.settings.dead_after)
-        for index in range(self.size):
-            self._start(index)
-        while not self.stopping:
-            # Dead runners before the monitor: the job of a runner its script's memory ended is the pool's
-            # to fail, before a monitor would recover it as a dead runner's (once its heartbeat expires).
-            for index, process in list(self.processes.items()):
-                if not process.is_alive() and not self.stopping:
-                    self._runner_died(index, process)
-                    self._start(index)
-            try:
-                monitor.tick()
-            except redis.RedisError as exc:
-                monitor.redis_lost()
-                log.warning("monitor could not reach redis", extra={"error": str(exc)})
-            time.sleep(MONITOR_INTERVAL)
-        self._shutdown()
+        self.metrics = PoolMetrics()  # before the runners start: they inherit where to write
+        endpoint = self._serve()
+        try:
+            for index in range(self.size):
+                self._start(index)
+            while not self.stopping:
+                # Dead runners before the monitor: the job of a runner its script's memory ended is the pool's
+                # to fail, before a monitor would recover it as a dead runner's (once its heartbeat expires).
+                for index, process in list(self.processes.items()):
+                    if not process.is_alive() and not self.stopping:
+                        self._runner_died(index, process)
+                        self._start(index)
+                self.runners_alive = sum(process.is_alive() for process in self.processes.values())
+                try:
+                    monitor.tick()
+                    self.redis_reachable = True
+                except redis.RedisError as exc:
+                    self.redis_reachable = False
+                    monitor.redis_lost()
+                    log.warning("monitor could not reach redis", extra={"error": str(exc)})
+                time.sleep(MONITOR_INTERVAL)
+            self._shutdown()
+        finally:
+            if endpoint is not None:
+                endpoint.stop()
+            self.metrics.close()
+
+    def _serve(self) -> Endpoint | None:
+        """The pool's /metrics and /health, unless runner_metrics_port is 0 or its address is taken."""
+        host, port = self.settings.runner_metrics_host, self.settings.runner_metrics_port
+        if port == 0:
+            return None
+        try:
+            endpoint = Endpoint(host, port, self.metrics.registry, self.health)
+        except OSError as exc:
+            log.error("runner metrics not served: cannot listen there", extra={"host": host, "port": port, "error": str(exc)})
+            return None
+        endpoint.start()
+        log.info("runner metrics served", extra={"host": host, "port": endpoint.address[1]})
+        return endpoint
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """What /health says, from the endpoint's thread: healthy while the monitor reaches Redis. It reads what
+        the pool's loop found, never polls a child itself (two threads waiting on one child can lose its exit)."""
+        status = "ok" if self.redis_reachable else "redis unavailable"
+        return self.redis_reachable, {
+            "status": status, "runners": self.runners_alive, "size": self.size, "version": zeronode.__version__,
+        }
 
     def _runner_died(self, index: int, process: multiprocessing.process.BaseProcess) -> None:
         how = died_of_memory(process.exitcode)
         log.warning("runner process died", extra={"index": index, "pid": process.pid, "exitcode": process.exitcode,
                                                   "out_of_memory": how is not None})
-        if how is None:
-            return  # the monitor recovers its job, if it had one
+        self.metrics.runner_ended(process.pid)
         name = runner_name(process.pid, index)
+        if how is not None:
+            self._fail_for_memory(name, how)
+        try:
+            register_death(self.queue, name)
+        except redis.RedisError as exc:  # its record expires anyway, within its heartbeat's TTL
+            log.warning("could not register a dead runner's death", extra={"worker": name, "error": str(exc)})
+
+    def _fail_for_memory(self, name: str, how: str) -> None:
         try:
             failed = fail_for_memory(self.queue, self.journal, name, self.settings, how)
         except (redis.RedisError, sqlite3.Error) as exc:
@@ -207,4 +272,5 @@ class Pool:
                 log.warning("runner process killed after the grace period", extra={"pid": process.pid})
                 process.kill()
                 process.join()
+            self.metrics.runner_ended(process.pid)
         log.info("pool stopped")

@@ -10,6 +10,12 @@ rq's tools still see correct statuses, registries and results. In one pipeline:
 
 An idle runner waits with BLMOVE, which hands the job it gets to take.
 
+rq's tools see the runner as one of rq's workers (zeronode.node.queue.rq_layout):
+busy, idle or suspended, its current job, its counts. `rq suspend` holds it:
+take then takes nothing (the finish-and-take round trip finishes only), and the
+runner asks again every second until `rq resume`. Each runner also counts its
+jobs for the pool's /metrics (runner.metrics).
+
 Retries, cancels and put-backs are rare, and take rq's own objects.
 A watcher thread beats the execution's heartbeat (a short TTL, so the
 monitor recovers the job within seconds if this process dies), stops the
@@ -30,13 +36,15 @@ from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
 import redis
-from rq import SimpleWorker
+from rq import SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import JobStatus
 from rq.utils import as_text, now, utcformat
+from rq.worker import WorkerStatus
 
 import rhai
 from runner.executor import Admitted, Executor
+from runner.metrics import RunnerMetrics
 from zeronode.api.jobs import ScriptError, Status
 from zeronode.logs import request_context
 from zeronode.node.journal import Claim, Journal
@@ -84,6 +92,8 @@ class Runner(SimpleWorker):
         self.running: Running | None = None
         self.stop_requested_at: float | None = None
         self.jobs_done = 0
+        self.metrics = RunnerMetrics()
+        self.suspended = False  # as the last take found rq's suspension key
 
     def _install_signal_handlers(self) -> None:
         """A stop request (SIGTERM; SIGINT unless ignored, as in pool children)
@@ -138,6 +148,12 @@ class Runner(SimpleWorker):
                             if burst:
                                 break
                             continue
+                    if self.note_suspension(taken.suspended):
+                        if burst:  # as rq's workers: a suspended burst ends
+                            break
+                        taken = None
+                        time.sleep(BLOCK_SECONDS)  # then asks again (take); a stop request is seen within this
+                        continue
                     # The job's lines carry the id of the request that queued it (supervisor: job meta).
                     with request_context(taken.record.meta.get("request_id") if taken.record else None):
                         taken = self.handle(taken)
@@ -153,6 +169,14 @@ class Runner(SimpleWorker):
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         return self.jobs_done
+
+    def note_suspension(self, suspended: bool) -> bool:
+        """Say when `rq suspend` starts and stops holding this runner; returns `suspended`."""
+        if suspended != self.suspended:
+            self.suspended = suspended
+            message = "suspended: no new job until `rq resume`" if suspended else "resumed"
+            log.info(message, extra={"worker": self.name})
+        return suspended
 
     def take(self, block: bool) -> Taken | None:
         """Round trip 1: the next job, started. When the queue is empty, wait for one (if `block`)."""
@@ -175,6 +199,7 @@ class Runner(SimpleWorker):
                 self.mark_canceled(job, pipe, taken.record.result_ttl or self.settings.result_ttl)
                 pipe.execute()
             return None
+        self.metrics.started()
         if taken.unreadable:
             outcome = Outcome(status=Status.FAILED, error=ScriptError(type="UnreadableJob", message="the job's stored data cannot be decoded"))
             return self.finish(taken.record, taken.started, outcome)
@@ -219,6 +244,7 @@ class Runner(SimpleWorker):
                 type="Interrupted", message="its runner stopped it after the stop grace period; the next attempt runs anew")})
             self.journal_end(record.id, interrupted)
             self.put_back(record, started)
+            self.metrics.ended("interrupted", self.working_time(started))
             return None
         self.journal_end(record.id, outcome)
         return self.finish(record, started, outcome)
@@ -266,7 +292,8 @@ class Runner(SimpleWorker):
     def delay(self, record: JobRecord, started: Started, why: str) -> None:
         """Leave a job for later, as if this runner had never taken it: back in a while, through the scheduled registry."""
         record.meta["attempts"] = max(0, record.meta.get("attempts", 1) - 1)
-        self.requeue(record, started, at=datetime.now(timezone.utc) + timedelta(seconds=self.settings.dead_after))
+        self.requeue(record, started, at=datetime.now(timezone.utc) + timedelta(seconds=self.settings.dead_after), ran=False)
+        self.metrics.left()
         log.warning("job delayed", extra={"job": record.id, "reason": why})
 
     def finish(self, record: JobRecord, started: Started, outcome: Outcome) -> Taken | None:
@@ -281,6 +308,7 @@ class Runner(SimpleWorker):
             "job ended",
             extra={"job": record.id, "worker": self.name, "status": "retrying" if retry else outcome.status, "duration": outcome.duration},
         )
+        self.metrics.ended(str(outcome.status), self.working_time(started))
         if outcome.status == Status.CANCELED or retry:
             self.finish_with_rq(record, started, outcome, retry)
             return None
@@ -333,6 +361,7 @@ class Runner(SimpleWorker):
             else:
                 self.mark_canceled(job, pipe, result_ttl)
             self.layout.end_execution(pipe, record, started)
+            self.count_failed(pipe, started)  # as rq's workers count a retry and a stopped job
             pipe.execute()
 
     def put_back(self, record: JobRecord, started: Started) -> None:
@@ -340,17 +369,30 @@ class Runner(SimpleWorker):
         self.requeue(record, started)
         log.info("job put back", extra={"job": record.id, "reason": "runner stopping"})
 
-    def requeue(self, record: JobRecord, started: Started, at: datetime | None = None) -> None:
-        """End this runner's execution of a job and queue it again: at the front, or from `at` on."""
+    def requeue(self, record: JobRecord, started: Started, at: datetime | None = None, ran: bool = True) -> None:
+        """End this runner's execution of a job and queue it again: at the front, or from `at` on.
+        `ran`: the attempt ran here (it counts as failed, as rq counts a job its worker gave up)."""
         job = record.rq_job(self.queue)
         with self.connection.pipeline() as pipe:
             pipe.hset(job.key, "meta", self.serializer.dumps(record.meta))
             self.layout.end_execution(pipe, record, started)
+            if ran:
+                self.count_failed(pipe, started)
             if at is None:
                 self.queue._enqueue_job(job, pipeline=pipe, at_front=True)
             else:
                 self.queue.schedule_job(job, at, pipeline=pipe)
             pipe.execute()
+
+    @staticmethod
+    def working_time(started: Started) -> float:
+        return max(0.0, (now() - started.at).total_seconds())
+
+    def count_failed(self, pipe, started: Started) -> None:
+        """rq's count of this worker's failed jobs and its working time, on the rare endings
+        (finish.lua counts the others)."""
+        self.increment_failed_job_count(pipe)
+        self.increment_total_working_time(timedelta(seconds=self.working_time(started)), pipe)
 
     # -- the watcher thread --------------------------------------------------
 
@@ -383,4 +425,18 @@ class Runner(SimpleWorker):
             self.heartbeat(ttl + 60, pipeline=pipe)
             if running is not None:
                 running.execution.heartbeat(self.started_registry, ttl, pipeline=pipe)
+            beat = pipe.execute()
+        if beat[0] == 1:  # the heartbeat made the worker's hash anew: it had expired (a long Redis outage)
+            self.register_again(ttl + 60, running)
+
+    def register_again(self, ttl: int, running: Running | None) -> None:
+        """Write this worker's record and registration again, as rq's workers do when theirs expired,
+        so that `rq info` lists it again; its counts start afresh."""
+        state = WorkerStatus.SUSPENDED if self.suspended else WorkerStatus.BUSY if running else WorkerStatus.IDLE
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping={**self.serialize(), "state": state.value})
+            pipe.expire(self.key, ttl)
+            worker_registration.register(self, pipe)
             pipe.execute()
+        self.layout.state = ""  # the next take writes its state, whatever this guessed
+        log.warning("worker record written again: it had expired", extra={"worker": self.name})

@@ -13,6 +13,8 @@ from rq import Retry
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.results import Result
+from rq.suspension import resume, suspend
+from rq.worker import Worker, WorkerStatus
 
 from zeronode.node.queue.jobs import RUN_FUNCTION, open_queue
 from zeronode.node.queue.keys import NodeKeys
@@ -22,6 +24,7 @@ from zeronode.node.queue.rq_layout import (
     ID_IN_USE,
     REPLAYED,
     JobTemplate,
+    SUSPENDED,
     Layout,
     Submission,
 )
@@ -178,3 +181,57 @@ def test_rq_recovers_a_job_whose_runner_died(queue, retries):
     queue.started_job_registry.cleanup(timestamp=Job.fetch("our-twin", queue.connection).started_at.timestamp() + TTL + 1)
     status = Job.fetch("our-twin", queue.connection, serializer=queue.serializer).get_status()
     assert status == (JobStatus.SCHEDULED if retries else JobStatus.FAILED)
+
+
+def test_take_and_finish_keep_the_workers_state_and_counts_as_rq_does(queue):
+    connection = queue.connection
+    worker_key = Worker.redis_worker_namespace_prefix + WORKER
+    connection.hset(worker_key, mapping={"state": "started", "queues": queue.name})  # its birth, as rq writes it
+    connection.expire(worker_key, TTL)
+    enqueue_twins(queue)
+    layout, taken = take_our_way(queue)
+    worker = Worker.find_by_key(worker_key, connection)
+    assert worker.get_state() == WorkerStatus.BUSY
+    assert worker.get_current_job_id() == "our-twin"  # rq 3 reads it from the worker's executions
+    with connection.pipeline() as pipe:
+        layout.finish_success(pipe, taken.record, taken.started, 42, TTL)
+        pipe.execute()
+    connection.lrem(queue.key, 1, "rq-twin")
+    assert layout.take(TTL, NodeKeys(queue.name).cancel_prefix) is None  # the queue is empty
+    worker = Worker.find_by_key(worker_key, connection)
+    assert (worker.get_state(), worker.successful_job_count, worker.failed_job_count) == (WorkerStatus.IDLE, 1, 0)
+    assert worker.total_working_time > 0 and worker.get_current_job_id() is None
+    assert connection.ttl(worker_key) > 0  # its heartbeat's TTL, untouched
+
+
+def test_a_worker_without_a_record_gets_none_from_take_and_finish(queue):
+    """A runner whose record expired (a long Redis outage) must not get one without a TTL from the scripts."""
+    enqueue_twins(queue)
+    layout, taken = take_our_way(queue)
+    with queue.connection.pipeline() as pipe:
+        layout.finish_failure(pipe, taken.record, taken.started, "it broke", TTL)
+        pipe.execute()
+    assert layout.take(TTL, NodeKeys(queue.name).cancel_prefix) is None  # the queue is empty: idle, unwritten
+    assert not queue.connection.exists(Worker.redis_worker_namespace_prefix + WORKER)
+
+
+def test_take_while_suspended_takes_nothing_and_puts_a_held_job_back(queue):
+    connection = queue.connection
+    worker_key = Worker.redis_worker_namespace_prefix + WORKER
+    connection.hset(worker_key, "state", "idle")
+    connection.expire(worker_key, TTL)
+    enqueue_twins(queue)
+    layout, cancel_prefix = Layout(queue, WORKER), NodeKeys(queue.name).cancel_prefix
+    suspend(connection)
+    try:
+        assert layout.take(TTL, cancel_prefix) is SUSPENDED
+        # A job BLMOVE moved while the runner waited goes back to the head of the queue, not started.
+        held = connection.blmove(queue.key, queue.intermediate_queue_key, 1).decode()
+        assert layout.take(TTL, cancel_prefix, held_job_id=held) is SUSPENDED
+        assert queue.get_job_ids() == ["rq-twin", "our-twin"]
+        assert connection.llen(queue.intermediate_queue_key) == 0
+        assert Worker.find_by_key(worker_key, connection).get_state() == WorkerStatus.SUSPENDED
+        assert Job.fetch("rq-twin", connection).get_status() == JobStatus.QUEUED
+    finally:
+        resume(connection)
+    assert layout.take(TTL, cancel_prefix).record.id == "rq-twin"

@@ -372,6 +372,7 @@ class LocalCluster:
             "placers": [coord],  # runs what coord places here by a selector (zeronode.protocol.ticket)
             "rights_refresh": 5.0,  # a revocation counts on the nodes within 5 s: quick to see in development
             "mycelium_url": f"http://127.0.0.1:{mycelium_port}", "heartbeat_interval": 1.0, "dead_after": 5.0,
+            "runner_metrics_port": free_port(),  # each node's runner pool serves /metrics and /health on its own
             "vm_network": self.vm_network, "vm_bridge": f"zn{self.tag}n{index}", "vm_private_subnet": f"10.208.{index}.0/24",
             # Updates: the node's versions live in its directory, its services run from node<i>/current, and `up`
             # restarts them (docs/operators.md, "Updating a fleet").

@@ -113,6 +113,13 @@ class NodeSettings(FileSettings):
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
     dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
     stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+    runner_metrics_host: str = Field(
+        "127.0.0.1", description="where a runner pool serves /metrics and /health (open: keep it local or firewalled)"
+    )
+    runner_metrics_port: int = Field(
+        8301, ge=0, le=65535, description="the port of the runner pool's /metrics and /health; 0: not served "
+        "(several pools on one node need a port each)",
+    )
     runner_memory_max: int = Field(
         2 * 1024**3, ge=0, description="bytes of address space each runner process may map (RLIMIT_AS): a script's "
         "memory kills its own runner at worst, recorded as ResourceLimit; 0: no ceiling",

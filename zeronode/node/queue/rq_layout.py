@@ -8,6 +8,13 @@ one Lua script each (lua/*.lua; rq uses Lua scripts the same way). Everything
 else (retries, cancels, the monitor's recovery, the API's reads) stays with
 rq's own objects.
 
+The same scripts keep the runner's worker record as rq's workers do, for `rq
+info` and dashboards: its state (take: busy, idle, or suspended while `rq
+suspend`'s key is set, in which case it takes nothing), and its counts of
+finished and failed jobs and total working time (finish). A runner's current
+job is the execution in its executions set, as in rq 3. These writes ride in
+the scripts already sent, so they cost no round trip.
+
 tests/node/test_rq_layout.py runs each path beside rq's own on twin jobs and
 compares what each left in Redis, so an rq upgrade that changes the layout
 fails there first. rq is pinned to 3.x in pyproject.toml.
@@ -33,6 +40,8 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.results import Result
+from rq.suspension import WORKERS_SUSPENDED
+from rq.worker import BaseWorker, WorkerStatus
 from rq.utils import as_text, current_timestamp, now, utcformat
 
 T = TypeVar("T")
@@ -193,6 +202,10 @@ class Taken:
     record: JobRecord | None  # None: not to be run (deleted, or not in the queued state)
     started: Started | None  # None: not started, because its cancellation was requested
     unreadable: bool = False  # started, but its stored data cannot be decoded
+    suspended: bool = False  # nothing taken: `rq suspend` holds the workers (record and started are None)
+
+
+SUSPENDED = Taken(None, None, suspended=True)
 
 
 class Layout:
@@ -207,28 +220,38 @@ class Layout:
         self.finished_key = FinishedJobRegistry.key_template.format(queue.name)
         self.failed_key = FailedJobRegistry.key_template.format(queue.name)
         self.worker_executions_key = WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
+        self.worker_key = BaseWorker.redis_worker_namespace_prefix + worker_name
+        self.state = ""  # the worker's state as take.lua last wrote it; "" makes it write the next one
         self.executions_prefix = ExecutionRegistry.key_template.format("")
         self.scripts = Scripts(self.connection, "take", "finish")
 
     def take(self, ttl: int, cancel_prefix: str, held_job_id: str = "", pipe: Pipeline | None = None):
-        """Take the next job (or `held_job_id`, already moved by BLMOVE) and start it.
+        """Take the next job (or `held_job_id`, already moved by BLMOVE) and start it; while `rq suspend`
+        holds the workers, take none (SUSPENDED), and put `held_job_id` back at the head of the queue.
 
         Without `pipe`, returns the Taken job (None when the queue is empty). With
         `pipe`, queues the call there and returns a function that turns the reply
         into the Taken job.
         """
         started = Started(uuid4().hex, now())
-        keys = [self.queue.key, self.queue.intermediate_queue_key, self.wip_key, self.worker_executions_key]
+        keys = [self.queue.key, self.queue.intermediate_queue_key, self.wip_key, self.worker_executions_key,
+                self.worker_key, WORKERS_SUSPENDED]
         args = [
             self.worker_name, started.execution_id, utcformat(started.at), started.at.timestamp(),
             int(started.at.timestamp()), ttl, cancel_prefix, Job.redis_job_namespace_prefix,
-            EXECUTION_PREFIX, self.executions_prefix, held_job_id,
+            EXECUTION_PREFIX, self.executions_prefix, held_job_id, self.state,
         ]
 
         def taken(reply) -> Taken | None:
             if reply is None:
+                self.state = WorkerStatus.IDLE.value
                 return None
             job_id, state, values = as_text(reply[0]), reply[1], reply[2]
+            if state == 3:
+                self.state = WorkerStatus.SUSPENDED.value
+                return SUSPENDED
+            if state == 0:
+                self.state = WorkerStatus.BUSY.value
             if state == 2:
                 return Taken(None, None)
             try:
@@ -255,11 +278,11 @@ class Layout:
         keys = [
             Job.key_for(record.id), execution_key(record.id, started.execution_id),
             self.executions_prefix + record.id, self.wip_key, self.worker_executions_key,
-            registry, Result.get_key(record.id),
+            registry, Result.get_key(record.id), self.worker_key,
         ]
         args = [
             record.id, started.execution_id, status, utcformat(ended), self.serializer.dumps(record.meta),
-            ttl, current_timestamp() + ttl,
+            ttl, current_timestamp() + ttl, max(0.0, (ended - started.at).total_seconds()),
             *[item for pair in entry.items() for item in pair],
         ]
         self.scripts.call(pipe, "finish", keys, args)
