@@ -135,16 +135,14 @@ def submit_and_follow(envelope, coord_url: str, key, wait: bool, wait_timeout: f
             accepted = client.submit(envelope)
         except ServiceError as exc:
             fail(str(exc))
+    if not as_json:
+        targets, placed = accepted["targets"], accepted.get("placed") or []
+        chosen = f" ({len(placed)} chosen by coord: {', '.join(placed)})" if placed else ""
+        out.print(Text(f"deployment {envelope.id} submitted to {len(targets)} node(s){chosen}"))
     if not wait:
         if as_json:
             print_json(accepted)
-        else:
-            targets, placed = accepted["targets"], accepted.get("placed") or []
-            chosen = f" ({len(placed)} chosen by coord: {', '.join(placed)})" if placed else ""
-            out.print(Text(f"deployment {envelope.id} submitted to {len(targets)} node(s){chosen}"))
         return
-    if not as_json:
-        out.print(Text(f"deployment {envelope.id} submitted"))
     wait_for_end(coord_url, envelope.id, len(accepted["targets"]), key, wait_timeout, as_json, source_name)
 
 
