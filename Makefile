@@ -24,7 +24,10 @@ test: install
 demo: install
 	$(VENV)/bin/zeronode up --nodes 2 --once
 
+# Every bench appends its aims to one file; the last step prints them all in one table (bench/aims.py).
+bench: export ZERONODE_BENCH_AIMS = $(abspath $(VENV))/bench-aims.jsonl
 bench: install
+	@rm -f $(VENV)/bench-aims.jsonl
 	$(PY) bench/rhai_eval.py
 	$(PY) bench/verify.py
 	$(PY) bench/pipeline.py
@@ -32,6 +35,7 @@ bench: install
 	$(PY) bench/membership.py
 	$(PY) bench/ledger.py
 	$(PY) bench/vm_boot.py
+	$(PY) bench/aims.py $(VENV)/bench-aims.jsonl
 
 install: $(VENV)/.installed
 
