@@ -30,6 +30,7 @@ bench: install
 	@rm -f $(VENV)/bench-aims.jsonl
 	$(PY) bench/rhai_eval.py
 	$(PY) bench/verify.py
+	$(PY) bench/rights.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/coord.py
 	$(PY) bench/membership.py

@@ -32,8 +32,9 @@ from rich.console import Console
 from rich.progress import track
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from aims import Aim, report  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
 from zeronode.api.rights import Grant, NodeRights, SignaturePolicy  # noqa: E402
 from zeronode.node import rights as snapshots  # noqa: E402
@@ -106,6 +107,7 @@ def main() -> None:
                   f"(quartiles {low:.2f}–{high:.2f}; aim < 5 µs)")
     median, low, high = spread(shares)
     console.print(f"share of the accept path: {100 * median:.1f}% (quartiles {100 * low:.1f}–{100 * high:.1f}%)")
+    report([Aim("rights check per envelope (batches of 100)", rights_us, at_most=5, unit="µs")], console)
 
 
 if __name__ == "__main__":
