@@ -41,19 +41,24 @@ _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/", b"+/**")
 _CANONICAL_LAST = {2: frozenset(_ALPHABET[::4]), 1: frozenset(_ALPHABET[::16]), 0: frozenset(_ALPHABET)}
 
 
+@lru_cache(maxsize=256)
+def _spelling(size: int) -> tuple[int, frozenset[str], bytes]:
+    """For `size` bytes: how many characters spell them, which may come last, and the padding to add.
+    (Worked out once a size: for a signature, a fifth of the time it takes to decode one.)"""
+    chars = (4 * size + 2) // 3
+    return chars, _CANONICAL_LAST[size % 3], b"=" * (-chars % 4)
+
+
 def b64url_decode(text: str, size: int, what: str) -> bytes:
     """Decode exactly `size` bytes, refusing any other spelling of them."""
-    if len(text) == (4 * size + 2) // 3 and text.isascii() and text[-1] in _CANONICAL_LAST[size % 3]:
-        # Strict mode refuses what is not in the alphabet (a regex would cost half the decoding again).
+    chars, last, padding = _spelling(size)
+    if len(text) == chars and text.isascii() and text[-1:] in last:
+        # Strict mode refuses what is not in the alphabet (a regex would cost half the decoding again);
+        # given the length, the padding and the last character, what it decodes is `size` bytes.
         try:
-            raw = binascii.a2b_base64(
-                text.encode("ascii").translate(_TO_STANDARD_ALPHABET) + b"=" * (-len(text) % 4), strict_mode=True
-            )
+            return binascii.a2b_base64(text.encode("ascii").translate(_TO_STANDARD_ALPHABET) + padding, strict_mode=True)
         except binascii.Error:
             pass
-        else:
-            if len(raw) == size:  # always, given the length and the last character
-                return raw
     raise MalformedKey(f"{what} must be {size} bytes in unpadded base64url, got {text!r}")
 
 
