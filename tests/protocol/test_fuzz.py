@@ -6,7 +6,7 @@ import nacl.signing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zeronode.protocol.envelope import DOMAIN, Envelope, Selector, _unsigned_part, new_envelope, verify
+from zeronode.protocol.envelope import DOMAIN, Envelope, Selector, _signed_pieces, new_envelope, verify
 from zeronode.protocol.errors import VerificationError
 
 KEY = nacl.signing.SigningKey.generate()
@@ -84,7 +84,7 @@ def test_the_signed_bytes_are_cut_exactly_from_the_canonical_json(script, env, p
     for key in COSIGNERS[:cosigners]:
         envelope = envelope.signed_by(key)
     canonical = envelope.canonical_json()
-    assert DOMAIN + _unsigned_part(canonical) == envelope.signing_bytes()
+    assert b"".join(_signed_pieces(canonical)) == envelope.signing_bytes()
     verified = verify(canonical)
     assert verified.canonical_json == canonical
     assert len(verified.signers) == 1 + cosigners

@@ -255,9 +255,11 @@ _envelope_json = Envelope.__pydantic_serializer__.to_json
 _unsigned_json = _unsigned_serializer()
 
 
-def _unsigned_part(canonical: bytes) -> bytes:
-    """What `_unsigned_json` writes, cut from the envelope's canonical JSON (signatures included) in a
-    third of the time it takes to write it again.
+def _signed_pieces(canonical: bytes) -> tuple[bytes, bytes, bytes]:
+    """What the signatures cover (signing_bytes()), in the pieces cut from the envelope's canonical JSON
+    (signatures included): the domain, then the JSON before and after its `signatures`. Cut in a third of
+    the time it takes to write the envelope again without them, and joined once, with each signature
+    (keys.verify_signature).
 
     Canonical JSON puts the member `"signatures":[...]` between the script (or selector) and `"signer"`.
     Outside a string, `,"` begins a member; inside one a quote is always escaped (`\\"`), so `,"signatures":[`
@@ -268,11 +270,11 @@ def _unsigned_part(canonical: bytes) -> bytes:
     """
     end = canonical.rfind(b',"signer":"')
     start = canonical.rfind(b',"signatures":[', 0, end)
-    return canonical[:start] + canonical[end:]
+    return DOMAIN, canonical[:start], canonical[end:]
 
 
-if not all(_unsigned_part(_envelope_json(each)) == _unsigned_json(each) for each in _samples()):  # pragma: no cover
-    raise AssertionError("this pydantic release writes envelopes otherwise: _unsigned_part cannot cut them")
+if not all(b"".join(_signed_pieces(_envelope_json(each))) == DOMAIN + _unsigned_json(each) for each in _samples()):
+    raise AssertionError("this pydantic release writes envelopes otherwise: _signed_pieces cannot cut them")  # pragma: no cover
 
 
 def _check_unique_keys(envelope: Envelope, raw: bytes | str) -> None:
@@ -422,7 +424,7 @@ def verify(
         raw = envelope
         envelope = _parse(raw, options)
 
-    # The canonical JSON, written once: what the signatures cover is cut from it (_unsigned_part), and a
+    # The canonical JSON, written once: what the signatures cover is cut from it (_signed_pieces), and a
     # text that is that very spelling repeats no key (the count, _check_unique_keys, is for the others).
     canonical = _canonical(envelope, _envelope_json)
     if raw is not None and not (canonical.decode() == raw if isinstance(raw, str) else canonical == raw):
@@ -449,7 +451,7 @@ def verify(
     signatures = envelope.signatures
     if not signatures:
         raise BadSignature("envelope is not signed")
-    message = DOMAIN + _unsigned_part(canonical)  # signing_bytes(), without writing the envelope again
+    message = _signed_pieces(canonical)  # signing_bytes(), without writing the envelope again
     signers: set[str] = set()
     verify_signature = keys.verify_signature  # MalformedKey for a key or signature text not in its one spelling
     for signature in signatures:

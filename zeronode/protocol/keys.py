@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -88,13 +89,16 @@ def public_key_bytes(text: str) -> bytes:
     return bytes(parse_public_key(text))
 
 
-def verify_signature(public_key: str, message: bytes, signature: str) -> bool:
+def verify_signature(public_key: str, message: bytes | Sequence[bytes], signature: str) -> bool:
     """Whether `signature` by `public_key` is valid over `message`; MalformedKey when either text is not
     in its one spelling. libsodium is called as VerifyKey.verify calls it, without its argument checks
-    (the decoding has made them), which are a tenth of what verifying an envelope adds to the crypto."""
+    (the decoding has made them), which are a tenth of what verifying an envelope adds to the crypto.
+    `message` may come in pieces, joined once with the signature into the one buffer libsodium takes
+    (an envelope's signed bytes are cut from its canonical JSON: zeronode.protocol.envelope)."""
     key = public_key_bytes(public_key)
+    raw = b64url_decode(signature, 64, "signature")
     try:
-        crypto_sign_open(b64url_decode(signature, 64, "signature") + message, key)
+        crypto_sign_open(raw + message if isinstance(message, bytes) else b"".join((raw, *message)), key)
     except nacl.exceptions.BadSignatureError:
         return False
     return True
