@@ -6,7 +6,7 @@ import nacl.signing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zeronode.protocol.envelope import DOMAIN, Envelope, new_envelope, verify
+from zeronode.protocol.envelope import DOMAIN, Envelope, Selector, _signed_pieces, new_envelope, verify
 from zeronode.protocol.errors import VerificationError
 
 KEY = nacl.signing.SigningKey.generate()
@@ -62,4 +62,29 @@ def test_canonical_bytes_match_the_reference_definition(script, env):
     reference = DOMAIN + json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert envelope.signing_bytes() == reference
     assert verify(envelope.to_json()).envelope == envelope
+    assert verify(envelope.to_json()).canonical_json == envelope.canonical_json()
     assert Envelope.from_json(envelope.to_json()) == envelope
+
+
+COSIGNERS = [nacl.signing.SigningKey.generate() for _ in range(2)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=100) | st.sampled_from([',"signatures":[', ',"signer":"', '"],"signer":"', "\\", '"']),
+    # Names that spell the members the cut looks for, with values that do too.
+    st.dictionaries(st.sampled_from(["signer", "signatures", "A", "targets"]), st.text(max_size=20) | st.just(',"signer":"'),
+                    max_size=4),
+    st.booleans(),
+    st.integers(min_value=0, max_value=2),
+)
+def test_the_signed_bytes_are_cut_exactly_from_the_canonical_json(script, env, placed, cosigners):
+    selector = Selector(count=2, farms=["f"], labels=["a=b"]) if placed else None
+    envelope = new_envelope(script, [] if placed else ["edge-1"], KEY, env=env, selector=selector)
+    for key in COSIGNERS[:cosigners]:
+        envelope = envelope.signed_by(key)
+    canonical = envelope.canonical_json()
+    assert b"".join(_signed_pieces(canonical)) == envelope.signing_bytes()
+    verified = verify(canonical)
+    assert verified.canonical_json == canonical
+    assert len(verified.signers) == 1 + cosigners

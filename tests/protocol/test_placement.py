@@ -108,6 +108,8 @@ def test_refusals(placed, coord, alice):
         check(token="x" * 600)
     with pytest.raises(BadTicket, match="unreadable"):
         check(token="bm90IGpzb24.AAAA")
+    with pytest.raises(BadTicket, match="unreadable"):
+        check(token=".")  # an empty body: refused, not an IndexError in the decoding
     # The same id, another envelope: the ticket's digest binds it to the one coord placed.
     twin = placed.envelope.model_copy(update={"script": "666", "signatures": []}).signed_by(alice)
     with pytest.raises(BadTicket, match="another envelope under the same id"):

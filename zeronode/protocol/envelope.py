@@ -157,15 +157,7 @@ class Envelope(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes | str, options: VerifyOptions | None = None) -> Envelope:
         """Parse an envelope, or raise the VerificationError that says why not."""
-        options = options or DEFAULT_OPTIONS
-        # JSON escaping can grow a script six-fold (\u00XX); anything beyond is not a valid envelope.
-        if len(raw) > 6 * options.max_script_bytes + 64 * 1024:
-            raise ScriptTooLarge(f"envelope of {len(raw)} bytes is larger than any valid one")
-        try:
-            # The validator itself: model_validate_json's wrapper costs a tenth of the parse.
-            envelope = cls.__pydantic_validator__.validate_json(raw)
-        except ValidationError as exc:
-            raise _refusal(exc) from None
+        envelope = _parse(raw, options or DEFAULT_OPTIONS)
         _check_unique_keys(envelope, raw)
         return envelope
 
@@ -199,6 +191,20 @@ if not all(field.is_required() for field in Signature.model_fields.values()):  #
     raise AssertionError("_check_unique_keys counts two keys a signature: make it count an optional field")
 
 DEFAULT_OPTIONS = VerifyOptions()
+# The validator itself, looked up once: model_validate_json's wrapper costs a tenth of the parse, and even
+# the attribute lookup on the class (through pydantic's metaclass) costs a tenth of a microsecond.
+_validate_json = Envelope.__pydantic_validator__.validate_json
+
+
+def _parse(raw: bytes | str, options: VerifyOptions) -> Envelope:
+    """The envelope `raw` spells, strictly typed and bounded; its keys not yet checked for repeats."""
+    # JSON escaping can grow a script six-fold (\u00XX); anything beyond is not a valid envelope.
+    if len(raw) > 6 * options.max_script_bytes + 64 * 1024:
+        raise ScriptTooLarge(f"envelope of {len(raw)} bytes is larger than any valid one")
+    try:
+        return _validate_json(raw)
+    except ValidationError as exc:
+        raise _refusal(exc) from None
 
 
 def _canonical(envelope: Envelope, to_json: Any) -> bytes:
@@ -213,6 +219,19 @@ def _canonical(envelope: Envelope, to_json: Any) -> bytes:
         raise MalformedEnvelope(f"envelope cannot be encoded as UTF-8: {exc}") from None
 
 
+def _samples() -> list[Envelope]:
+    """Envelopes that hold what could trip the serializers' shortcuts (below): every field, escapes, a
+    selector, two signatures, and a script and an env that spell the members those shortcuts look for."""
+    sample = Envelope(
+        algorithm=ALGORITHM, created_at=1, env={"A": "é\n", "B": "", "signer": ',"signer":"x'}, expires_at=2,
+        id=str(uuid.UUID(int=1)), nonce="A" * 22, retries=3, script='"x":\\ ,"signatures":[ ,"signer":"',
+        signatures=[Signature(public_key="A" * 43, signature="A" * 86), Signature(public_key="B" * 43, signature="B" * 86)],
+        signer="A" * 43, targets=["a", "b"], timeout=4, version=VERSION,
+    )
+    placed = sample.model_copy(update={"selector": Selector(count=2, farms=["f"], labels=["a=b"]), "targets": []})
+    return [sample, placed]
+
+
 def _unsigned_serializer() -> Any:
     """What writes an envelope without its signatures: the serializer of a model of the same fields but
     `signatures`, which pydantic-core applies to any object's attributes (2.5 times as fast as
@@ -222,16 +241,10 @@ def _unsigned_serializer() -> Any:
     fields = {name: (info.annotation, info) for name, info in Envelope.model_fields.items() if name != "signatures"}
     unsigned = create_model("UnsignedEnvelope", __config__=_MODEL, **fields).__pydantic_serializer__.to_json
     exclude = frozenset({"signatures"})
-    sample = Envelope(
-        algorithm=ALGORITHM, created_at=1, env={"A": "é\n", "B": ""}, expires_at=2, id=str(uuid.UUID(int=1)),
-        nonce="A" * 22, retries=3, script='"x":\\', signatures=[Signature(public_key="A" * 43, signature="A" * 86)],
-        signer="A" * 43, targets=["a", "b"], timeout=4, version=VERSION,
-    )
-    placed = sample.model_copy(update={"selector": Selector(count=2, farms=["f"], labels=["a=b"]), "targets": []})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
-            if all(unsigned(each) == full(each, exclude=exclude) for each in (sample, placed)):
+            if all(unsigned(each) == full(each, exclude=exclude) for each in _samples()):
                 return unsigned
         except Exception:  # pragma: no cover - a pydantic release that serializes otherwise
             pass
@@ -240,6 +253,28 @@ def _unsigned_serializer() -> Any:
 
 _envelope_json = Envelope.__pydantic_serializer__.to_json
 _unsigned_json = _unsigned_serializer()
+
+
+def _signed_pieces(canonical: bytes) -> tuple[bytes, bytes, bytes]:
+    """What the signatures cover (signing_bytes()), in the pieces cut from the envelope's canonical JSON
+    (signatures included): the domain, then the JSON before and after its `signatures`. Cut in a third of
+    the time it takes to write the envelope again without them, and joined once, with each signature
+    (keys.verify_signature).
+
+    Canonical JSON puts the member `"signatures":[...]` between the script (or selector) and `"signer"`.
+    Outside a string, `,"` begins a member; inside one a quote is always escaped (`\\"`), so `,"signatures":[`
+    and `,"signer":"` there are members. `"signatures"` with an array is a member of the envelope only
+    (`env` holds strings; selectors and signatures have no such field); `"signer"` with a string could also
+    be a name in `env`, which comes before, so the last one is the envelope's. Checked at import against
+    `_unsigned_json` (below) and by tests/protocol/test_fuzz.py.
+    """
+    end = canonical.rfind(b',"signer":"')
+    start = canonical.rfind(b',"signatures":[', 0, end)
+    return DOMAIN, canonical[:start], canonical[end:]
+
+
+if not all(b"".join(_signed_pieces(_envelope_json(each))) == DOMAIN + _unsigned_json(each) for each in _samples()):
+    raise AssertionError("this pydantic release writes envelopes otherwise: _signed_pieces cannot cut them")  # pragma: no cover
 
 
 def _check_unique_keys(envelope: Envelope, raw: bytes | str) -> None:
@@ -360,11 +395,13 @@ def new_envelope(
 
 
 class Verified(NamedTuple):
-    """An envelope whose signatures checked out, and who signed it. (A NamedTuple: immutable, and made
-    in a tenth of a frozen dataclass's time, which counts once an envelope.)"""
+    """An envelope whose signatures checked out, who signed it, and its canonical JSON (signatures
+    included): the bytes to store or forward, as `envelope.canonical_json()` would write them again.
+    (A NamedTuple: immutable, and made in a tenth of a frozen dataclass's time, which counts once an envelope.)"""
 
     envelope: Envelope
     signers: frozenset[str]
+    canonical_json: bytes
 
 
 def verify(
@@ -378,18 +415,28 @@ def verify(
     Every signature present must be valid (one bad signature means tampering),
     and the signer's must be among them. Cheap checks come before the crypto.
     """
-    options = options or DEFAULT_OPTIONS
-    if not isinstance(envelope, Envelope):
-        envelope = Envelope.from_json(envelope, options)
-    now = time.time() if now is None else now
-
-    # The checks of this hot path are written out (no helper calls): verifying is an Ed25519
+    # The checks of this hot path are written out (few helper calls): verifying is an Ed25519
     # verification and as little else as can be (bench/verify.py).
+    options = options or DEFAULT_OPTIONS
+    raw = None
+    # bytes and str first: pydantic's isinstance check on its models costs a tenth of a microsecond.
+    if isinstance(envelope, (bytes, str)) or not isinstance(envelope, Envelope):  # noqa: UP038 - the tuple is faster
+        raw = envelope
+        envelope = _parse(raw, options)
+
+    # The canonical JSON, written once: what the signatures cover is cut from it (_signed_pieces), and a
+    # text that is that very spelling repeats no key (the count, _check_unique_keys, is for the others).
+    canonical = _canonical(envelope, _envelope_json)
+    if raw is not None and not (canonical.decode() == raw if isinstance(raw, str) else canonical == raw):
+        _check_unique_keys(envelope, raw)
+
+    now = time.time() if now is None else now
     script, targets, created_at, expires_at = envelope.script, envelope.targets, envelope.created_at, envelope.expires_at
     # UTF-8 takes at most 4 bytes a character: only a long script needs encoding to be measured.
     if 4 * len(script) > options.max_script_bytes and len(script.encode("utf-8")) > options.max_script_bytes:
         raise ScriptTooLarge(f"script is larger than {options.max_script_bytes} bytes")
-    if len(targets) != 1:  # the common case, one target, needs neither check
+    # One target needs neither check; several, distinct, need only the count (no call, no selector).
+    if len(targets) != 1 and (not targets or len(set(targets)) != len(targets)):
         _check_targeted(targets, envelope.selector)
     if expires_at <= created_at:
         raise MalformedEnvelope("expires_at must be later than created_at")
@@ -404,14 +451,7 @@ def verify(
     signatures = envelope.signatures
     if not signatures:
         raise BadSignature("envelope is not signed")
-    env = envelope.env
-    if len(env) > 1 and list(env) != sorted(env):
-        message = envelope.signing_bytes()
-    else:  # signing_bytes, written out
-        try:
-            message = DOMAIN + _unsigned_json(envelope)
-        except PydanticSerializationError as exc:
-            raise MalformedEnvelope(f"envelope cannot be encoded as UTF-8: {exc}") from None
+    message = _signed_pieces(canonical)  # signing_bytes(), without writing the envelope again
     signers: set[str] = set()
     verify_signature = keys.verify_signature  # MalformedKey for a key or signature text not in its one spelling
     for signature in signatures:
@@ -423,7 +463,7 @@ def verify(
         signers.add(public_key)
     if envelope.signer not in signers:
         raise BadSignature(f"the signer {envelope.signer} has not signed the envelope")
-    return Verified(envelope, frozenset(signers))
+    return Verified._make((envelope, frozenset(signers), canonical))  # _make: a third of Verified(...)'s time
 
 
 class Policy(BaseModel):

@@ -16,8 +16,10 @@ Beyond being JSON (RFC 8259), a text must be I-JSON-like (RFC 7493):
 pydantic-core has no option to refuse duplicate keys (its parser keeps the
 last value), so `unique_keys` is a gate run after a successful parse: the C
 `json` scanner with a pairs hook that compares each object's key count with
-its distinct keys and builds nothing. Envelopes, the hot path, avoid even that
-with an exact count (zeronode.protocol.envelope._check_unique_keys).
+its distinct keys and builds nothing. Envelopes, the hot path, avoid even that:
+a text that is byte for byte the parsed envelope's canonical JSON (which verify
+writes anyway) has no key twice, and any other text takes an exact count
+(zeronode.protocol.envelope._check_unique_keys).
 """
 
 from __future__ import annotations
