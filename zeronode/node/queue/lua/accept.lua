@@ -4,14 +4,17 @@
 --
 -- KEYS[1] rq's set of queues    KEYS[2] the queue list
 -- ARGV[1] the queue key         ARGV[2] how many envelopes
+-- ARGV[3] m, then m fields and values every job's hash has alike
 -- then, per envelope: id key, owner (signer:nonce), id ttl, nonce key, envelope id,
---                     nonce ttl, job key, n (hash field count), n fields and values
+--                     nonce ttl, job key, n, then n fields and values of its own
 --
 -- Returns one code per envelope: 0 queued, 1 the same envelope again,
 -- 2 its id belongs to another envelope, 3 its nonce was already used.
 
 local answers = {}
-local at = 3
+local shared_first = 4
+local shared_last = shared_first + 2 * tonumber(ARGV[3]) - 1
+local at = shared_last + 1
 for _ = 1, tonumber(ARGV[2]) do
   local id_key, owner, id_ttl = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
   local nonce_key, envelope_id, nonce_ttl = ARGV[at + 3], ARGV[at + 4], tonumber(ARGV[at + 5])
@@ -28,6 +31,7 @@ for _ = 1, tonumber(ARGV[2]) do
     answers[#answers + 1] = 3
   else
     redis.call('SET', id_key, owner, 'EX', id_ttl)
+    redis.call('HSET', job_key, unpack(ARGV, shared_first, shared_last))
     redis.call('HSET', job_key, unpack(ARGV, first_field, at - 1))
     redis.call('SADD', KEYS[1], ARGV[1])
     redis.call('RPUSH', KEYS[2], envelope_id)
