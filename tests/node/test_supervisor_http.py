@@ -20,7 +20,7 @@ def test_a_jobs_request_id_is_in_the_supervisors_and_the_runners_lines(node):
         response = node.http.post("/v1/jobs", content=envelope.to_json(), headers={"X-Request-Id": "deploy-42"})
     assert response.status_code == 202 and response.headers["x-request-id"] == "deploy-42"
     # Logged in the thread pool the submit runs in: the id follows the request there.
-    assert [line.get("request_id") for line in lines if line["msg"] == "job accepted"] == ["deploy-42"]
+    assert [(line.get("request_id"), line["jobs"]) for line in lines if line["msg"] == "jobs accepted"] == [("deploy-42", [envelope.id])]
     assert Job.fetch(envelope.id, node.connection, serializer=node.supervisor.queue.serializer).meta["request_id"] == "deploy-42"
     ended = pool.wait_for_log(lambda entry: entry.get("msg") == "job ended" and entry.get("job") == envelope.id)
     assert ended["request_id"] == "deploy-42"
