@@ -112,7 +112,7 @@ def main() -> None:
     redis_process, sock = start_redis_server(workdir)
     connection = redis.Redis(unix_socket_path=str(sock))
     rounds: dict[str, list[float]] = {name: [] for name in NAMES}
-    cpu: dict[str, list[float]] = {SINGLE: [], BATCH: []}  # the supervisor's CPU µs per envelope
+    cpu: dict[str, list[float]] = {NOOP: [], NOOP_FASTAPI: [], SINGLE: [], BATCH: []}  # the server's CPU µs per request or envelope
     noop = None
     try:
         settings = NodeSettings(state_dir=workdir / "state", redis_url=f"unix://{sock}", queue="bench")
@@ -133,7 +133,9 @@ def main() -> None:
         try:
             for _ in track(range(args.rounds), description="rounds: peer, then zeronode…", console=console):
                 for name, path in ((NOOP, "/noop"), (NOOP_FASTAPI, "/noop-fastapi")):
+                    before = cpu_seconds(noop.pid)
                     seconds, answers = asyncio.run(drive(noop_port, [noop_requests[path]] * n, args.connections))
+                    cpu[name].append((cpu_seconds(noop.pid) - before) / n * 1e6)
                     accepted(answers)
                     rounds[name].append(rate(n, seconds))
 
@@ -180,7 +182,7 @@ def main() -> None:
                         f"{os.cpu_count()} cores")
     table.add_column("path")
     table.add_column("per second", justify="right")
-    table.add_column("supervisor CPU per envelope", justify="right")
+    table.add_column("server CPU per envelope (request)", justify="right")
     for name, values in rounds.items():
         table.add_row(NAMES[name] if name not in (BATCH, RQ_MANY) else f"{NAMES[name]}, {args.batch} a request",
                       f"{statistics.median(values):,.0f}",
