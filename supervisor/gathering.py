@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-
-from starlette.concurrency import run_in_threadpool
+from concurrent.futures import ThreadPoolExecutor
 
 from supervisor.service import Supervisor, Submitted
 
@@ -36,6 +35,9 @@ class SubmitGatherer:
         self.max_gathered = max_gathered
         self._waiting: list[tuple[bytes | str, str | None, str | None, asyncio.Future[Submitted]]] = []
         self._submitting: asyncio.Task | None = None
+        # One gathering at a time, on a thread of its own: asyncio's executor hop is leaner than the thread
+        # pool's (anyio's limiter and cancel scopes), and FastAPI's pool stays free for the other routes.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="submits")
 
     async def submit(self, raw: bytes | str, ticket: str | None, request_id: str | None) -> Submitted:
         """The envelope's answer, as `Supervisor.submit_many` gives it: Accepted, or the ServiceError to answer."""
@@ -51,8 +53,8 @@ class SubmitGatherer:
             while self._waiting:
                 gathered, self._waiting = self._waiting[: self.max_gathered], self._waiting[self.max_gathered :]
                 try:
-                    answers = await run_in_threadpool(
-                        self.supervisor.submit_many,
+                    answers = await asyncio.get_running_loop().run_in_executor(
+                        self._thread, self.supervisor.submit_many,
                         [raw for raw, _, _, _ in gathered], [ticket for _, ticket, _, _ in gathered],
                         [request_id for _, _, request_id, _ in gathered],
                     )
