@@ -3,6 +3,7 @@ job's meta and the runner's lines; the one error body; HTTP metrics and build in
 document's bodies; /docs offline."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from rq.job import Job
 
@@ -67,3 +68,24 @@ def test_every_write_declares_its_body(node):
 
 def test_docs_are_served_without_any_outside_host(node):
     service_checks.check_docs(node.http)
+
+
+def test_concurrent_submits_are_each_answered_alone_with_their_own_request_id(node):
+    # The one-envelope POSTs of concurrent requests are submitted together (supervisor.gathering): each keeps
+    # its own answer, error body and request id.
+    envelopes = [node.sign(str(i)) for i in range(10)]
+    bodies = [e.to_json() for e in envelopes] + [envelopes[0].to_json(), "{not json"]
+
+    def post(index: int):
+        return node.http.post("/v1/jobs", content=bodies[index], headers={"X-Request-Id": f"req-{index}"})
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(post, range(len(bodies))))
+    assert [a.headers["x-request-id"] for a in answers] == [f"req-{i}" for i in range(len(bodies))]
+    assert sorted(a.status_code for a in answers[:11]) == [200] + [202] * 10  # the repeated envelope: one of its two
+    assert {a.json()["job_id"] for a in answers[:11]} == {e.id for e in envelopes}
+    assert answers[11].status_code == 400 and answers[11].json()["reason"] == "invalid_json"
+    serializer = node.supervisor.queue.serializer
+    for index, envelope in enumerate(envelopes[1:], start=1):
+        assert Job.fetch(envelope.id, node.connection, serializer=serializer).meta["request_id"] == f"req-{index}"
+    assert Job.fetch(envelopes[0].id, node.connection, serializer=serializer).meta["request_id"] in ("req-0", "req-10")
