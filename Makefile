@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/verify.py
 	$(PY) bench/rights.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/supervisor.py
 	$(PY) bench/coord.py
 	$(PY) bench/membership.py
 	$(PY) bench/ledger.py

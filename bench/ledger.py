@@ -45,6 +45,7 @@ sys.path[:] = [str(ROOT), *(entry for entry in sys.path if Path(entry or ".").re
 from ledger import nodes  # noqa: E402
 from ledger.database import Database  # noqa: E402
 from tests.support.health import wait_healthy  # noqa: E402
+from tests.support.http_load import drive, http_request  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 from tests.support.processes import ZERONODE, stop  # noqa: E402
 from zeronode.api.ledger import Capacity, NodeRegistration  # noqa: E402
@@ -76,31 +77,6 @@ class Node:
         signature = keys.sign(self.key, request_signing_bytes("POST", target, LEDGER, signed_at, body.encode()))
         headers = {KEY_HEADER: self.public_key, AUDIENCE_HEADER: LEDGER, TIMESTAMP_HEADER: str(signed_at), SIGNATURE_HEADER: signature}
         return {"method": "POST", "target": target, "headers": headers, "body": body}
-
-
-def http_request(method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: ledger", f"Content-Length: {len(body)}"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-async def drive(port: int, requests: list[bytes], connections: int) -> tuple[float, list[tuple[int, bytes]]]:
-    """Send `requests` over `connections` keep-alive connections; (seconds, [(status, body)]) in order."""
-    answers: list[tuple[int, bytes]] = [(0, b"")] * len(requests)
-    work = iter(enumerate(requests))
-
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for index, request in work:  # one iterator shared by all connections: each request is sent once
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
-            answers[index] = (int(head[9:12]), await reader.readexactly(length))
-        writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(min(connections, len(requests)))))
-    return time.perf_counter() - started, answers
 
 
 def register(database_url: str, fleet: list[Node]) -> None:

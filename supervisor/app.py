@@ -18,7 +18,8 @@ faults, never a traceback. Every answer carries its request's X-Request-Id,
 which a submit stores with its job (the runner logs it with the job's lines);
 /docs is Swagger UI, served from the node (zeronode.api.service). The service's work (verification, Redis, compiling)
 runs in FastAPI's thread pool, not on the event loop, so a large batch does not
-hold up /health.
+hold up /health; the one-envelope submits of concurrent requests go there
+together (supervisor.gathering).
 
 The node's Redis must be append-only (zeronode.node.queue.durability): at
 start, `check_queue_at_start` refuses a volatile one (VolatileQueue) unless
@@ -35,6 +36,7 @@ import redis
 from fastapi import FastAPI
 from prometheus_client.core import GaugeMetricFamily
 
+from supervisor.gathering import SubmitGatherer
 from supervisor.routes import jobs, operations, vms
 from supervisor.service import Supervisor
 from supervisor.vms import VmReader
@@ -81,6 +83,7 @@ def create_app(supervisor: Supervisor) -> FastAPI:
     app = service_app("zeronode supervisor", "supervisor", supervisor.metrics.registry)
     supervisor.metrics.registry.register(QueueDepth(supervisor))
     app.state.supervisor = supervisor
+    app.state.submits = SubmitGatherer(supervisor)  # the one-envelope POSTs, gathered into submit_many
     app.state.signed_request = SignedRequest(supervisor.node_id)  # addressed to this node; the protocol's window
     handlers.install(app, log, log_refusals=False)  # refusals are counted and logged by the service, which sees batches' too
     app.state.vms = VmReader(supervisor.settings, supervisor.authorizer)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from supervisor.gathering import SubmitGatherer
 from supervisor.service import Supervisor
 
 
@@ -16,6 +17,11 @@ def supervisor_of(request: Request) -> Supervisor:
     (solve_dependencies) costs each request tens of microseconds, a few percent of a submit
     measured in-process. The other handlers take SupervisorDep."""
     return request.app.state.supervisor
+
+
+def gatherer_of(request: Request) -> SubmitGatherer:
+    """Where the one-envelope submits go (supervisor.app.create_app puts it on app.state)."""
+    return request.app.state.submits
 
 
 # async: FastAPI would run a plain `def` dependency in its thread pool, a hop to read one attribute.

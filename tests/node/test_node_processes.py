@@ -54,7 +54,7 @@ def test_operator_runs_a_node_and_a_client_deploys_to_it(tmp_path, redis_server,
     assert ((tmp_path / "state" / "node.key").stat().st_mode & 0o777) == 0o600
     supervisor.stop(30)
     lines = supervisor.logs
-    assert any(line["msg"] == "job accepted" and line["job"] == job_id for line in lines)
+    assert any(line["msg"] == "jobs accepted" and line["jobs"] == [job_id] for line in lines)
 
 
 def test_bad_settings_are_one_line(tmp_path, zn):

@@ -3,6 +3,7 @@ job's meta and the runner's lines; the one error body; HTTP metrics and build in
 document's bodies; /docs offline."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from rq.job import Job
 
@@ -20,7 +21,7 @@ def test_a_jobs_request_id_is_in_the_supervisors_and_the_runners_lines(node):
         response = node.http.post("/v1/jobs", content=envelope.to_json(), headers={"X-Request-Id": "deploy-42"})
     assert response.status_code == 202 and response.headers["x-request-id"] == "deploy-42"
     # Logged in the thread pool the submit runs in: the id follows the request there.
-    assert [line.get("request_id") for line in lines if line["msg"] == "job accepted"] == ["deploy-42"]
+    assert [(line.get("request_id"), line["jobs"]) for line in lines if line["msg"] == "jobs accepted"] == [("deploy-42", [envelope.id])]
     assert Job.fetch(envelope.id, node.connection, serializer=node.supervisor.queue.serializer).meta["request_id"] == "deploy-42"
     ended = pool.wait_for_log(lambda entry: entry.get("msg") == "job ended" and entry.get("job") == envelope.id)
     assert ended["request_id"] == "deploy-42"
@@ -67,3 +68,24 @@ def test_every_write_declares_its_body(node):
 
 def test_docs_are_served_without_any_outside_host(node):
     service_checks.check_docs(node.http)
+
+
+def test_concurrent_submits_are_each_answered_alone_with_their_own_request_id(node):
+    # The one-envelope POSTs of concurrent requests are submitted together (supervisor.gathering): each keeps
+    # its own answer, error body and request id.
+    envelopes = [node.sign(str(i)) for i in range(10)]
+    bodies = [e.to_json() for e in envelopes] + [envelopes[0].to_json(), "{not json"]
+
+    def post(index: int):
+        return node.http.post("/v1/jobs", content=bodies[index], headers={"X-Request-Id": f"req-{index}"})
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(post, range(len(bodies))))
+    assert [a.headers["x-request-id"] for a in answers] == [f"req-{i}" for i in range(len(bodies))]
+    assert sorted(a.status_code for a in answers[:11]) == [200] + [202] * 10  # the repeated envelope: one of its two
+    assert {a.json()["job_id"] for a in answers[:11]} == {e.id for e in envelopes}
+    assert answers[11].status_code == 400 and answers[11].json()["reason"] == "invalid_json"
+    serializer = node.supervisor.queue.serializer
+    for index, envelope in enumerate(envelopes[1:], start=1):
+        assert Job.fetch(envelope.id, node.connection, serializer=serializer).meta["request_id"] == f"req-{index}"
+    assert Job.fetch(envelopes[0].id, node.connection, serializer=serializer).meta["request_id"] in ("req-0", "req-10")

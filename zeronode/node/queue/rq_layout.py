@@ -80,7 +80,7 @@ class Scripts:
             return action()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ of 14 fields took 13 µs here, this one 3
 class Submission:
     """One verified envelope for accept.lua: its claims and the job to queue."""
 
@@ -104,7 +104,10 @@ ACCEPTED, DUPLICATE, ID_IN_USE, REPLAYED = 0, 1, 2, 3
 
 
 class JobTemplate:
-    """The hash rq writes for one of our jobs, made once by rq and filled in per job."""
+    """The hash rq writes for one of our jobs, made once by rq and filled in per job.
+
+    accept() sends the fields every job of a call shares once (rq's constants and the
+    time stamps, one for the call) and only each job's own fields with it."""
 
     def __init__(self, queue: Queue, function: str):
         self.queue = queue
@@ -114,36 +117,51 @@ class JobTemplate:
         self.fields = {k: v for k, v in prototype.to_dict().items() if k not in PER_JOB_FIELDS}
         self.scripts = Scripts(queue.connection, "accept")
 
-    def mapping(self, submission: Submission) -> dict[str, Any]:
-        """What `queue.enqueue(function, payload, ...)` writes into the job's hash."""
+    def shared_mapping(self) -> dict[str, Any]:
+        """The fields of the hash that every job of one accept() has alike."""
         stamp = utcformat(now())
+        return {**self.fields, "created_at": stamp, "enqueued_at": stamp}
+
+    def data(self, submission: Submission) -> bytes:
+        """The job's `data` field: its function and arguments, serialised and zlib'd as rq does. Level 0
+        (stored): valid zlib, which rq and the runner decompress, without the 12 µs of deflating a signed
+        envelope's base64 (589 -> 376 bytes saved little in Redis)."""
+        return zlib.compress(self.queue.serializer.dumps((self.function, None, self._args(submission), {})), 0)
+
+    def own_mapping(self, submission: Submission) -> dict[str, str]:
+        """The fields of the hash that are the job's own, but for its data, as the strings Redis stores."""
         mapping = {
-            **self.fields,
-            "created_at": stamp,
-            "enqueued_at": stamp,
-            "data": zlib.compress(self.queue.serializer.dumps((self.function, None, self._args(submission), {}))),
             "description": submission.description,
-            "meta": self.queue.serializer.dumps(submission.meta),
-            "timeout": submission.timeout,
-            "result_ttl": submission.result_ttl,
-            "failure_ttl": submission.failure_ttl,
+            "meta": self.queue.serializer.dumps(submission.meta).decode(),
+            "timeout": str(submission.timeout),
+            "result_ttl": str(submission.result_ttl),
+            "failure_ttl": str(submission.failure_ttl),
         }
         if submission.retry_intervals:
-            mapping["retries_left"] = len(submission.retry_intervals)
+            mapping["retries_left"] = str(len(submission.retry_intervals))
             mapping["retry_intervals"] = json.dumps(submission.retry_intervals)
         return mapping
+
+    def mapping(self, submission: Submission) -> dict[str, Any]:
+        """What `queue.enqueue(function, payload, ...)` writes into the job's hash."""
+        return {**self.shared_mapping(), "data": self.data(submission), **self.own_mapping(submission)}
 
     @staticmethod
     def _args(submission: Submission) -> list[str]:
         return [submission.payload] if submission.ticket is None else [submission.payload, submission.ticket]
 
     def accept(self, submissions: list[Submission]) -> list[int]:
-        """Claim and queue each submission atomically; one code each (ACCEPTED, DUPLICATE, ...)."""
-        args: list[Any] = [self.queue.key, len(submissions)]
+        """Claim and queue each submission atomically; one code each (ACCEPTED, DUPLICATE, ...).
+
+        Two arguments a job (lua/accept.lua): its claims and fields in one JSON array, and its data.
+        redis-py encodes each argument in Python, some 2 µs each, where one json.dumps of them all
+        takes 4: as separate arguments, a job's 22 cost the supervisor a tenth of its time."""
+        shared = self.shared_mapping()
+        args: list[Any] = [self.queue.key, len(submissions), len(shared), *[item for pair in shared.items() for item in pair]]
         for s in submissions:
-            mapping = self.mapping(s)
-            args += [s.id_key, s.owner, s.id_ttl, s.nonce_key, s.job_id, s.nonce_ttl, Job.key_for(s.job_id), len(mapping)]
-            args += [item for pair in mapping.items() for item in pair]
+            claims = [s.id_key, s.owner, str(s.id_ttl), s.nonce_key, s.job_id, str(s.nonce_ttl), Job.key_for(s.job_id)]
+            fields = [item for pair in self.own_mapping(s).items() for item in pair]
+            args += [json.dumps(claims + fields), self.data(s)]
         keys = [Queue.redis_queues_keys, self.queue.key]
         return self.scripts.retrying(lambda: self.scripts.call(self.queue.connection, "accept", keys, args))
 

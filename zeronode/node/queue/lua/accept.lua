@@ -4,20 +4,26 @@
 --
 -- KEYS[1] rq's set of queues    KEYS[2] the queue list
 -- ARGV[1] the queue key         ARGV[2] how many envelopes
--- then, per envelope: id key, owner (signer:nonce), id ttl, nonce key, envelope id,
---                     nonce ttl, job key, n (hash field count), n fields and values
+-- ARGV[3] m, then m fields and values every job's hash has alike
+-- then two arguments per envelope:
+--   a JSON array of strings: id key, owner (signer:nonce), id ttl, nonce key, envelope id,
+--                            nonce ttl, job key, then the fields and values of its own hash
+--   its job's data (zlib, so binary: not JSON)
 --
 -- Returns one code per envelope: 0 queued, 1 the same envelope again,
 -- 2 its id belongs to another envelope, 3 its nonce was already used.
 
 local answers = {}
-local at = 3
+local shared_first = 4
+local shared_last = shared_first + 2 * tonumber(ARGV[3]) - 1
+local at = shared_last + 1
 for _ = 1, tonumber(ARGV[2]) do
-  local id_key, owner, id_ttl = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
-  local nonce_key, envelope_id, nonce_ttl = ARGV[at + 3], ARGV[at + 4], tonumber(ARGV[at + 5])
-  local job_key, fields = ARGV[at + 6], tonumber(ARGV[at + 7])
-  local first_field = at + 8
-  at = first_field + 2 * fields
+  local job = cjson.decode(ARGV[at])
+  local data = ARGV[at + 1]
+  at = at + 2
+  local id_key, owner, id_ttl = job[1], job[2], tonumber(job[3])
+  local nonce_key, envelope_id, nonce_ttl = job[4], job[5], tonumber(job[6])
+  local job_key = job[7]
 
   local id_owner = redis.call('GET', id_key)
   if id_owner == owner then
@@ -28,7 +34,8 @@ for _ = 1, tonumber(ARGV[2]) do
     answers[#answers + 1] = 3
   else
     redis.call('SET', id_key, owner, 'EX', id_ttl)
-    redis.call('HSET', job_key, unpack(ARGV, first_field, at - 1))
+    redis.call('HSET', job_key, 'data', data, unpack(ARGV, shared_first, shared_last))
+    redis.call('HSET', job_key, unpack(job, 8))
     redis.call('SADD', KEYS[1], ARGV[1])
     redis.call('RPUSH', KEYS[2], envelope_id)
     answers[#answers + 1] = 0
