@@ -35,6 +35,7 @@ import time
 from fastapi import FastAPI
 
 from ledger.database import Database
+from ledger.gathering import ReportGatherer
 from ledger.metrics import Metrics, NodeCounts
 from ledger.routes import nodes, operations, releases, rights, uptime, users
 from ledger.routes.dependencies import Ledger
@@ -53,7 +54,8 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     metrics = Metrics()
     app = service_app("zeronode ledger", "ledger", metrics.registry)
     metrics.registry.register(NodeCounts(db, settings, clock))
-    app.state.ledger = Ledger(settings, db, clock, metrics)
+    gatherer = ReportGatherer(db, skew=settings.skew, clock=clock, most=settings.max_batch)
+    app.state.ledger = Ledger(settings, db, clock, metrics, gatherer)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
     add_routers(app, nodes.router, rights.router, uptime.router, users.router, releases.router, operations.router)

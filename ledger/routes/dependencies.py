@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ledger.database import Database
+from ledger.gathering import ReportGatherer
 from ledger.metrics import Metrics
 from ledger.settings import LedgerSettings
 from zeronode.api.auth import signer
@@ -31,6 +32,7 @@ class Ledger:
     db: Database
     clock: Callable[[], float]  # the ledger's time, for signatures, reports and status (a test's clock in the tests)
     metrics: Metrics
+    reports: ReportGatherer  # where single uptime reports are stored, in groups
 
 
 def ledger_of(request: Request) -> Ledger:

@@ -1,0 +1,92 @@
+"""Single uptime reports that arrive together are stored together: one transaction for a group.
+
+Each `POST /v1/nodes/{id}/uptime` is checked on its own (signature, node,
+body) and then handed to the app's ReportGatherer, which waits for it to be
+stored before it answers. The gatherer takes every report the event loop has
+in hand at that moment and ingests them as one group (ledger.uptime.ingest:
+one read of the rows, one executemany, one commit), while the reports that
+arrive meanwhile wait for the next group. A group is what one report used to
+cost, so the database's cost per report falls as the load rises, and nothing
+waits for a timer: a lone report is stored at once.
+
+Each report is judged as if it had come alone, in the order they arrived (a
+node's two reports in one group are judged one after the other), and each is
+answered only after its group's transaction committed: nothing is answered
+accepted before it is stored. bench/ledger.py, 16 connections, SQLite: one
+transaction a report gave 1,071 reports/s, gathered ones give the figure in
+docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from starlette.concurrency import run_in_threadpool
+
+from ledger import rollouts, uptime
+from ledger.database import Database
+from zeronode.api.errors import Refused
+from zeronode.api.ledger import UptimeAccepted, UptimeReport
+
+log = logging.getLogger("zeronode.ledger")
+
+Answer = UptimeAccepted | Refused
+
+
+def ingest_with_releases(db: Database, reports: Sequence[tuple[str, UptimeReport]], now: float, skew: float) -> list[Answer]:
+    """Reports stored, each accepted one answered with the release its node should run (ledger.rollouts)."""
+    farms: dict[str, str] = {}
+    answers = uptime.ingest(db, reports, now=now, skew=skew, farms=farms)
+    for index, ((node_id, report), answer) in enumerate(zip(reports, answers, strict=True)):
+        if isinstance(answer, UptimeAccepted):
+            release = rollouts.after_report(db, node_id, farms[node_id], report, now)
+            if release is not None:
+                answers[index] = answer.model_copy(update={"release": release})
+    return answers
+
+
+class ReportGatherer:
+    """Stores single reports in groups (see the module's docstring); `await submit(report)` is its answer.
+
+    On SQLite the group is stored inline on the event loop: SQLite writes one
+    at a time anyway, and a group takes less than the hop to a worker thread.
+    On PostgreSQL it waits on the network, so in a thread, while the next group gathers.
+    """
+
+    def __init__(self, db: Database, *, skew: float, clock: Callable[[], float], most: int = 1000):
+        self.db, self.skew, self.clock, self.most = db, skew, clock, most
+        self._pending: list[tuple[tuple[str, UptimeReport], asyncio.Future[Answer]]] = []
+        self._draining = False
+
+    async def submit(self, report: tuple[str, UptimeReport]) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._pending.append((report, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                # One turn of the loop first: the requests it has already read reach the group too.
+                await asyncio.sleep(0)
+                group, self._pending = self._pending[: self.most], self._pending[self.most :]
+                reports = [report for report, _ in group]
+                try:
+                    if self.db.is_sqlite:
+                        answers = ingest_with_releases(self.db, reports, self.clock(), self.skew)
+                    else:
+                        answers = await run_in_threadpool(ingest_with_releases, self.db, reports, self.clock(), self.skew)
+                except Exception as exc:  # the whole group failed (the database is away): each request says so
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), answer in zip(group, answers, strict=True):
+                    if not future.done():  # its client may have gone; the report is stored all the same
+                        future.set_result(answer)
+        finally:
+            self._draining = False
