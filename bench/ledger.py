@@ -274,9 +274,10 @@ def lookups(fleet_node: Node, node_ids: list[str], user_key: str) -> dict[str, t
         "nodes ?min_vcpus=64": "/v1/nodes?min_vcpus=64",
         "nodes ?min_memory=": f"/v1/nodes?min_memory={64 << 31}",
         "nodes ?min_disk=": f"/v1/nodes?min_disk={64 << 36}",
-        "nodes ?min_free_vcpus=40": "/v1/nodes?min_free_vcpus=40",
-        "nodes ?min_free_memory=": f"/v1/nodes?min_free_memory={40 << 31}",
-        "nodes ?min_free_disk=": f"/v1/nodes?min_free_disk={40 << 36}",
+        # each of these matches about a quarter of the seeded nodes (seed())
+        "nodes ?min_free_vcpus=16": "/v1/nodes?min_free_vcpus=16",
+        "nodes ?min_free_memory=": f"/v1/nodes?min_free_memory={16 << 31}",
+        "nodes ?min_free_disk=": f"/v1/nodes?min_free_disk={16 << 36}",
         "nodes, every filter": f"/v1/nodes?status=online&farm=farm-1&schedule=active&min_vcpus=8&min_free_vcpus=2&min_free_memory={1 << 30}",
         "node": f"/v1/nodes/{some_id}",
         "node's rights (signed)": f"/v1/nodes/{fleet_node.node_id}/rights",
@@ -318,6 +319,15 @@ def listings(args, workdir: Path) -> dict[str, list[float]]:
                 connection.execute(schema.users.insert(), {
                     "public_key": user.public_key, "name": "bench", "roles": ["deployer"], "nodes": [], "farms": ["farm-1"],
                     "created_at": now, "updated_at": now, "sequence": 1,
+                })
+                # a release rolled out on the default channel, which every node follows: the channels' progress
+                connection.execute(schema.releases.insert(), {
+                    "version": "1.0.0", "sha256": "0" * 64, "size": 1, "url": "https://example.org/1.0.0.tar",
+                    "signatures": [], "signers": [], "hosted": False, "published_at": now, "published_by": user.public_key,
+                })
+                connection.execute(schema.channels.insert(), {
+                    "name": "stable", "version": "1.0.0", "previous": None, "stage": "all", "paused": False, "halted": None,
+                    "canary": {}, "window_seconds": 0, "stage_since": now, "sequence": 1,
                 })
             db.close()
     node_ids = [keys.node_id(fleet_node.public_key)]

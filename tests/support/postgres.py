@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import sqlalchemy
 
 from .waiting import wait_until
 
@@ -49,7 +50,7 @@ class PostgresServer:
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
-        name = url.rpartition("/")[2].partition("?")[0]
+        name = sqlalchemy.make_url(url).database
         with self.admin() as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
