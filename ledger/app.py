@@ -33,10 +33,12 @@ import logging
 import time
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from ledger.database import Database
 from ledger.gathering import ReportGatherer
 from ledger.metrics import Metrics, NodeCounts
+from ledger.report_route import ReportRoute
 from ledger.routes import nodes, operations, releases, rights, uptime, users
 from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings
@@ -58,5 +60,7 @@ def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> Fa
     app.state.ledger = Ledger(settings, db, clock, metrics, gatherer)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
+    # Inside the request middleware (service_app's, added first), before FastAPI's: the hot path's shortcut.
+    app.user_middleware.append(Middleware(ReportRoute))
     add_routers(app, nodes.router, rights.router, uptime.router, users.router, releases.router, operations.router)
     return app

@@ -44,6 +44,15 @@ def error_response(status: int, reason: str, message: str, **detail) -> JSONResp
                         headers=headers)
 
 
+def log_refusal(log: logging.Logger, path: str, exc: ServiceError) -> None:
+    log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
+            extra={"path": path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
+
+
+def refusal_headers(exc: ServiceError) -> dict[str, str] | None:
+    return exc.headers or (RETRY_AFTER if exc.status == 503 else None)
+
+
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
     """FOREIGN's classes among the back ends this process has imported.
 
@@ -69,10 +78,8 @@ def install(
         if on_error is not None:
             on_error(exc)
         if log_refusals:
-            log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
-                    extra={"path": request.url.path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
-        headers = exc.headers or (RETRY_AFTER if exc.status == 503 else None)
-        return JSONResponse(status_code=exc.status or 500, content=exc.body(), headers=headers)
+            log_refusal(log, request.url.path, exc)
+        return JSONResponse(status_code=exc.status or 500, content=exc.body(), headers=refusal_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
