@@ -176,8 +176,9 @@ def ledgers(workdir: Path, database_url: str, count: int = 1, **settings: object
             lines += [f"{name} = {json.dumps(value)}" for name, value in settings.items()]
             config.write_text("\n".join(lines) + "\n")
             processes.append(subprocess.Popen([ZERONODE, "ledger", "--config", str(config)], stderr=subprocess.DEVNULL, env=env))
-            wait_healthy(f"http://127.0.0.1:{port}", 60, processes[-1])
             ports.append(port)
+        for port, process in zip(ports, processes, strict=True):  # started together: each takes a second or two
+            wait_healthy(f"http://127.0.0.1:{port}", 60, process)
         yield ports
     finally:
         for process in processes:
@@ -362,7 +363,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="reports per batch request")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
     parser.add_argument("--listing-sizes", default="1000,100000", help="the two fleet sizes the listings are timed at")
-    parser.add_argument("--repeat", type=int, default=20, help="requests a listing is timed over, a round")
+    parser.add_argument("--repeat", type=int, default=10, help="requests a listing is timed over, a round")
     parser.add_argument("--no-postgres", action="store_true", help="skip part 2 (where PostgreSQL is not installed)")
     args = parser.parse_args()
     args.listing_sizes = sorted(int(size) for size in args.listing_sizes.split(","))

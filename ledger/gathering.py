@@ -12,9 +12,9 @@ waits for a timer: a lone report is stored at once.
 Each report is judged as if it had come alone, in the order they arrived (a
 node's two reports in one group are judged one after the other), and each is
 answered only after its group's transaction committed: nothing is answered
-accepted before it is stored. bench/ledger.py, 16 connections, SQLite: one
-transaction a report gave 1,071 reports/s, gathered ones give the figure in
-docs/architecture.md.
+accepted before it is stored. bench/ledger.py's client, 3,000 nodes, 16
+connections, SQLite, on a busy 2-core machine: one transaction a report,
+809/615/504 reports/s; gathered, 2,039/2,360/2,268.
 """
 
 from __future__ import annotations
