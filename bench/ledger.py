@@ -257,7 +257,9 @@ def on_postgres(args, workdir: Path, fleet: list[Node]) -> dict[int, list[float]
         with ledgers(workdir, database_url, max(PROCESSES)) as ports:
             for _ in track(range(args.rounds), description="PostgreSQL: 1, 2, 4 ledger processes…", console=console):
                 for count in PROCESSES:
-                    rounds[count].append(measure_reports(ports[:count], singles(fleet, clock), args.connections))
+                    # As many clients for each count, enough to keep 4 processes busy: a report waits on the
+                    # network, so 16 connections alone would measure the latency, not what the processes can do.
+                    rounds[count].append(measure_reports(ports[:count], singles(fleet, clock), 4 * args.connections))
     return rounds
 
 

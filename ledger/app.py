@@ -38,7 +38,7 @@ from starlette.middleware import Middleware
 from ledger.database import Database
 from ledger.gathering import ReportGatherer
 from ledger.metrics import Metrics, NodeCounts
-from ledger.report_route import ReportRoute
+from ledger.routes.report_route import ReportRoute
 from ledger.routes import nodes, operations, releases, rights, uptime, users
 from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ledger import reports
-from ledger.report_route import answer
+from ledger.routes.report_route import answer
 from ledger.routes.dependencies import LedgerDep, ledger_of, require_declared_length, write_signer
 from zeronode.api.errors import Refused
 from zeronode.api.ledger import UptimeAccepted, UptimeBatch, UptimeReport
@@ -18,7 +18,7 @@ from zeronode.api.openapi import ERRORS, request_body
 router = APIRouter(tags=["uptime"], responses=ERRORS)
 
 
-# ledger.report_route answers these requests before FastAPI routes them, with the same `answer`: this
+# ledger.routes.report_route answers these requests before FastAPI routes them, with the same `answer`: this
 # route is what the OpenAPI document shows, and serves them where that layer is not installed.
 @router.post("/v1/nodes/{node_id}/uptime", openapi_extra=request_body(UptimeReport), response_model=UptimeAccepted)
 async def report_uptime(node_id: str, request: Request) -> Response:

@@ -45,7 +45,7 @@ def test_docs_are_served_without_any_outside_host(ledger):
 
 
 def test_the_uptime_report_answered_beneath_fastapi_is_served_like_every_route(ledger, node_key, registered):
-    """ledger.report_route: request ids, metrics under the route's template, refusals with the one body, logged."""
+    """ledger.routes.report_route: request ids, metrics under the route's template, refusals with the one body, logged."""
     refused = ledger.http.post(f"/v1/nodes/{registered}/uptime", content=iter([b"{}"]))  # no Content-Length
     assert refused.status_code == 411 and refused.json()["reason"] == "length_required"
     unsigned = ledger.http.post(f"/v1/nodes/{registered}/uptime", content=b"{}", headers={"X-Request-Id": "report-7"})
