@@ -54,7 +54,9 @@ log = logging.getLogger("zeronode.ledger")
 def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> FastAPI:
     """The API over a migrated database. `clock` is the ledger's time, for signatures, reports and status."""
     metrics = Metrics()
-    app = service_app("zeronode ledger", "ledger", metrics.registry)
+    # No OpenTelemetry here (metrics are Prometheus's): FastAPI's own check for it, made on every request, was 5% of
+    # the ledger's CPU under single reports (py-spy, bench/ledger.py) until told there is none to look for.
+    app = service_app("zeronode ledger", "ledger", metrics.registry, telemetry={"tracing": False, "metrics": False, "logs": False})
     metrics.registry.register(NodeCounts(db, settings, clock))
     gatherer = ReportGatherer(db, skew=settings.skew, clock=clock, most=settings.max_batch)
     app.state.ledger = Ledger(settings, db, clock, metrics, gatherer)
