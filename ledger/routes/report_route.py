@@ -11,7 +11,8 @@ request goes on to FastAPI.
 The checks are the route's, in its order: a declared length within MAX_BODY
 (411, 413), the signature (401), the signer's own node (403), the body as
 strict JSON (400, 422), then the report itself (ledger.uptime: 404, 409, 422).
-A refusal is answered and logged as zeronode.api.handlers does.
+A refusal, or the database away (503), is answered and logged as
+zeronode.api.handlers does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ledger import reports
 from ledger.routes.dependencies import Ledger, declared_length
 from zeronode.api.auth import SignedRequest
 from zeronode.api.errors import Refused
-from zeronode.api.handlers import log_refusal, refusal_headers
+from zeronode.api.handlers import RETRY_AFTER, foreign_answer, log_back_end_away, log_refusal, refusal_headers
 from zeronode.api.middleware import ASGIApp, Message, Scope
 from zeronode.protocol.errors import VerificationError
 from zeronode.protocol.signed_requests import verify_request
@@ -81,6 +82,13 @@ class ReportRoute:
         except Refused as refusal:
             log_refusal(log, scope["path"], refusal)
             status, extra, content = refusal.status or 500, refusal_headers(refusal), json.dumps(refusal.body()).encode()
+        except Exception as exc:  # the database away is 503, as zeronode.api.handlers answers it; anything else, 500
+            away = foreign_answer(exc)
+            if away is None:
+                raise
+            status, reason, message = away
+            log_back_end_away(log, scope["path"], exc, reason)
+            extra, content = RETRY_AFTER, json.dumps({"reason": reason, "message": message}).encode()
         response_headers = [*JSON_HEADERS, (b"content-length", str(len(content)).encode())]
         response_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in (extra or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})

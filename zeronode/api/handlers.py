@@ -53,6 +53,18 @@ def refusal_headers(exc: ServiceError) -> dict[str, str] | None:
     return exc.headers or (RETRY_AFTER if exc.status == 503 else None)
 
 
+def log_back_end_away(log: logging.Logger, path: str, exc: Exception, reason: str) -> None:
+    # The driver's own error where there is one (SQLAlchemy's `orig`): SQLAlchemy's text adds the
+    # statement, its parameters and a link, several lines for each failed request.
+    error = getattr(exc, "orig", None) or exc
+    log.warning("back end unavailable", extra={"path": path, "error": str(error), "reason": reason})
+
+
+def foreign_answer(exc: Exception) -> tuple[int, str, str] | None:
+    """(status, reason, message) for `exc` when it is one of FOREIGN's back ends away, else None."""
+    return next((answer for cls, answer in foreign_classes().items() if isinstance(exc, cls)), None)
+
+
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
     """FOREIGN's classes among the back ends this process has imported.
 
@@ -97,10 +109,7 @@ def install(
     for cls, (status, reason, message) in foreign_classes().items():
 
         async def back_end_away(request: Request, exc: Exception, status=status, reason=reason, message=message):
-            # The driver's own error where there is one (SQLAlchemy's `orig`): SQLAlchemy's text adds the
-            # statement, its parameters and a link, several lines for each failed request.
-            error = getattr(exc, "orig", None) or exc
-            log.warning("back end unavailable", extra={"path": request.url.path, "error": str(error), "reason": reason})
+            log_back_end_away(log, request.url.path, exc, reason)
             return error_response(status, reason, message)
 
         app.add_exception_handler(cls, back_end_away)
