@@ -33,9 +33,12 @@ import logging
 import time
 
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from ledger.database import Database
+from ledger.gathering import report_gatherer
 from ledger.metrics import Metrics, NodeCounts
+from ledger.routes.report_route import ReportRoute
 from ledger.routes import nodes, operations, releases, rights, uptime, users
 from ledger.routes.dependencies import Ledger
 from ledger.settings import LedgerSettings
@@ -51,10 +54,15 @@ log = logging.getLogger("zeronode.ledger")
 def create_app(settings: LedgerSettings, db: Database, *, clock=time.time) -> FastAPI:
     """The API over a migrated database. `clock` is the ledger's time, for signatures, reports and status."""
     metrics = Metrics()
-    app = service_app("zeronode ledger", "ledger", metrics.registry)
+    # No OpenTelemetry here (metrics are Prometheus's): FastAPI's own check for it, made on every request, was 5% of
+    # the ledger's CPU under single reports (py-spy, bench/ledger.py) until told there is none to look for.
+    app = service_app("zeronode ledger", "ledger", metrics.registry, telemetry={"tracing": False, "metrics": False, "logs": False})
     metrics.registry.register(NodeCounts(db, settings, clock))
-    app.state.ledger = Ledger(settings, db, clock, metrics)
+    gatherer = report_gatherer(db, skew=settings.skew, clock=clock, most=settings.max_batch)
+    app.state.ledger = Ledger(settings, db, clock, metrics, gatherer)
     app.state.signed_request = SignedRequest(LEDGER, window=settings.request_window, clock=clock)
     handlers.install(app, log)  # refused reports are counted by the routes, which see batches' too
+    # Inside the request middleware (service_app's, added first), before FastAPI's: the hot path's shortcut.
+    app.user_middleware.append(Middleware(ReportRoute))
     add_routers(app, nodes.router, rights.router, uptime.router, users.router, releases.router, operations.router)
     return app

@@ -23,7 +23,9 @@ WITHOUT_AIMS = {"coord.py", "membership.py", "vm_boot.py"}
         ("rights.py", ["--envelopes", "100", "--users", "10", "--rounds", "1"], "rights check per envelope:"),
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
         ("supervisor.py", ["--jobs", "200", "--rounds", "1"], "supervisor over HTTP vs no-op:"),
-        ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10"], "signed reports vs no-op:"),
+        # PostgreSQL included: the server starts in a few seconds.
+        ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10", "--listing-sizes", "50,200", "--repeat", "2"],
+         "signed reports vs no-op:"),
         ("coord.py", ["--nodes", "20", "--latency", "0.001"], "fan-out vs one at a time:"),
         ("membership.py", ["--nodes", "10,100", "--repeat", "5"], "named / placed"),
         ("vm_boot.py", ["--rounds", "1", "--together", "1", "--guest-cache", str(BENCH.parent / ".cache" / "guest")],

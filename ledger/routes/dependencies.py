@@ -8,13 +8,14 @@ and the report endpoint's SQLite path stays inline on the event loop.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from ledger.database import Database
+from ledger.gathering import ReportGatherer
 from ledger.metrics import Metrics
 from ledger.settings import LedgerSettings
 from zeronode.api.auth import signer
@@ -31,6 +32,7 @@ class Ledger:
     db: Database
     clock: Callable[[], float]  # the ledger's time, for signatures, reports and status (a test's clock in the tests)
     metrics: Metrics
+    reports: ReportGatherer  # where single uptime reports are stored, in groups
 
 
 def ledger_of(request: Request) -> Ledger:
@@ -46,13 +48,18 @@ async def _ledger(request: Request) -> Ledger:
 LedgerDep = Annotated[Ledger, Depends(_ledger)]
 
 
-async def require_declared_length(request: Request) -> None:
-    """Writes declare their length, at most MAX_BODY, before anything is read: no unbounded read."""
-    declared = request.headers.get("content-length", "")
+def declared_length(headers: Mapping[str, str]) -> int:
+    """The length a write declares, at most MAX_BODY, known before anything is read: no unbounded read."""
+    declared = headers.get("content-length", "")
     if not declared.isdigit():
         raise Refused(411, "length_required", "a write must declare its Content-Length")
     if int(declared) > MAX_BODY:
         raise Refused(413, "too_large", f"request body over {MAX_BODY} bytes")
+    return int(declared)
+
+
+async def require_declared_length(request: Request) -> None:
+    declared_length(request.headers)
 
 
 async def write_signer(request: Request) -> str:

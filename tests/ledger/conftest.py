@@ -1,92 +1,33 @@
 """The ledger for the tests, on SQLite and on a private PostgreSQL server: every test of this package runs on both.
 
-The PostgreSQL server is the machine's own binaries (Debian's `postgresql`,
-scripts/install-system-packages), started once per session on a Unix socket
-in a temporary directory, with a fresh database for each test. PostgreSQL
-refuses to run as root, so as root it runs as the `postgres` system user.
+The PostgreSQL server (tests.support.postgres) is started once per session,
+with a fresh database for each test.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import nacl.signing
-import psycopg
 import pytest
 
 from ledger.app import create_app
 from ledger.database import Database
 from ledger.settings import LedgerSettings
-from tests.support.waiting import wait_until
+from tests.support.postgres import PostgresServer
+from tests.support.postgres import postgres_server as postgres_server_running
 from zeronode.client.ledger import LedgerClient
 from zeronode.protocol import keys
 from zeronode.protocol.signed_requests import LEDGER, SignedRequestAuth
 
 
-def postgres_bindir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
-    assert found, "PostgreSQL is not installed: run scripts/install-system-packages"
-    return found[-1].parent
-
-
-@dataclass(frozen=True)
-class PostgresServer:
-    socket_dir: Path
-    port: int
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@/{database}?host={self.socket_dir}&port={self.port}"
-
-    def admin(self) -> psycopg.Connection:
-        return psycopg.connect(host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
-    bindir = postgres_bindir()
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    # Not under pytest's tmp dir: that one is private to root, and the server's user must reach its files.
-    base = Path(tempfile.mkdtemp(prefix="zeronode-pg-"))
-    if as_postgres:
-        user = pwd.getpwnam("postgres")
-        os.chown(base, user.pw_uid, user.pw_gid)
-    data, port = base / "data", 5432  # no TCP listener: the port only names the socket
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--no-sync",
-         "-E", "UTF8", "--locale=C"],
-        check=True, capture_output=True,
-    )
-    process = subprocess.Popen(
-        [*as_postgres, str(bindir / "postgres"), "-D", str(data), "-k", str(base), "-p", str(port),
-         "-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    server = PostgresServer(base, port)
-
-    def accepting() -> bool:
-        server.admin().close()
-        return True
-
-    try:
-        wait_until(accepting, 30, "postgres to accept connections", interval=0.05, process=process,
-                   ignoring=(psycopg.OperationalError,))
-    except AssertionError:
-        process.kill()
-        raise RuntimeError(f"postgres did not start: {process.stderr.read()[-2000:]}") from None
-    yield server
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast", "-w"], capture_output=True)
-    process.wait(30)
-    shutil.rmtree(base, ignore_errors=True)
+    with postgres_server_running() as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -96,12 +37,9 @@ def database_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"ledger_{uuid.uuid4().hex[:12]}"
-    with server.admin() as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield server.url(name)
-    with server.admin() as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
 
 
 class Clock:

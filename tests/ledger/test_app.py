@@ -2,13 +2,17 @@
 shared JSON body (zeronode.api.handlers) when the database is away."""
 
 import logging
+import time
 
 import httpx
+import nacl.signing
 
 from ledger.app import create_app
 from ledger.database import Database
 from ledger.settings import LedgerSettings
 from tests.support.answers import openapi_routes
+from zeronode.protocol import keys
+from zeronode.protocol.signed_requests import LEDGER, SignedRequestAuth
 
 ROUTES = {
     ("POST", "/v1/nodes"),
@@ -49,6 +53,11 @@ def test_a_database_away_is_503(tmp_path, serve_app):
         response = http.get("/v1/nodes")
         assert response.status_code == 503
         assert response.json() == {"reason": "database_unavailable", "message": "database unavailable"}
+        node = nacl.signing.SigningKey.generate()  # the report's own route (ledger.routes.report_route) says the same
+        node_id = keys.node_id(keys.public_key_text(node))
+        report = http.post(f"/v1/nodes/{node_id}/uptime", content=b'{"uptime": 5, "timestamp": %d}' % time.time(),
+                           auth=SignedRequestAuth(node, LEDGER))
+        assert (report.status_code, report.json()["reason"], report.headers["retry-after"]) == (503, "database_unavailable", "1")
         assert http.get("/health").status_code == 503
     db.close()
 

@@ -42,3 +42,24 @@ def test_every_write_declares_its_body(ledger):
 
 def test_docs_are_served_without_any_outside_host(ledger):
     service_checks.check_docs(ledger.http)
+
+
+def test_the_uptime_report_answered_beneath_fastapi_is_served_like_every_route(ledger, node_key, registered):
+    """ledger.routes.report_route: request ids, metrics under the route's template, refusals with the one body, logged."""
+    refused = ledger.http.post(f"/v1/nodes/{registered}/uptime", content=iter([b"{}"]))  # no Content-Length
+    assert refused.status_code == 411 and refused.json()["reason"] == "length_required"
+    unsigned = ledger.http.post(f"/v1/nodes/{registered}/uptime", content=b"{}", headers={"X-Request-Id": "report-7"})
+    assert (unsigned.status_code, unsigned.json()["reason"], unsigned.headers["x-request-id"]) == (401, "bad_signature", "report-7")
+    with service_checks.json_lines("zeronode.ledger") as lines:
+        stale = ledger.report(node_key, uptime=10, timestamp=int(ledger.clock()) - 3600)
+    assert stale.status_code == 422 and stale.json()["reason"] == "clock_skew"
+    assert [line["reason"] for line in lines if line["msg"] == "request refused"] == ["clock_skew"]
+    accepted = ledger.report(node_key, uptime=100)
+    assert accepted.status_code == 200 and accepted.headers["content-type"] == "application/json"
+    assert accepted.json()["uptime"] == 100 and "x-request-id" in accepted.headers
+    assert ledger.http.get(f"/v1/nodes/{registered}/uptime").status_code == 405  # another method goes on to FastAPI
+    service_checks.check_series(ledger.http, {
+        'zeronode_ledger_http_requests_total{method="POST",route="/v1/nodes/{node_id}/uptime",status="200"}': 1,
+        'zeronode_ledger_http_requests_total{method="POST",route="/v1/nodes/{node_id}/uptime",status="401"}': 1,
+        'zeronode_ledger_reports_accepted_total': 1,
+    })

@@ -39,8 +39,17 @@ PLACEMENT_COLUMNS = (
 )
 
 
+def back_to_version_5(connection: sa.Connection) -> None:
+    """Undo step 6, as a ledger before the listings' indexes left the database."""
+    connection.execute(sa.text("DROP INDEX nodes_by_farm"))
+    connection.execute(sa.text("DROP INDEX nodes_by_schedule"))
+    connection.execute(sa.text("CREATE INDEX ix_nodes_farm ON nodes (farm)"))
+    stamp(connection, 5)
+
+
 def back_to_version_4(connection: sa.Connection) -> None:
     """Undo step 5, as a ledger before releases left the database."""
+    back_to_version_5(connection)
     for table in ("releases", "channels", "follows"):
         connection.execute(sa.text(f"DROP TABLE {table}"))
     connection.execute(sa.text("ALTER TABLE nodes DROP COLUMN update_result"))
@@ -111,6 +120,17 @@ def test_a_version_3_database_gets_placement_columns_and_keeps_its_nodes(make_le
         assert {"nodes_by_free_vcpus", "nodes_by_free_memory", "nodes_by_free_disk"} <= indexes
     node = second.get(f"/v1/nodes/{node_id}").json()
     assert (node["schedule"], node["free"], node["labels"]) == ("active", None, [])
+
+
+def test_a_version_5_database_gets_the_listings_indexes_and_keeps_its_nodes(make_ledger, node_key):
+    first = make_ledger()
+    node_id = first.signed("POST", "/v1/nodes", node_key, REGISTRATION).json()["node_id"]
+    second = migrated(first, make_ledger, back_to_version_5)
+    with second.db.reading() as connection:
+        indexes = {index["name"]: index["column_names"] for index in sa.inspect(connection).get_indexes("nodes")}
+    assert indexes["nodes_by_farm"] == ["farm", "node_id"] and indexes["nodes_by_schedule"] == ["schedule", "node_id"]
+    assert "ix_nodes_farm" not in indexes
+    assert [node["node_id"] for node in second.get("/v1/nodes", params={"farm": REGISTRATION["farm"]}).json()] == [node_id]
 
 
 def test_a_version_4_database_gets_release_tables_and_keeps_its_nodes(make_ledger, node_key):

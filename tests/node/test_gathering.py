@@ -74,3 +74,35 @@ def test_a_failing_submit_fails_each_of_its_requests_and_not_the_next():
         return await gatherer.submit("e1", None, None)
 
     assert asyncio.run(scenario()) == "e1:None:None"
+
+
+def test_gatherings_handled_at_once_overlap_and_each_item_keeps_its_answer():
+    """zeronode.api.gathering with at_once=2 (the ledger on PostgreSQL): a second gathering is handled while
+    the first waits, and the items that came meanwhile form it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zeronode.api.gathering import Gatherer
+
+    first_held = threading.Event()
+    calls: list[list[int]] = []
+
+    def handle(items):
+        calls.append(items)
+        if len(calls) == 1:
+            first_held.wait(10)
+        return [item * 10 for item in items]
+
+    async def scenario():
+        gatherer = Gatherer(handle, most=10, executor=ThreadPoolExecutor(2), at_once=2)
+        first = asyncio.create_task(gatherer.submit(1))
+        while not calls:
+            await asyncio.sleep(0.001)
+        others = [asyncio.create_task(gatherer.submit(i)) for i in (2, 3)]
+        while len(calls) < 2:  # handled while the first is still held
+            await asyncio.sleep(0.001)
+        first_held.set()
+        return await first, await asyncio.gather(*others)
+
+    first, others = asyncio.run(scenario())
+    assert calls == [[1], [2, 3]]
+    assert (first, others) == (10, [20, 30])

@@ -8,6 +8,7 @@
     processes      ZERONODE, ZeronodeProcess (its JSON logs collected), stop(), alive()
     redis_server   start_redis_server(): a private redis-server on a Unix socket
     http_load      http_request(), drive(): an HTTP/1.1 load client on keep-alive connections (benches)
+    postgres       postgres_server(): a private PostgreSQL server on a Unix socket
     serving        listener(), uvicorn_server(), BackgroundServer: ASGI apps served by uvicorn
     nodes          new_node_key(), register_node(): nodes made up in a ledger
     fleet          many simulated supervisors in one process (also `python -m tests.support.fleet`)

@@ -22,12 +22,14 @@ def http_request(method: str, target: str, headers: dict[str, str] | None = None
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def drive(port: int, requests: list[bytes], connections: int) -> tuple[float, list[tuple[int, bytes]]]:
-    """Send `requests` over `connections` keep-alive connections; (seconds, [(status, body)]) in order."""
+async def drive(ports: int | list[int], requests: list[bytes], connections: int) -> tuple[float, list[tuple[int, bytes]]]:
+    """Send `requests` over `connections` keep-alive connections, dealt out among the servers on `ports`
+    (one port, or several: processes serving one service); (seconds, [(status, body)]) in order."""
+    ports = [ports] if isinstance(ports, int) else ports
     answers: list[tuple[int, bytes]] = [(0, b"")] * len(requests)
     work = iter(enumerate(requests))
 
-    async def connection() -> None:
+    async def connection(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for index, request in work:  # one iterator shared by all connections: each request is sent once
             writer.write(request)
@@ -37,5 +39,6 @@ async def drive(port: int, requests: list[bytes], connections: int) -> tuple[flo
         writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(connection() for _ in range(min(connections, len(requests)))))
+    count = max(1, min(connections, len(requests)))
+    await asyncio.gather(*(connection(ports[i % len(ports)]) for i in range(count)))
     return time.perf_counter() - started, answers

@@ -44,6 +44,27 @@ def error_response(status: int, reason: str, message: str, **detail) -> JSONResp
                         headers=headers)
 
 
+def log_refusal(log: logging.Logger, path: str, exc: ServiceError) -> None:
+    log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
+            extra={"path": path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
+
+
+def refusal_headers(exc: ServiceError) -> dict[str, str] | None:
+    return exc.headers or (RETRY_AFTER if exc.status == 503 else None)
+
+
+def log_back_end_away(log: logging.Logger, path: str, exc: Exception, reason: str) -> None:
+    # The driver's own error where there is one (SQLAlchemy's `orig`): SQLAlchemy's text adds the
+    # statement, its parameters and a link, several lines for each failed request.
+    error = getattr(exc, "orig", None) or exc
+    log.warning("back end unavailable", extra={"path": path, "error": str(error), "reason": reason})
+
+
+def foreign_answer(exc: Exception) -> tuple[int, str, str] | None:
+    """(status, reason, message) for `exc` when it is one of FOREIGN's back ends away, else None."""
+    return next((answer for cls, answer in foreign_classes().items() if isinstance(exc, cls)), None)
+
+
 def foreign_classes() -> dict[type[BaseException], tuple[int, str, str]]:
     """FOREIGN's classes among the back ends this process has imported.
 
@@ -69,10 +90,8 @@ def install(
         if on_error is not None:
             on_error(exc)
         if log_refusals:
-            log.log(logging.INFO if (exc.status or 500) < 500 else logging.WARNING, "request refused",
-                    extra={"path": request.url.path, "status": exc.status, "reason": exc.reason, "error": str(exc)[:500]})
-        headers = exc.headers or (RETRY_AFTER if exc.status == 503 else None)
-        return JSONResponse(status_code=exc.status or 500, content=exc.body(), headers=headers)
+            log_refusal(log, request.url.path, exc)
+        return JSONResponse(status_code=exc.status or 500, content=exc.body(), headers=refusal_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,10 +109,7 @@ def install(
     for cls, (status, reason, message) in foreign_classes().items():
 
         async def back_end_away(request: Request, exc: Exception, status=status, reason=reason, message=message):
-            # The driver's own error where there is one (SQLAlchemy's `orig`): SQLAlchemy's text adds the
-            # statement, its parameters and a link, several lines for each failed request.
-            error = getattr(exc, "orig", None) or exc
-            log.warning("back end unavailable", extra={"path": request.url.path, "error": str(error), "reason": reason})
+            log_back_end_away(log, request.url.path, exc, reason)
             return error_response(status, reason, message)
 
         app.add_exception_handler(cls, back_end_away)

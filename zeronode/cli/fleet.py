@@ -24,9 +24,12 @@ def nodes(
     ledger_url: LedgerOption = DEFAULT_LEDGER_URL,
     status: Annotated[str | None, typer.Option(help="online, degraded or offline")] = None,
     farm: Annotated[str | None, typer.Option(help="Only this farm's nodes")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many nodes (a page, in id order)")] = 1000,
+    after: Annotated[str | None, typer.Option(help="The nodes after this id: the next page")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the nodes the ledger knows: id, status, version and last update, schedule, uptime, capacity (free of total), drivers."""
+    """List the nodes the ledger knows: id, status, version and last update, schedule, uptime, capacity (free of total), drivers.
+    A page at a time: when there may be more, it says which --after shows the next."""
     from pydantic import ValidationError
 
     from zeronode.api.errors import ServiceError, problems
@@ -34,7 +37,7 @@ def nodes(
 
     with LedgerClient(ledger_url) as ledger:
         try:
-            found = ledger.nodes(status=status, farm=farm, limit=1000)
+            found = ledger.nodes(status=status, farm=farm, limit=limit, after=after)
         except ValidationError as exc:  # --status or --farm not what a node can have
             fail(problems(exc.errors()))
         except ServiceError as exc:
@@ -59,6 +62,8 @@ def nodes(
             Text(drivers(node.capabilities)), Text(node.farm), Text(node.supervisor_url or ""),
         )
     out.print(table)
+    if len(found) == limit:  # a full page: there may be more
+        out.print(f"{limit} nodes shown; the next ones: --after {found[-1].node_id}")
 
 
 STATUS_STYLE = {"online": "green", "degraded": "yellow", "offline": "red"}
