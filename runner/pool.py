@@ -79,16 +79,21 @@ def connect(settings: NodeSettings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = None) -> int:
-    """One runner, in this process, until stopped. Returns the number of jobs it ran."""
+def new_runner(settings: NodeSettings, name: str | None = None) -> Runner:
+    """A runner on the node's queue, with its executor, ready to work."""
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
     executor = Executor(
         identity.node_id, settings.limits, settings.verify, node_authorizer(settings, identity),
         NodeSals.from_settings(settings), farm=settings.farm, placers=settings.placers,
     )
-    runner = Runner(settings, executor, queue, name=name)
-    log.info("runner started", extra={"worker": runner.name, "node": identity.node_id, "queue": queue.name})
+    return Runner(settings, executor, queue, name=name)
+
+
+def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = None) -> int:
+    """One runner, in this process, until stopped. Returns the number of jobs it ran."""
+    runner = new_runner(settings, name)
+    log.info("runner started", extra={"worker": runner.name, "node": runner.executor.node_id, "queue": runner.queue.name})
     return runner.work(burst=burst)
 
 

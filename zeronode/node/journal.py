@@ -263,33 +263,45 @@ class Journal:
 
     def claim(self, envelope_id: str, signer: str, nonce: str, expires_at: float, attempt: int) -> tuple[Claim, Entry | None]:
         """Claim `attempt` of an envelope for this process, durably. RUN: run it; otherwise the entry says why not."""
+        return self.claim_many([(envelope_id, signer, nonce, expires_at, attempt)])[0]
+
+    def claim_many(self, attempts: list[tuple[str, str, str, float, int]]) -> list[tuple[Claim, Entry | None]]:
+        """Claim attempts (envelope id, signer, nonce, expires_at, attempt) for this process in one durable
+        transaction: one fsync for them all (a runner claims the jobs it took together). One verdict each."""
         holder = self.holders.mine()
+        verdicts: list[tuple[Claim, Entry | None]] = []
         with self._lock:
             self._db.execute("PRAGMA synchronous=FULL")
             try:
                 with _transaction(self._db):
-                    row = self._db.execute(
-                        "SELECT id, signer, nonce, attempt, holder, started_at, ended_at, outcome FROM envelopes WHERE id = ?",
-                        (envelope_id,),
-                    ).fetchone()
-                    entry = _entry(row) if row else None
-                    if entry is not None and (entry.signer, entry.nonce) != (signer, nonce):
-                        return Claim.REPLAYED, entry  # the id is another envelope's
-                    verdict = _verdict(entry, attempt, entry is not None and self.alive(entry))
-                    if verdict is not Claim.RUN:
-                        return verdict, entry
-                    try:
-                        self._db.execute(
-                            "INSERT INTO envelopes (id, signer, nonce, expires_at, attempt, holder, started_at) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET attempt = excluded.attempt, "
-                            "holder = excluded.holder, started_at = excluded.started_at, ended_at = NULL, outcome = NULL",
-                            (envelope_id, signer, nonce, expires_at, attempt, holder, time.time()),
-                        )
-                    except sqlite3.IntegrityError:
-                        return Claim.REPLAYED, entry
-                    return Claim.RUN, entry
+                    for envelope_id, signer, nonce, expires_at, attempt in attempts:
+                        verdicts.append(self._claim(holder, envelope_id, signer, nonce, expires_at, attempt))
             finally:
                 self._db.execute("PRAGMA synchronous=NORMAL")
+        return verdicts
+
+    def _claim(self, holder: str, envelope_id: str, signer: str, nonce: str, expires_at: float,
+               attempt: int) -> tuple[Claim, Entry | None]:
+        row = self._db.execute(
+            "SELECT id, signer, nonce, attempt, holder, started_at, ended_at, outcome FROM envelopes WHERE id = ?",
+            (envelope_id,),
+        ).fetchone()
+        entry = _entry(row) if row else None
+        if entry is not None and (entry.signer, entry.nonce) != (signer, nonce):
+            return Claim.REPLAYED, entry  # the id is another envelope's
+        verdict = _verdict(entry, attempt, entry is not None and self.alive(entry))
+        if verdict is not Claim.RUN:
+            return verdict, entry
+        try:
+            self._db.execute(
+                "INSERT INTO envelopes (id, signer, nonce, expires_at, attempt, holder, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET attempt = excluded.attempt, "
+                "holder = excluded.holder, started_at = excluded.started_at, ended_at = NULL, outcome = NULL",
+                (envelope_id, signer, nonce, expires_at, attempt, holder, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            return Claim.REPLAYED, entry
+        return Claim.RUN, entry
 
     def end(self, envelope_id: str, outcome: Outcome) -> None:
         """Write the outcome of the attempt this process claimed (never over another's)."""
