@@ -26,12 +26,14 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.signing
@@ -67,19 +69,40 @@ def _drain_child(target: Callable, args: tuple, ready, go, times) -> None:
     def start() -> None:
         ready.put(os.getpid())
         go.wait()
-        clock["start"] = time.time()
+        clock["start"], clock["cpu"] = time.time(), cpu_seconds()
 
     def finished() -> None:
         if "end" not in clock:
             clock["end"] = time.time()
-            times.put((clock["start"], clock["end"]))
+            times.put((clock["start"], clock["end"], cpu_seconds() - clock["cpu"]))
+            times.close()
+            times.join_thread()  # flushed: some drains end with os._exit
 
     target(*args, start, finished)
     finished()
 
 
-def race(connection: redis.Redis, drains: list[tuple[Callable, tuple]], count: int) -> tuple[float, float]:
-    """Run the drains (one process each) together from one go: (jobs/s over all of them, Redis commands per job)."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that ended (rq's worker-pool forks its workers, and they a job each)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def redis_cpu(connection: redis.Redis) -> float:
+    cpu = connection.info("cpu")
+    return cpu["used_cpu_user"] + cpu["used_cpu_sys"]
+
+
+@dataclass
+class Race:
+    per_second: float  # jobs/s, from the first drain's start to the last one's end
+    commands: float  # Redis commands per job (INFO total_commands_processed)
+    worker_cpu: float  # µs of the workers' CPU per job
+    redis_cpu: float  # µs of Redis's CPU per job
+
+
+def race(connection: redis.Redis, drains: list[tuple[Callable, tuple]], count: int) -> Race:
+    """Run the drains (one process each) together from one go."""
     ready, go, times = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
     processes = [SPAWN.Process(target=_drain_child, args=(target, args, ready, go, times), daemon=True)
                  for target, args in drains]
@@ -87,16 +110,17 @@ def race(connection: redis.Redis, drains: list[tuple[Callable, tuple]], count: i
         process.start()
     for _ in processes:
         ready.get(timeout=120)
-    commands = connection.info("stats")["total_commands_processed"]
+    commands, server_cpu = connection.info("stats")["total_commands_processed"], redis_cpu(connection)
     go.set()
     spans = [times.get(timeout=600) for _ in processes]
-    used = connection.info("stats")["total_commands_processed"] - commands - 1
+    server_cpu = redis_cpu(connection) - server_cpu
+    used = connection.info("stats")["total_commands_processed"] - commands - 2
     for process in processes:
         process.join(30)
         if process.is_alive():
             process.kill()
-    seconds = max(end for _, end in spans) - min(start for start, _ in spans)
-    return count / seconds, used / count
+    seconds = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return Race(count / seconds, used / count, 1e6 * sum(cpu for _, _, cpu in spans) / count, 1e6 * server_cpu / count)
 
 
 def runner_drain(settings_data: dict, name: str, start, finished) -> None:
@@ -117,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per drain (the rq peers: a quarter)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default="", help="race only the workers whose name contains this (no aims)")
     args = parser.parse_args()
     n, slow_n = args.jobs, max(10, args.jobs // 4)
     workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-runner-"))
@@ -124,6 +149,8 @@ def main() -> None:
     connection = redis.Redis(unix_socket_path=str(sock))
     rounds: dict[str, list[float]] = {}
     commands: dict[str, list[float]] = {}
+    worker_cpu: dict[str, list[float]] = {}
+    server_cpu: dict[str, list[float]] = {}
     try:
         settings = NodeSettings(state_dir=workdir / "state", redis_url=f"unix://{sock}", queue="bench")
         identity = node_identity(settings)
@@ -149,25 +176,32 @@ def main() -> None:
             ("rq worker-pool (2 workers)", slow_n, lambda: peers.rq_enqueue(sock, payload, slow_n),
              [(peers.rq_pool_drain, (sock, slow_n))]),
         ]
+        contenders = [contender for contender in contenders if args.only in contender[0]]
         for round_index in range(args.rounds):
             for name, count, enqueue, drains in contenders:
                 connection.flushall()
                 enqueue()
-                per_second, per_job = race(connection, drains, count)
-                rounds.setdefault(name, []).append(per_second)
-                commands.setdefault(name, []).append(per_job)
-                console.print(f"round {round_index + 1}: {name}: {per_second:,.0f} jobs/s, {per_job:.1f} Redis commands a job")
+                result = race(connection, drains, count)
+                rounds.setdefault(name, []).append(result.per_second)
+                commands.setdefault(name, []).append(result.commands)
+                worker_cpu.setdefault(name, []).append(result.worker_cpu)
+                server_cpu.setdefault(name, []).append(result.redis_cpu)
+                console.print(f"round {round_index + 1}: {name}: {result.per_second:,.0f} jobs/s, {result.commands:.1f} "
+                              f"Redis commands a job, CPU per job: worker {result.worker_cpu:.0f} µs, Redis {result.redis_cpu:.0f} µs")
     finally:
         stop(redis_process, 10)
         shutil.rmtree(workdir, ignore_errors=True)
 
     table = Table(title=f"{n} no-op jobs a drain (rq: {slow_n}), medians of {args.rounds} rounds, {os.cpu_count()} cores")
-    for column in ("worker", "jobs/s", "min–max", "Redis commands/job"):
+    for column in ("worker", "jobs/s", "min–max", "Redis commands/job", "worker CPU µs/job", "Redis CPU µs/job"):
         table.add_column(column, justify="left" if column == "worker" else "right")
     for name, values in rounds.items():
         table.add_row(name, f"{statistics.median(values):,.0f}", f"{min(values):,.0f}–{max(values):,.0f}",
-                      f"{statistics.median(commands[name]):.1f}")
+                      f"{statistics.median(commands[name]):.1f}", f"{statistics.median(worker_cpu[name]):.0f}",
+                      f"{statistics.median(server_cpu[name]):.0f}")
     console.print(table)
+    if args.only:
+        return
     arq = rounds["arq (max_jobs 10)"]
     versus_arq = [z / a for z, a in zip(rounds[RUNNER_1], arq, strict=True)]
     scaling = [two / one for two, one in zip(rounds[RUNNER_2], rounds[RUNNER_1], strict=True)]

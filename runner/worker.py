@@ -100,6 +100,7 @@ class Runner(SimpleWorker):
         self.suspended = False  # as the last take found rq's suspension key
         self.batch_size = 1  # how many jobs the next take asks for (Runner.handle)
         self.in_hand: list[Taken] = []  # the batch's started jobs: the watcher beats their executions
+        self.unjournaled: list[tuple[str, Outcome]] = []  # the batch's ends, for the journal before Redis (finish)
 
     def _install_signal_handlers(self) -> None:
         """A stop request (SIGTERM; SIGINT unless ignored, as in pool children)
@@ -281,8 +282,7 @@ class Runner(SimpleWorker):
             self.interrupt(record, started, outcome.model_copy(update={"status": Status.FAILED, "error": ScriptError(
                 type="Interrupted", message="its runner stopped it after the stop grace period; the next attempt runs anew")}))
             return
-        self.journal_end(record.id, outcome)
-        self.end(record, started, outcome, ending)
+        self.end(record, started, outcome, ending, ran=True)
 
     def interrupt(self, record: JobRecord, started: Started, outcome: Outcome, ran: bool = True) -> None:
         """End this attempt as interrupted by the runner's stop, and put the job back for the next one."""
@@ -326,13 +326,17 @@ class Runner(SimpleWorker):
         return claim, None
 
     def journal_end(self, job_id: str, outcome: Outcome) -> None:
+        self.journal_ends([(job_id, outcome)])
+
+    def journal_ends(self, ends: list[tuple[str, Outcome]]) -> None:
+        """Write how attempts that ran here ended (before Redis hears of it), in one transaction."""
         for delay in (0.1, 0.5, 1.0, None):
             try:
-                self.journal.end(job_id, outcome)
+                self.journal.end_many(ends)
                 return
             except sqlite3.Error as exc:  # Redis still gets the result; only a wipe of it would lose it now
                 if delay is None:
-                    log.error("journal could not record the outcome", extra={"job": job_id, "error": str(exc)})
+                    log.error("journal could not record the outcome", extra={"jobs": [job_id for job_id, _ in ends], "error": str(exc)})
                     return
                 time.sleep(delay)
 
@@ -343,8 +347,9 @@ class Runner(SimpleWorker):
         self.metrics.left()
         log.warning("job delayed", extra={"job": record.id, "reason": why})
 
-    def end(self, record: JobRecord, started: Started, outcome: Outcome, ending: Ending) -> None:
-        """Record how a job ended: the common endings join `ending` (written with the batch's), the rare go through rq."""
+    def end(self, record: JobRecord, started: Started, outcome: Outcome, ending: Ending, ran: bool = False) -> None:
+        """Record how a job ended: the common endings join `ending` (written with the batch's), the rare go through rq.
+        `ran`: its script ran here, and the journal must hear how it ended before Redis does."""
         record.meta["outcome"] = outcome.model_dump(mode="json")
         retry = (
             outcome.status in (Status.FAILED, Status.TIMED_OUT)
@@ -357,8 +362,13 @@ class Runner(SimpleWorker):
         )
         self.metrics.ended(str(outcome.status), self.working_time(started))
         if outcome.status == Status.CANCELED or retry:
+            if ran:
+                self.journal_end(record.id, outcome)
             self.finish_with_rq(record, started, outcome, retry)
-        elif outcome.status == Status.FINISHED:
+            return
+        if ran:
+            self.unjournaled.append((record.id, outcome))
+        if outcome.status == Status.FINISHED:
             ending.success(record, started, outcome.value, record.result_ttl or self.settings.result_ttl)
         else:
             message = outcome.error.message if outcome.error else str(outcome.status)
@@ -366,6 +376,10 @@ class Runner(SimpleWorker):
 
     def finish(self, ending: Ending) -> list[Taken]:
         """Round trip 2 (and 1 of the next batch): write the batch's ends and, unless stopping, take the next batch."""
+        if self.unjournaled:
+            self.journal_ends(self.unjournaled)
+            self.unjournaled = []
+
         def finish_and_take() -> list[Taken]:
             take_next = not self._stop_requested
             with self.connection.pipeline(transaction=False) as pipe:

@@ -23,6 +23,7 @@ fails there first. rq is pinned to 3.x in pyproject.toml.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from base64 import b64encode
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
 from rq.worker import BaseWorker, WorkerStatus
-from rq.utils import as_text, current_timestamp, now, utcformat
+from rq.utils import as_text, now, utcformat
 
 T = TypeVar("T")
 
@@ -331,7 +332,7 @@ class Ending:
         }
         self.args += [
             record.id, started.execution_id, status, utcformat(ended), self.layout.serializer.dumps(record.meta),
-            ttl, current_timestamp() + ttl, max(0.0, (ended - started.at).total_seconds()), len(entry),
+            ttl, int(time.time()) + ttl, max(0.0, (ended - started.at).total_seconds()), len(entry),
             *[item for pair in entry.items() for item in pair],
         ]
         self.count += 1
