@@ -31,6 +31,7 @@ bench: install
 	$(PY) bench/rhai_eval.py
 	$(PY) bench/verify.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/runner.py
 	$(PY) bench/coord.py
 	$(PY) bench/membership.py
 	$(PY) bench/ledger.py

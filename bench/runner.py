@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import queue
 import resource
 import shutil
 import statistics
@@ -62,7 +63,8 @@ RUNNER_1, RUNNER_2 = "zeronode runner, 1 process", "zeronode runners, 2 processe
 
 def _drain_child(target: Callable, args: tuple, ready, go, times) -> None:
     """A drain in its own process: `target(*args, start, finished)` calls `start` once its worker is
-    built (which waits for the bench's go) and `finished` (or returns) after its last job."""
+    built (which waits for the bench's go) and `finished` (or returns) after its last job; `finished(at)`
+    when the last job ended earlier, at `at`."""
     sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
     clock: dict[str, float] = {}
 
@@ -71,15 +73,30 @@ def _drain_child(target: Callable, args: tuple, ready, go, times) -> None:
         go.wait()
         clock["start"], clock["cpu"] = time.time(), cpu_seconds()
 
-    def finished() -> None:
+    def finished(at: float | None = None) -> None:
         if "end" not in clock:
-            clock["end"] = time.time()
+            clock["end"] = at or time.time()
             times.put((clock["start"], clock["end"], cpu_seconds() - clock["cpu"]))
             times.close()
             times.join_thread()  # flushed: some drains end with os._exit
 
     target(*args, start, finished)
     finished()
+
+
+def wait_for(answers, processes: list, timeout: float = 600):
+    """The next answer a drain process gives; an error if one of them ended without giving it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return answers.get(timeout=0.5)
+        except queue.Empty:
+            failed = [p for p in processes if p.exitcode not in (None, 0)]
+            if failed:
+                for process in processes:
+                    process.kill()
+                raise RuntimeError(f"a drain process failed (exit status {failed[0].exitcode})")
+    raise TimeoutError("a drain took longer than the bench waits")
 
 
 def cpu_seconds() -> float:
@@ -104,15 +121,15 @@ class Race:
 def race(connection: redis.Redis, drains: list[tuple[Callable, tuple]], count: int) -> Race:
     """Run the drains (one process each) together from one go."""
     ready, go, times = SPAWN.Queue(), SPAWN.Event(), SPAWN.Queue()
-    processes = [SPAWN.Process(target=_drain_child, args=(target, args, ready, go, times), daemon=True)
-                 for target, args in drains]
+    # Not daemonic: rq's worker-pool starts processes of its own.
+    processes = [SPAWN.Process(target=_drain_child, args=(target, args, ready, go, times)) for target, args in drains]
     for process in processes:
         process.start()
     for _ in processes:
-        ready.get(timeout=120)
+        wait_for(ready, processes)
     commands, server_cpu = connection.info("stats")["total_commands_processed"], redis_cpu(connection)
     go.set()
-    spans = [times.get(timeout=600) for _ in processes]
+    spans = [wait_for(times, processes) for _ in processes]
     server_cpu = redis_cpu(connection) - server_cpu
     used = connection.info("stats")["total_commands_processed"] - commands - 2
     for process in processes:

@@ -1,24 +1,30 @@
-"""A runner: an rq worker that runs signed scripts, one at a time, with few Redis round trips.
+"""A runner: an rq worker that runs signed scripts, one at a time, taking quick ones in batches.
 
-rq's SimpleWorker spends about 20 Redis round trips on each job. A busy
-runner here spends one, writing rq's own layout (zeronode.node.queue.rq_layout) so that
-rq's tools still see correct statuses, registries and results. In one pipeline:
+rq's SimpleWorker spends about 20 Redis round trips on each job. A busy runner
+here spends one a batch of up to runner_batch_max jobs, writing rq's own layout
+(zeronode.node.queue.rq_layout) so that rq's tools still see correct statuses,
+registries and results. A batch goes:
 
-    finish: the last job's result or failure, its outcome in the job's meta
-    take:   the next job, started (execution record, status "started"),
-            unless its cancellation was requested
+    check  each job's envelope, again (runner.executor: signature, target, rights)
+    claim  their attempts in the journal, in one fsynced transaction
+    run    each script; the journal hears each outcome (one transaction) before Redis
+    finish the batch's results, and take (start) the next batch: one pipeline
 
-An idle runner waits with BLMOVE, which hands the job it gets to take.
+An idle runner waits with BLMOVE, which hands the job it gets to take. The
+batch is as large as the jobs the runner ran in runner_batch_seconds last time: a slow
+job comes alone, so slow jobs spread over a pool. The runner notes which job of
+its batch runs and which wait (runner.in_hand): if it dies, its pool puts back
+the ones not started.
 
 rq's tools see the runner as one of rq's workers (zeronode.node.queue.rq_layout):
-busy, idle or suspended, its current job, its counts. `rq suspend` holds it:
+busy, idle or suspended, its current jobs, its counts. `rq suspend` holds it:
 take then takes nothing (the finish-and-take round trip finishes only), and the
 runner asks again every second until `rq resume`. Each runner also counts its
 jobs for the pool's /metrics (runner.metrics).
 
 Retries, cancels and put-backs are rare, and take rq's own objects.
-A watcher thread beats the execution's heartbeat (a short TTL, so the
-monitor recovers the job within seconds if this process dies), stops the
+A watcher thread beats the executions' heartbeats (a short TTL, so the
+monitor recovers the jobs within seconds if this process dies), stops the
 script when its cancellation is requested, and enforces the stop grace period.
 """
 
@@ -44,6 +50,7 @@ from rq.worker import WorkerStatus
 
 import rhai
 from runner.executor import Admitted, Executor
+from runner.in_hand import InHand, in_hand_path
 from runner.metrics import RunnerMetrics
 from zeronode.api.jobs import ScriptError, Status
 from zeronode.logs import request_context
@@ -60,10 +67,6 @@ MEMORY_EXIT = 86  # a runner's exit status when Python ran out of memory under i
 WATCH_INTERVAL = 0.1  # how often a running job's cancel flag is checked
 BLOCK_SECONDS = 1  # an idle runner notices a stop request within this
 PUBSUB_WAIT_SECONDS = 1  # and its rq command thread ends within this (Runner.subscribe)
-# A runner takes quick jobs several at a time (one round trip, one journal fsync for them all): as many as
-# it ran in BATCH_SECONDS last time, at most BATCH_MAX. A slow job comes alone, so jobs spread over a pool.
-BATCH_SECONDS = 0.02
-BATCH_MAX = 32
 
 
 class Running:
@@ -101,6 +104,7 @@ class Runner(SimpleWorker):
         self.batch_size = 1  # how many jobs the next take asks for (Runner.handle)
         self.in_hand: list[Taken] = []  # the batch's started jobs: the watcher beats their executions
         self.unjournaled: list[tuple[str, Outcome]] = []  # the batch's ends, for the journal before Redis (finish)
+        self.hand = InHand(in_hand_path(settings.state_dir, self.name))  # for the pool, should this runner die
 
     def _install_signal_handlers(self) -> None:
         """A stop request (SIGTERM; SIGINT unless ignored, as in pool children)
@@ -171,6 +175,7 @@ class Runner(SimpleWorker):
         finally:
             watcher_stop.set()
             watcher.join()
+            self.hand.close()
             self.teardown()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -199,6 +204,7 @@ class Runner(SimpleWorker):
         then record their ends and take the next batch in one round trip. Returns the next batch."""
         began = time.monotonic()
         self.in_hand = [taken for taken in batch if taken.started is not None]
+        self.hand.write(None, [(t.record.id, t.started.execution_id) for t in self.in_hand if t.record is not None])
         ending = self.layout.ending()
         checked: list[tuple[Taken, Admitted]] = []
         for taken in batch:
@@ -208,9 +214,11 @@ class Runner(SimpleWorker):
                     checked.append((taken, admitted))
         claims = self.claim(checked)
         ran = 0
-        for (taken, admitted), (claim, outcome) in zip(checked, claims, strict=True):
+        for index, ((taken, admitted), (claim, outcome)) in enumerate(zip(checked, claims, strict=True)):
             with self.job_context(taken):
                 assert taken.record is not None and taken.started is not None
+                self.hand.write((taken.record.id, taken.started.execution_id),
+                                [(t.record.id, t.started.execution_id) for t, _ in checked[index + 1:]])  # type: ignore[union-attr]
                 if claim is Claim.BUSY:
                     self.delay(taken.record, taken.started, "another runner, still alive, is running this envelope")
                 elif claim is not Claim.RUN:  # it ran before, and Redis forgot (or it is a replay): record, never run again
@@ -224,7 +232,7 @@ class Runner(SimpleWorker):
                     ran += 1
         if ran:  # quick jobs come in bigger batches, up to a batch's worth of time; a slow one alone
             per_job = (time.monotonic() - began) / ran
-            self.batch_size = max(1, min(BATCH_MAX, int(BATCH_SECONDS / per_job)))
+            self.batch_size = max(1, min(self.settings.runner_batch_max, int(self.settings.runner_batch_seconds / per_job)))
         return self.finish(ending)
 
     def job_context(self, taken: Taken):
@@ -392,6 +400,7 @@ class Runner(SimpleWorker):
                 log.warning("jobs were taken back by the monitor; their results are dropped",
                             extra={"jobs": ending.count - replies[0], "worker": self.name})
             self.in_hand = []
+            self.hand.write(None, [])
             return taken(replies[-1]) if taken else []
 
         return self.with_retries(lambda: self.layout.scripts.retrying(finish_and_take)) or []

@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("verify.py", ["--envelopes", "100", "--rounds", "1"], "cost ratio full/raw:"),
         ("rights.py", ["--envelopes", "100", "--users", "10", "--rounds", "1"], "rights check per envelope:"),
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
+        ("runner.py", ["--jobs", "40", "--rounds", "1"], "runner vs arq:"),
         ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10"], "signed reports vs no-op:"),
         ("coord.py", ["--nodes", "20", "--latency", "0.001"], "fan-out vs one at a time:"),
         ("membership.py", ["--nodes", "10,100", "--repeat", "5"], "named / placed"),

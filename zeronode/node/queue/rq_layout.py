@@ -295,10 +295,13 @@ class Layout:
 
     def end_execution(self, pipe: Pipeline, record: JobRecord, started: Started) -> None:
         """What Execution.delete writes (for the rare endings that go through rq's objects)."""
-        composite = started.composite_key(record.id)
-        pipe.delete(execution_key(record.id, started.execution_id))
+        self.end_execution_of(pipe, record.id, started.execution_id)
+
+    def end_execution_of(self, pipe: Pipeline, job_id: str, execution_id: str) -> None:
+        composite = f"{job_id}:{execution_id}"
+        pipe.delete(execution_key(job_id, execution_id))
         pipe.zrem(self.wip_key, composite)
-        pipe.zrem(self.executions_prefix + record.id, started.execution_id)
+        pipe.zrem(self.executions_prefix + job_id, execution_id)
         pipe.srem(self.worker_executions_key, composite)
 
 
