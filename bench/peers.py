@@ -5,7 +5,8 @@ starts, and a `drain(sock, count, ...)` run in a process of its own (bench/runne
 which returns when `count` jobs have run. The jobs do nothing with their payload. Where a
 peer's worker has no mode that stops when its queue is empty (arq's burst mode polls,
 dramatiq and celery run until stopped), the job function counts its calls and the drain
-ends with the last one; the peer's own bookkeeping of that last job is not timed.
+ends with the last one; the peer's own bookkeeping of that last job is not timed. rq's
+workers do stop, up to a minute late: their drain ends when rq recorded the last job's end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import redis
@@ -49,8 +51,7 @@ def rq_enqueue(sock: Path, payload: str, count: int) -> None:
 
 
 def rq_last_end(sock: Path) -> float:
-    """When the last of the queue's jobs ended, as rq recorded it: rq's workers take up to 60 s more to
-    stop after their last job (the pubsub thread's join, rq issue 1613), which is not what is measured."""
+    """When the last of the queue's jobs ended, as rq recorded it."""
     from rq import Queue
     from rq.job import Job
 
@@ -59,14 +60,29 @@ def rq_last_end(sock: Path) -> float:
     return max(job.ended_at.timestamp() for job in Job.fetch_many(ids, queue.connection) if job is not None)
 
 
+def end_when_rq_is_done(sock: Path, count: int, finished) -> None:
+    """A thread that ends the drain when rq has finished `count` jobs: rq's workers take up to 60 s more
+    to stop after their last job (the join of their pubsub thread, rq issue 1613), which is not measured."""
+    from rq import Queue
+
+    def watch() -> None:
+        queue = Queue(QUEUE, connection=redis.Redis(unix_socket_path=str(sock)))
+        while queue.finished_job_registry.get_job_count() < count:
+            time.sleep(0.01)
+        finished(rq_last_end(sock))
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def rq_simple_drain(sock: Path, count: int, start, finished) -> None:
     from rq import Queue, SimpleWorker
 
     connection = redis.Redis(unix_socket_path=str(sock))
     worker = SimpleWorker([Queue(QUEUE, connection=connection)], connection=connection)
     start()
+    end_when_rq_is_done(sock, count, finished)
     worker.work(burst=True, logging_level="ERROR")
-    finished(rq_last_end(sock))
 
 
 def rq_pool_drain(sock: Path, count: int, start, finished, workers: int = 2) -> None:
@@ -75,8 +91,8 @@ def rq_pool_drain(sock: Path, count: int, start, finished, workers: int = 2) -> 
     logging.getLogger("rq").setLevel(logging.ERROR)
     pool = WorkerPool([QUEUE], connection=redis.Redis(unix_socket_path=str(sock)), num_workers=workers)
     start()
+    end_when_rq_is_done(sock, count, finished)  # its workers, left to end on their own
     pool.start(burst=True, logging_level="ERROR")
-    finished(rq_last_end(sock))
 
 
 # -- arq ------------------------------------------------------------------------------------------
