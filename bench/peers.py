@@ -50,14 +50,15 @@ def rq_enqueue(sock: Path, payload: str, count: int) -> None:
         pipe.execute()
 
 
-def rq_last_end(sock: Path) -> float:
-    """When the last of the queue's jobs ended, as rq recorded it."""
+def rq_last_end(sock: Path, queue_name: str = QUEUE, serializer=None) -> float:
+    """When the last of the queue's jobs ended, as rq recorded it (the runner writes rq's records too)."""
     from rq import Queue
     from rq.job import Job
 
-    queue = Queue(QUEUE, connection=redis.Redis(unix_socket_path=str(sock)))
+    queue = Queue(queue_name, connection=redis.Redis(unix_socket_path=str(sock)), serializer=serializer)
     ids = queue.finished_job_registry.get_job_ids()
-    return max(job.ended_at.timestamp() for job in Job.fetch_many(ids, queue.connection) if job is not None)
+    jobs = Job.fetch_many(ids, queue.connection, serializer=queue.serializer)
+    return max(job.ended_at.timestamp() for job in jobs if job is not None)
 
 
 def end_when_rq_is_done(sock: Path, count: int, finished) -> None:

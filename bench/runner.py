@@ -141,7 +141,8 @@ def race(connection: redis.Redis, drains: list[tuple[Callable, tuple]], count: i
 
 
 def runner_drain(settings_data: dict, name: str, start, finished) -> None:
-    """A runner as a pool starts one (logging to stderr as JSON, here to a file), in burst mode."""
+    """A runner as a pool starts one (logging to stderr as JSON, here to a file), in burst mode, until the
+    last job's end (the other runner of a pair may have finished it)."""
     from runner.pool import new_runner
     from zeronode import logs
 
@@ -152,13 +153,15 @@ def runner_drain(settings_data: dict, name: str, start, finished) -> None:
     runner = new_runner(settings, name)
     start()
     runner.work(burst=True)
+    # Its last jobs' end: a burst's work() returns up to a second later (the join of rq's pubsub thread).
+    finished(runner.last_finished_at)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per drain (the rq peers: a quarter)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", default="", help="race only the workers whose name contains this (no aims)")
+    parser.add_argument("--only", default="", help="race only the workers whose name contains one of these, comma-separated (no aims)")
     args = parser.parse_args()
     n, slow_n = args.jobs, max(10, args.jobs // 4)
     workdir = Path(tempfile.mkdtemp(prefix="zeronode-bench-runner-"))
@@ -176,8 +179,9 @@ def main() -> None:
         settings_data = settings.model_dump(mode="json")
         payload = new_envelope("40 + 2", [identity.node_id], client).to_json()
 
+        supervisor = Supervisor(settings, connection, identity, node_authorizer(settings, identity))
+
         def queue_envelopes() -> None:
-            supervisor = Supervisor(settings, connection, identity, node_authorizer(settings, identity))
             batch = [new_envelope("40 + 2", [identity.node_id], client).to_json() for _ in range(n)]
             for i in range(0, n, 100):
                 supervisor.submit_many(batch[i : i + 100])
@@ -193,7 +197,7 @@ def main() -> None:
             ("rq worker-pool (2 workers)", slow_n, lambda: peers.rq_enqueue(sock, payload, slow_n),
              [(peers.rq_pool_drain, (sock, slow_n))]),
         ]
-        contenders = [contender for contender in contenders if args.only in contender[0]]
+        contenders = [contender for contender in contenders if any(part in contender[0] for part in args.only.split(","))]
         for round_index in range(args.rounds):
             for name, count, enqueue, drains in contenders:
                 connection.flushall()

@@ -105,6 +105,7 @@ class Runner(SimpleWorker):
         self.in_hand: list[Taken] = []  # the batch's started jobs: the watcher beats their executions
         self.unjournaled: list[tuple[str, Outcome]] = []  # the batch's ends, for the journal before Redis (finish)
         self.hand = InHand(in_hand_path(settings.state_dir, self.name))  # for the pool, should this runner die
+        self.last_finished_at: float | None = None  # when Redis last heard of jobs' ends from this runner (time.time())
 
     def _install_signal_handlers(self) -> None:
         """A stop request (SIGTERM; SIGINT unless ignored, as in pool children)
@@ -202,7 +203,6 @@ class Runner(SimpleWorker):
     def handle(self, batch: list[Taken]) -> list[Taken]:
         """Run a batch of taken jobs: check each, claim them in the journal together (one fsync), run each,
         then record their ends and take the next batch in one round trip. Returns the next batch."""
-        began = time.monotonic()
         self.in_hand = [taken for taken in batch if taken.started is not None]
         self.hand.write(None, [(t.record.id, t.started.execution_id) for t in self.in_hand if t.record is not None])
         ending = self.layout.ending()
@@ -213,7 +213,7 @@ class Runner(SimpleWorker):
                 if admitted is not None:
                     checked.append((taken, admitted))
         claims = self.claim(checked)
-        ran = 0
+        ran, began = 0, time.monotonic()  # the scripts' time (and their ends'), not the checks' or the claims' fsync
         for index, ((taken, admitted), (claim, outcome)) in enumerate(zip(checked, claims, strict=True)):
             with self.job_context(taken):
                 assert taken.record is not None and taken.started is not None
@@ -230,7 +230,7 @@ class Runner(SimpleWorker):
                 else:
                     self.run_one(taken.record, taken.started, admitted, ending)
                     ran += 1
-        if ran:  # quick jobs come in bigger batches, up to a batch's worth of time; a slow one alone
+        if ran:  # quick scripts come in bigger batches, up to a batch's worth of time; a slow one alone
             per_job = (time.monotonic() - began) / ran
             self.batch_size = max(1, min(self.settings.runner_batch_max, int(self.settings.runner_batch_seconds / per_job)))
         return self.finish(ending)
@@ -401,6 +401,8 @@ class Runner(SimpleWorker):
                             extra={"jobs": ending.count - replies[0], "worker": self.name})
             self.in_hand = []
             self.hand.write(None, [])
+            if ending.count:
+                self.last_finished_at = time.time()
             return taken(replies[-1]) if taken else []
 
         return self.with_retries(lambda: self.layout.scripts.retrying(finish_and_take)) or []
