@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/rights.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/supervisor.py
+	$(PY) bench/runner.py
 	$(PY) bench/coord.py
 	$(PY) bench/membership.py
 	$(PY) bench/ledger.py

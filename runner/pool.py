@@ -14,7 +14,8 @@ runner was running as `ResourceLimit`, without a retry (running a memory bomb
 again only ends another runner), and starts a new runner. A runner that dies
 otherwise (SIGKILL: an operator's kill -9, the kernel's OOM killer) is the
 monitor's to recover: its job is retried while retries are left, or fails as
-`RunnerDied`. Either way the pool registers the dead runner's death as rq's
+`RunnerDied`; the jobs of its batch it had not started the pool puts back at the
+head of the queue (runner.in_hand). Either way the pool registers the dead runner's death as rq's
 workers do their own, so that `rq info` stops listing it at once.
 
 The pool serves its runners' metrics, summed, and its health on
@@ -36,11 +37,13 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker, worker_registration
+from rq.job import Job
 from rq.utils import now, utcformat
 
 import zeronode
 from runner.endpoint import Endpoint
 from runner.executor import Executor
+from runner.in_hand import Held, in_hand_path, read_in_hand
 from runner.metrics import PoolMetrics
 from runner.monitor import MONITOR_INTERVAL, Monitor
 from runner.worker import MEMORY_EXIT, Runner
@@ -79,16 +82,21 @@ def connect(settings: NodeSettings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = None) -> int:
-    """One runner, in this process, until stopped. Returns the number of jobs it ran."""
+def new_runner(settings: NodeSettings, name: str | None = None) -> Runner:
+    """A runner on the node's queue, with its executor, ready to work."""
     identity = node_identity(settings)
     queue = open_queue(connect(settings), settings.queue)
     executor = Executor(
         identity.node_id, settings.limits, settings.verify, node_authorizer(settings, identity),
         NodeSals.from_settings(settings), farm=settings.farm, placers=settings.placers,
     )
-    runner = Runner(settings, executor, queue, name=name)
-    log.info("runner started", extra={"worker": runner.name, "node": identity.node_id, "queue": queue.name})
+    return Runner(settings, executor, queue, name=name)
+
+
+def run_runner(settings: NodeSettings, burst: bool = False, name: str | None = None) -> int:
+    """One runner, in this process, until stopped. Returns the number of jobs it ran."""
+    runner = new_runner(settings, name)
+    log.info("runner started", extra={"worker": runner.name, "node": runner.executor.node_id, "queue": runner.queue.name})
     return runner.work(burst=burst)
 
 
@@ -127,16 +135,20 @@ def died_of_memory(exitcode: int | None) -> str | None:
     return None
 
 
-def fail_for_memory(queue: Queue, journal: Journal, worker_name: str, settings: NodeSettings, how: str) -> list[str]:
-    """Fail each job the dead runner `worker_name` was running as ResourceLimit, with no retry: the runner's
+def fail_for_memory(queue: Queue, journal: Journal, worker_name: str, settings: NodeSettings, how: str,
+                    held: Held | None = None) -> list[str]:
+    """Fail the job the dead runner `worker_name` was running as ResourceLimit, with no retry: the runner's
     own finish (zeronode.node.queue.rq_layout), so only a job still started by that runner, and never one
-    the monitor took back meanwhile. The ids of the jobs failed."""
+    the monitor took back meanwhile. `held`: what the runner's in-hand file said (runner.in_hand); without
+    it, every job the runner had started is failed. The ids of the jobs failed."""
     layout = Layout(queue, worker_name)
     ceiling = (f"runner_memory_max = {settings.runner_memory_max / 1024**2:.0f} MiB" if settings.runner_memory_max
                else "the machine's: runner_memory_max = 0")
     message = f"the script took its runner past its memory ceiling ({ceiling}): {how}; not retried"
     failed = []
     for record, started in started_by(queue, worker_name):
+        if held is not None and held.running != (record.id, started.execution_id):
+            continue  # ended, or not started: not the job that took the runner past its ceiling
         outcome = Outcome(
             status=Status.FAILED, error=ScriptError(type=RESOURCE_LIMIT, message=message),
             duration=round(max(0.0, time.time() - started.at.timestamp()), 6), attempt=record.meta.get("attempts", 1),
@@ -154,6 +166,32 @@ def fail_for_memory(queue: Queue, journal: Journal, worker_name: str, settings: 
             log.warning("job failed: its script took the runner past its memory ceiling",
                         extra={"job": record.id, "worker": worker_name, "error": RESOURCE_LIMIT})
     return failed
+
+
+def put_back_not_started(queue: Queue, journal: Journal, worker_name: str, waiting: list[tuple[str, str]]) -> list[str]:
+    """Return to the head of the queue the jobs a dead runner had taken and not started (its in-hand file's):
+    each still started by that runner, its attempt ended in the journal as interrupted, so that the next runs it.
+    The ids of the jobs put back."""
+    layout = Layout(queue, worker_name)
+    connection = queue.connection
+    put_back = []
+    for job_id, execution_id in waiting:
+        if connection.zscore(layout.wip_key, f"{job_id}:{execution_id}") is None:
+            continue  # it ended after all, or the monitor took it back
+        job = Job.fetch(job_id, connection=connection, serializer=queue.serializer)
+        attempt = job.meta.get("attempts", 1)
+        entry = journal.entry(job_id)
+        if entry is not None and entry.attempt == attempt and entry.ended_at is None:  # claimed, never run
+            journal.end_abandoned(job_id, Outcome(status=Status.FAILED, attempt=attempt, error=ScriptError(
+                type="Interrupted", message="its runner died before it started; the next attempt runs it")))
+        with connection.pipeline() as pipe:
+            layout.end_execution_of(pipe, job_id, execution_id)
+            queue._enqueue_job(job, pipeline=pipe, at_front=True)
+            pipe.execute()
+        put_back.append(job_id)
+    if put_back:
+        log.warning("jobs a dead runner had not started are back in the queue", extra={"worker": worker_name, "jobs": put_back})
+    return put_back
 
 
 class Pool:
@@ -243,16 +281,24 @@ class Pool:
                                                   "out_of_memory": how is not None})
         self.metrics.runner_ended(process.pid)
         name = runner_name(process.pid, index)
+        hand = in_hand_path(self.settings.state_dir, name)
+        held = read_in_hand(hand)
         if how is not None:
-            self._fail_for_memory(name, how)
+            self._fail_for_memory(name, how, held)
+        if held is not None and held.waiting:
+            try:
+                put_back_not_started(self.queue, self.journal, name, held.waiting)
+            except (redis.RedisError, sqlite3.Error) as exc:  # the monitor recovers them as a dead runner's
+                log.warning("could not put back the jobs a dead runner had not started", extra={"worker": name, "error": str(exc)})
+        hand.unlink(missing_ok=True)
         try:
             register_death(self.queue, name)
         except redis.RedisError as exc:  # its record expires anyway, within its heartbeat's TTL
             log.warning("could not register a dead runner's death", extra={"worker": name, "error": str(exc)})
 
-    def _fail_for_memory(self, name: str, how: str) -> None:
+    def _fail_for_memory(self, name: str, how: str, held: Held | None) -> None:
         try:
-            failed = fail_for_memory(self.queue, self.journal, name, self.settings, how)
+            failed = fail_for_memory(self.queue, self.journal, name, self.settings, how, held)
         except (redis.RedisError, sqlite3.Error) as exc:
             log.warning("could not fail the job of a runner out of memory; the monitor recovers it as a dead runner's",
                         extra={"worker": name, "error": str(exc)})

@@ -22,6 +22,7 @@ WITHOUT_AIMS = {"coord.py", "membership.py", "vm_boot.py"}
         ("verify.py", ["--envelopes", "100", "--rounds", "1"], "cost ratio full/raw:"),
         ("rights.py", ["--envelopes", "100", "--users", "10", "--rounds", "1"], "rights check per envelope:"),
         ("pipeline.py", ["--jobs", "40", "--rounds", "1"], "runner vs rq SimpleWorker:"),
+        ("runner.py", ["--jobs", "40", "--rounds", "1"], "runner vs arq:"),
         ("supervisor.py", ["--jobs", "200", "--rounds", "1"], "supervisor over HTTP vs no-op:"),
         # PostgreSQL included: the server starts in a few seconds.
         ("ledger.py", ["--nodes", "40", "--rounds", "1", "--batch", "10", "--listing-sizes", "50,200", "--repeat", "2"],

@@ -86,9 +86,15 @@ def test_job_outliving_the_grace_period_is_put_back(node):
     assert (job.status, job.attempts, job.result) == ("finished", 2, 2)
 
 
+def running(node, envelope) -> bool:
+    """Whether a runner runs the envelope's script now (its in-hand file says so: runner.in_hand), past the
+    checks and the journal's claim; a job "started" in Redis may still wait in its runner's batch."""
+    return any(f"run {envelope.id} " in path.read_text() for path in (node.settings.state_dir / "runners").glob("*.in-hand"))
+
+
 def kill_runner_mid_job(node, pool, envelope):
     node.post(envelope)
-    node.wait(envelope.id, until=lambda job: job.status == "started")
+    wait_until(lambda: running(node, envelope), 30, "the job's script to run")
     victim = pool.runner_pids()[0]
     os.kill(victim, signal.SIGKILL)
     return time.monotonic()
@@ -230,3 +236,25 @@ def test_the_systemd_units_stop_their_whole_cgroup_and_bound_the_runners_memory(
     assert runner["OOMPolicy"] == "continue"  # a runner killed for memory is replaced, not the whole pool stopped
     # The pool kills a runner still finishing its job stop_grace + 10 s after SIGTERM: systemd waits longer.
     assert int(runner["TimeoutStopSec"]) > defaults["stop_grace"].default + 10
+
+
+def test_jobs_a_killed_runner_took_but_had_not_started_run_once_on_another(node):
+    # Batches as large as runner_batch_max, however slow this machine is (first: the file ends in a table).
+    node.config.write_text("runner_batch_seconds = 60.0\n" + node.config.read_text())
+    pool = node.pool(1)
+    warm_up = [node.sign(f"{i}") for i in range(10)]  # quick jobs: the runner then takes several at a time
+    node.supervisor.submit_many([e.to_json() for e in warm_up])
+    for envelope in warm_up:
+        node.wait(envelope.id)
+    slow = node.sign("sleep(20); 1", timeout=60)
+    after = [node.sign(f'"after {i}"') for i in range(3)]
+    node.supervisor.submit_many([e.to_json() for e in [slow, *after]])  # queued at once: one batch
+    wait_until(lambda: running(node, slow), 30, "the slow job's script to run")
+    assert all(node.job(e.id).status == "started" for e in after)  # taken with it, waiting their turn
+    os.kill(pool.runner_pids()[0], signal.SIGKILL)
+    for i, envelope in enumerate(after):
+        job = node.wait(envelope.id, timeout=30)
+        assert (job.status, job.result) == ("finished", f"after {i}")
+    ended = [entry["job"] for entry in pool.logs if entry.get("msg") == "job ended"]
+    assert all(ended.count(e.id) == 1 for e in after)  # each ran once
+    assert node.wait(slow.id, until=lambda job: job.status == "failed", timeout=KILL_RECOVERY_LIMIT).error.type == "RunnerDied"

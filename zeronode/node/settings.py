@@ -113,6 +113,14 @@ class NodeSettings(FileSettings):
     heartbeat_interval: float = Field(2.0, gt=0, description="seconds between a runner's heartbeats")
     dead_after: float = Field(10.0, gt=0, description="a runner silent this long is dead; its job is recovered")
     stop_grace: float = Field(30.0, ge=0, description="seconds a stopping runner may spend on its current job")
+    runner_batch_max: int = Field(
+        32, ge=1, le=1000, description="at most this many quick jobs a runner takes at once, for one Redis round trip "
+        "and one journal fsync; 1: one at a time",
+    )
+    runner_batch_seconds: float = Field(
+        0.02, gt=0, description="a runner takes as many jobs as it ran in this long last time (up to runner_batch_max): "
+        "quick jobs come in batches, a slow one alone, so slow jobs spread over a pool",
+    )
     runner_metrics_host: str = Field(
         "127.0.0.1", description="where a runner pool serves /metrics and /health (open: keep it local or firewalled)"
     )

@@ -23,6 +23,7 @@ fails there first. rq is pinned to 3.x in pyproject.toml.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from base64 import b64encode
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
 from rq.worker import BaseWorker, WorkerStatus
-from rq.utils import as_text, current_timestamp, now, utcformat
+from rq.utils import as_text, now, utcformat
 
 T = TypeVar("T")
 
@@ -227,7 +228,7 @@ SUSPENDED = Taken(None, None, suspended=True)
 
 
 class Layout:
-    """One queue's keys, and a runner's take and finish, one Redis command each."""
+    """One queue's keys, and a runner's take and finish: one Redis command each, for one job or several."""
 
     def __init__(self, queue: Queue, worker_name: str):
         self.queue = queue
@@ -243,87 +244,129 @@ class Layout:
         self.executions_prefix = ExecutionRegistry.key_template.format("")
         self.scripts = Scripts(self.connection, "take", "finish")
 
-    def take(self, ttl: int, cancel_prefix: str, held_job_id: str = "", pipe: Pipeline | None = None):
-        """Take the next job (or `held_job_id`, already moved by BLMOVE) and start it; while `rq suspend`
-        holds the workers, take none (SUSPENDED), and put `held_job_id` back at the head of the queue.
+    def take(self, ttl: int, cancel_prefix: str, held_job_id: str = "") -> Taken | None:
+        """The next job (or `held_job_id`, already moved by BLMOVE), started; None when the queue is empty
+        (take_many)."""
+        batch = self.take_many(ttl, cancel_prefix, 1, held_job_id)
+        return batch[0] if batch else None
 
-        Without `pipe`, returns the Taken job (None when the queue is empty). With
-        `pipe`, queues the call there and returns a function that turns the reply
-        into the Taken job.
+    def take_many(self, ttl: int, cancel_prefix: str, count: int, held_job_id: str = "", pipe: Pipeline | None = None):
+        """Take up to `count` jobs (the first `held_job_id`, if BLMOVE moved one) and start them; while `rq suspend`
+        holds the workers, take none ([SUSPENDED]), and put `held_job_id` back at the head of the queue.
+
+        Without `pipe`, returns the Taken jobs ([] when the queue is empty). With `pipe`, queues the
+        call there and returns a function that turns the reply into the Taken jobs.
         """
-        started = Started(uuid4().hex, now())
+        at = now()
+        stamp, seconds = utcformat(at), at.timestamp()
+        execution_ids = [uuid4().hex for _ in range(count)]
         keys = [self.queue.key, self.queue.intermediate_queue_key, self.wip_key, self.worker_executions_key,
                 self.worker_key, WORKERS_SUSPENDED]
         args = [
-            self.worker_name, started.execution_id, utcformat(started.at), started.at.timestamp(),
-            int(started.at.timestamp()), ttl, cancel_prefix, Job.redis_job_namespace_prefix,
-            EXECUTION_PREFIX, self.executions_prefix, held_job_id, self.state,
+            self.worker_name, count, stamp, seconds, int(seconds), ttl, cancel_prefix, Job.redis_job_namespace_prefix,
+            EXECUTION_PREFIX, self.executions_prefix, held_job_id, self.state, *execution_ids,
         ]
 
-        def taken(reply) -> Taken | None:
+        def taken(reply) -> list[Taken]:
             if reply is None:
                 self.state = WorkerStatus.IDLE.value
-                return None
-            job_id, state, values = as_text(reply[0]), reply[1], reply[2]
-            if state == 3:
+                return []
+            if reply[0] == 3:
                 self.state = WorkerStatus.SUSPENDED.value
-                return SUSPENDED
-            if state == 0:
+                return [SUSPENDED]
+            batch = []
+            for index, (job_id, state, values) in enumerate(reply[1:]):
+                batch.append(self._taken(as_text(job_id), state, values, Started(execution_ids[index], at)))
+            if any(t.started is not None for t in batch):
                 self.state = WorkerStatus.BUSY.value
-            if state == 2:
-                return Taken(None, None)
-            try:
-                record = JobRecord.from_fields(job_id, values, self.serializer)
-            except (ValueError, TypeError, KeyError, IndexError, zlib.error):
-                return Taken(JobRecord.unreadable(job_id), started if state == 0 else None, unreadable=True)
-            return Taken(record, started if state == 0 else None)
+            return batch
 
         if pipe is None:
             return taken(self.scripts.retrying(lambda: self.scripts.call(self.connection, "take", keys, args)))
         self.scripts.call(pipe, "take", keys, args)
         return taken
 
-    def _finish(self, pipe: Pipeline, record: JobRecord, started: Started, status: str, registry: str, ttl: int,
-                entry: dict[str, Any]) -> None:
+    def _taken(self, job_id: str, state: int, values: list, started: Started) -> Taken:
+        if state == 2:
+            return Taken(None, None)
+        try:
+            record = JobRecord.from_fields(job_id, values, self.serializer)
+        except (ValueError, TypeError, KeyError, IndexError, zlib.error):
+            return Taken(JobRecord.unreadable(job_id), started if state == 0 else None, unreadable=True)
+        return Taken(record, started if state == 0 else None)
+
+    def ending(self) -> Ending:
+        """Jobs' ends, gathered to be written in one finish.lua call."""
+        return Ending(self)
+
+    def finish_success(self, pipe: Pipeline, record: JobRecord, started: Started, value: Any, ttl: int) -> None:
+        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
+        ending = self.ending()
+        ending.success(record, started, value, ttl)
+        ending.send(pipe)
+
+    def finish_failure(self, pipe: Pipeline, record: JobRecord, started: Started, exc_string: str, ttl: int) -> None:
+        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
+        ending = self.ending()
+        ending.failure(record, started, exc_string, ttl)
+        ending.send(pipe)
+
+    def end_execution(self, pipe: Pipeline, record: JobRecord, started: Started) -> None:
+        """What Execution.delete writes (for the rare endings that go through rq's objects)."""
+        self.end_execution_of(pipe, record.id, started.execution_id)
+
+    def end_execution_of(self, pipe: Pipeline, job_id: str, execution_id: str) -> None:
+        composite = f"{job_id}:{execution_id}"
+        pipe.delete(execution_key(job_id, execution_id))
+        pipe.zrem(self.wip_key, composite)
+        pipe.zrem(self.executions_prefix + job_id, execution_id)
+        pipe.srem(self.worker_executions_key, composite)
+
+
+class Ending:
+    """Started jobs' ends (finished, or failed for good), written in one call of finish.lua by `send`:
+    each job only if its execution is still in the started registry (the monitor did not take it back)."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.count = 0
+        self.args: list[Any] = []
+
+    def success(self, record: JobRecord, started: Started, value: Any, ttl: int) -> None:
+        entry: dict[str, Any] = {"type": Result.Type.SUCCESSFUL.value}
+        if value is not None:
+            entry["return_value"] = b64encode(self.layout.serializer.dumps(value)).decode()
+        self._add(record, started, JobStatus.FINISHED.value, ttl, entry)
+
+    def failure(self, record: JobRecord, started: Started, exc_string: str, ttl: int) -> None:
+        entry = {"type": Result.Type.FAILED.value, "exc_string": b64encode(zlib.compress(exc_string.encode())).decode()}
+        self._add(record, started, JobStatus.FAILED.value, ttl, entry)
+
+    def _add(self, record: JobRecord, started: Started, status: str, ttl: int, entry: dict[str, Any]) -> None:
         ended = now()
         entry = {
             **entry,
-            "worker_name": self.worker_name,
+            "worker_name": self.layout.worker_name,
             "execution_id": started.execution_id,
             "execution_started_at": started.at.timestamp(),
             "execution_ended_at": ended.timestamp(),
         }
-        keys = [
-            Job.key_for(record.id), execution_key(record.id, started.execution_id),
-            self.executions_prefix + record.id, self.wip_key, self.worker_executions_key,
-            registry, Result.get_key(record.id), self.worker_key,
-        ]
-        args = [
-            record.id, started.execution_id, status, utcformat(ended), self.serializer.dumps(record.meta),
-            ttl, current_timestamp() + ttl, max(0.0, (ended - started.at).total_seconds()),
+        self.args += [
+            record.id, started.execution_id, status, utcformat(ended), self.layout.serializer.dumps(record.meta),
+            ttl, int(time.time()) + ttl, max(0.0, (ended - started.at).total_seconds()), len(entry),
             *[item for pair in entry.items() for item in pair],
         ]
-        self.scripts.call(pipe, "finish", keys, args)
+        self.count += 1
 
-    def finish_success(self, pipe: Pipeline, record: JobRecord, started: Started, value: Any, ttl: int) -> None:
-        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
-        entry: dict[str, Any] = {"type": Result.Type.SUCCESSFUL.value}
-        if value is not None:
-            entry["return_value"] = b64encode(self.serializer.dumps(value)).decode()
-        self._finish(pipe, record, started, JobStatus.FINISHED.value, self.finished_key, ttl, entry)
-
-    def finish_failure(self, pipe: Pipeline, record: JobRecord, started: Started, exc_string: str, ttl: int) -> None:
-        """Queue in `pipe`; its reply is 0 if the monitor had already taken the job back."""
-        entry = {"type": Result.Type.FAILED.value, "exc_string": b64encode(zlib.compress(exc_string.encode())).decode()}
-        self._finish(pipe, record, started, JobStatus.FAILED.value, self.failed_key, ttl, entry)
-
-    def end_execution(self, pipe: Pipeline, record: JobRecord, started: Started) -> None:
-        """What Execution.delete writes (for the rare endings that go through rq's objects)."""
-        composite = started.composite_key(record.id)
-        pipe.delete(execution_key(record.id, started.execution_id))
-        pipe.zrem(self.wip_key, composite)
-        pipe.zrem(self.executions_prefix + record.id, started.execution_id)
-        pipe.srem(self.worker_executions_key, composite)
+    def send(self, pipe: Pipeline) -> None:
+        """Queue the call in `pipe` (if there is anything to end); its reply is how many jobs it ended."""
+        if not self.count:
+            return
+        layout = self.layout
+        keys = [layout.wip_key, layout.worker_executions_key, layout.finished_key, layout.failed_key, layout.worker_key]
+        args = [Job.redis_job_namespace_prefix, EXECUTION_PREFIX, layout.executions_prefix, Result.get_key(""),
+                self.count, *self.args]
+        layout.scripts.call(pipe, "finish", keys, args)
 
 
 def started_by(queue: Queue, worker_name: str) -> list[tuple[JobRecord, Started]]:
