@@ -45,6 +45,7 @@ from rq.job import Job
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from aims import Aim, report  # noqa: E402
 from runner.executor import Executor  # noqa: E402
 from runner.worker import Runner  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
@@ -212,11 +213,12 @@ def main() -> None:
                 supervisor.submit_many(batch[i : i + 100])
             rounds["supervisor accept, batches of 100"].append(rate(n, time.perf_counter() - started))
         results.update({name: statistics.median(values) for name, values in rounds.items()})
-        ratios = {
-            "drain": statistics.median(z / r for z, r in zip(rounds["runner drain (verify + Rhai)"], rounds["rq SimpleWorker drain"], strict=True)),
-            "accept": statistics.median(z / r for z, r in zip(rounds["supervisor accept, one at a time"], rounds["rq enqueue, one at a time"], strict=True)),
-            "batched": statistics.median(z / r for z, r in zip(rounds["supervisor accept, batches of 100"], rounds["rq enqueue, one at a time"], strict=True)),
+        per_round = {
+            "drain": [z / r for z, r in zip(rounds["runner drain (verify + Rhai)"], rounds["rq SimpleWorker drain"], strict=True)],
+            "accept": [z / r for z, r in zip(rounds["supervisor accept, one at a time"], rounds["rq enqueue, one at a time"], strict=True)],
+            "batched": [z / r for z, r in zip(rounds["supervisor accept, batches of 100"], rounds["rq enqueue, one at a time"], strict=True)],
         }
+        ratios = {name: statistics.median(values) for name, values in per_round.items()}
 
         with console.status("latency, and HTTP…"):
             connection.flushall()
@@ -271,6 +273,11 @@ def main() -> None:
         f"submit → start latency: rq p50 {rq_latency[0]:.1f} ms p99 {rq_latency[1]:.1f} ms; "
         f"zeronode p50 {zn_latency[0]:.1f} ms p99 {zn_latency[1]:.1f} ms"
     )
+    report([
+        Aim("runner drain / rq SimpleWorker drain", per_round["drain"], at_least=4),
+        Aim("supervisor accept in-process, one at a time / rq enqueue", per_round["accept"], at_least=3),
+        Aim("supervisor accept in-process, batches of 100 / rq enqueue", per_round["batched"], at_least=3),
+    ], console)
 
 
 if __name__ == "__main__":

@@ -180,13 +180,20 @@ def test_the_keeper_restarts_a_crashed_guest_and_leaves_one_that_powered_itself_
     assert keeper.tick() == {}
 
 
-def test_auto_acceleration_runs_the_guest_with_kvm_or_falls_back_to_tcg(storage, short_dir):
+def test_auto_acceleration_runs_the_guest_with_kvm_or_falls_back_to_tcg(storage, short_dir, caplog):
     vms = VmManager(short_dir / "vms", storage, Qemu.installed(acceleration="auto", memo_dir=short_dir / "vms",
                                                                 kvm_probe_seconds=20))
     try:
         vms.create(ALICE, "fast", image="tiny", memory_mib=128)
         accel = vms.start(ALICE, "fast")["accel"]
         wait_for_line(vms, "fast", "ZN-READY")  # it boots, whichever accelerator it got
+        fallbacks = [r for r in caplog.records if r.getMessage() == "kvm did not run this guest: it runs on tcg"]
+        if fallbacks and not fallbacks[0].reason.startswith(("QEMU", "the guest stopped")):
+            # Not proven (on a loaded machine the guest can stay silent under KVM for the whole watch, where
+            # it otherwise stops on KVM's error at once): this VM alone went to TCG; the node keeps KVM.
+            assert accel == "tcg" and vms.driver.fingerprint().features[-1] == "kvm"
+            assert not (short_dir / "vms" / ".kvm-unusable.json").exists()
+            return
         problem = kvm_device_problem() or vms.driver.acceleration.kvm_problem()
         assert accel == ("tcg" if problem else "kvm")
         assert vms.driver.fingerprint().features[-1] == accel  # the node says which accelerator VMs get
