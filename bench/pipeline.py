@@ -20,12 +20,10 @@ scripts count one each).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,9 +47,8 @@ from aims import Aim, report  # noqa: E402
 from runner.executor import Executor  # noqa: E402
 from runner.worker import Runner  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
-from tests.support.health import wait_healthy  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
-from tests.support.processes import ZERONODE, stop  # noqa: E402
+from tests.support.node_processes import supervisor_process  # noqa: E402
+from tests.support.processes import stop  # noqa: E402
 from tests.support.redis_server import start_redis_server  # noqa: E402
 from zeronode.node.authorizer import node_authorizer  # noqa: E402
 from zeronode.node.identity import node_identity  # noqa: E402
@@ -136,23 +133,6 @@ def in_process(target, *args) -> multiprocessing.process.BaseProcess:
     return process
 
 
-@contextlib.contextmanager
-def supervisor_process(settings: NodeSettings, workdir: Path):
-    """`zeronode supervisor` in a process of its own, as a node runs it."""
-    port = free_port()
-    config = workdir / "node.toml"
-    config.write_text(
-        f'state_dir = "{settings.state_dir}"\nredis_url = "{settings.redis_url}"\nqueue = "{settings.queue}"\nport = {port}\n'
-    )
-    process = subprocess.Popen([ZERONODE, "supervisor", "--config", str(config)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, 60, process)
-        yield url
-    finally:
-        stop(process, 30)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per round")
@@ -234,7 +214,7 @@ def main() -> None:
             connection.flushall()
             http_count = max(200, n // 4)
             batch = [e.to_json() for e in envelopes(http_count)]
-            with supervisor_process(settings, workdir) as url, httpx.Client(base_url=url) as http:
+            with supervisor_process(settings, workdir) as (url, _), httpx.Client(base_url=url) as http:
                 started = time.perf_counter()
                 for raw in batch:
                     assert http.post("/v1/jobs", content=raw).status_code == 202
